@@ -1,0 +1,38 @@
+//! HTTP adapters, one module per protocol. Handlers decode, call one core
+//! function and encode (STYLE.md rule 3); no storage or query logic here.
+
+pub mod prom;
+mod tenant;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Config;
+use crate::query::promql::Engine;
+use crate::storage::{MetricsReader, MetricsWriter};
+
+pub use tenant::TenantId;
+
+/// Everything the handlers need, shared by all requests.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Metrics read access.
+    pub metrics_reader: Arc<dyn MetricsReader>,
+    /// Metrics write access.
+    pub metrics_writer: Arc<dyn MetricsWriter>,
+    /// The PromQL engine.
+    pub promql: Arc<Engine>,
+}
+
+/// The router serving every protocol on one listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { crate::telemetry::render() }))
+        .merge(prom::routes())
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
+}

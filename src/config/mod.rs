@@ -1,0 +1,301 @@
+//! Configuration: a YAML file (every field optional, defaults embedded) with
+//! command-line flags applied on top. `deploy/strata.example.yaml` documents
+//! every option with its default; a test keeps the two in step.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::{format_duration, parse_duration};
+
+/// A duration in milliseconds, written in YAML as a Prometheus duration (`15d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationMs(pub i64);
+
+impl DurationMs {
+    /// As a std duration (negative values clamp to zero).
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(DurationMs)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for DurationMs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is invalid or has unknown fields.
+    #[error("invalid config file {path}: {reason}")]
+    Parse {
+        /// File path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on; every listener serves every protocol.
+    pub listen: Vec<String>,
+    /// Where all data lives.
+    pub data_dir: PathBuf,
+    /// Longest a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout: DurationMs,
+    /// Ingestion and query limits (per tenant where it says so).
+    pub limits: Limits,
+    /// Write-ahead log.
+    pub wal: WalConfig,
+    /// Metrics storage.
+    pub tsdb: TsdbConfig,
+    /// Query engine.
+    pub query: QueryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["0.0.0.0:9090".into()],
+            data_dir: PathBuf::from("./data"),
+            shutdown_timeout: DurationMs(30_000),
+            limits: Limits::default(),
+            wal: WalConfig::default(),
+            tsdb: TsdbConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// Limits. Zero means unlimited where noted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted request body, compressed, in bytes (413 beyond).
+    pub max_request_body_bytes: usize,
+    /// Largest accepted body after decompression, in bytes (413 beyond).
+    pub max_decompressed_bytes: usize,
+    /// Series per tenant in the head (0 = unlimited).
+    pub max_series_per_tenant: usize,
+    /// Labels per series, `__name__` included.
+    pub max_labels_per_series: usize,
+    /// Label name length in bytes.
+    pub max_label_name_length: usize,
+    /// Label value length in bytes.
+    pub max_label_value_length: usize,
+    /// Sustained samples per second per tenant (0 = unlimited); 429 beyond.
+    pub ingestion_rate_samples_per_second: f64,
+    /// Burst allowance for the ingestion rate, in samples.
+    pub ingestion_burst_samples: usize,
+    /// Samples more than this far in the future are rejected.
+    pub creation_grace_period: DurationMs,
+    /// Samples one query may load into memory (Prometheus's `--query.max-samples`).
+    pub max_samples_per_query: usize,
+    /// Concurrent queries per tenant (0 = unlimited); further queries wait.
+    pub max_concurrent_queries_per_tenant: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body_bytes: 64 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_series_per_tenant: 5_000_000,
+            max_labels_per_series: 64,
+            max_label_name_length: 1024,
+            max_label_value_length: 4096,
+            ingestion_rate_samples_per_second: 0.0,
+            ingestion_burst_samples: 0,
+            creation_grace_period: DurationMs(10 * 60_000),
+            max_samples_per_query: 50_000_000,
+            max_concurrent_queries_per_tenant: 20,
+        }
+    }
+}
+
+/// WAL settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Segment size in bytes.
+    pub segment_size_bytes: u64,
+    /// fsync before acknowledging writes. Turning this off breaks the
+    /// durability promise; only for benchmarks of other parts.
+    pub fsync: bool,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_size_bytes: 128 << 20,
+            fsync: true,
+        }
+    }
+}
+
+/// Metrics storage settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsdbConfig {
+    /// Time range of one block flushed from the head.
+    pub block_duration: DurationMs,
+    /// Blocks older than this are deleted whole.
+    pub retention: DurationMs,
+    /// Samples this much older than a series' newest sample are still accepted.
+    pub out_of_order_window: DurationMs,
+    /// Largest block range compaction builds.
+    pub max_block_duration: DurationMs,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        TsdbConfig {
+            block_duration: DurationMs(2 * 3_600_000),
+            retention: DurationMs(15 * 86_400_000),
+            out_of_order_window: DurationMs(3_600_000),
+            max_block_duration: DurationMs(36 * 3_600_000),
+        }
+    }
+}
+
+/// Query engine settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// How far back an instant selector looks for a sample.
+    pub lookback_delta: DurationMs,
+    /// Longest a query may run unless the request asks for less.
+    pub timeout: DurationMs,
+    /// Enables experimental PromQL functions (as Prometheus's feature flag).
+    pub enable_experimental_functions: bool,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            lookback_delta: DurationMs(5 * 60_000),
+            timeout: DurationMs(2 * 60_000),
+            enable_experimental_functions: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML file; fields left out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text).map_err(|e| match e {
+            ConfigError::Parse { reason, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses YAML text; fields left out keep their defaults.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: "<yaml>".into(),
+                reason: e.to_string(),
+            })?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that the types alone do not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid(
+                "listen needs at least one address".into(),
+            ));
+        }
+        if self.tsdb.block_duration.0 < 60_000 {
+            return Err(ConfigError::Invalid(format!(
+                "tsdb.block_duration is {}, the minimum is 1m",
+                format_duration(self.tsdb.block_duration.0)
+            )));
+        }
+        if self.tsdb.max_block_duration.0 < self.tsdb.block_duration.0 {
+            return Err(ConfigError::Invalid(
+                "tsdb.max_block_duration must be at least tsdb.block_duration".into(),
+            ));
+        }
+        if self.query.lookback_delta.0 <= 0 {
+            return Err(ConfigError::Invalid(
+                "query.lookback_delta must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_yaml_gives_defaults() {
+        assert_eq!(Config::from_yaml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn partial_yaml_overrides() {
+        let c =
+            Config::from_yaml("tsdb:\n  retention: 30d\nlimits:\n  max_labels_per_series: 10\n")
+                .unwrap();
+        assert_eq!(c.tsdb.retention, DurationMs(30 * 86_400_000));
+        assert_eq!(c.limits.max_labels_per_series, 10);
+        assert_eq!(c.tsdb.block_duration, DurationMs(7_200_000));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_durations_are_errors() {
+        assert!(Config::from_yaml("nope: 1\n").is_err());
+        assert!(Config::from_yaml("tsdb:\n  retention: 15 days\n").is_err());
+    }
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/strata.example.yaml");
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(
+            c,
+            Config::default(),
+            "deploy/strata.example.yaml must list every default"
+        );
+    }
+}

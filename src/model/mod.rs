@@ -1,0 +1,14 @@
+//! The data model shared by every layer: tenants, labels, samples, matchers and
+//! durations. `model` does no I/O and no async (STYLE.md rule 2).
+
+mod duration;
+mod labels;
+mod matcher;
+mod sample;
+mod tenant;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS};
+pub use tenant::{Tenant, DEFAULT_TENANT, TENANT_HEADER};

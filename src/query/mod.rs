@@ -1,0 +1,4 @@
+//! Query engines over the storage core: PromQL (and later LogQL and the
+//! Elasticsearch DSL).
+
+pub mod promql;

@@ -1,0 +1,136 @@
+//! Assembles the process: storage, engines, the router and the listeners,
+//! and shuts them down in order (stop accepting, finish in-flight requests,
+//! close storage so the WAL is fsynced).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{router, AppState};
+use crate::config::Config;
+use crate::query::promql::{Engine, EngineOptions};
+use crate::storage::mem::MemMetrics;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory could not be prepared.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started server: its bound addresses and a way to stop it.
+pub struct Running {
+    /// The addresses actually bound (useful with port 0).
+    pub addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Builds the state shared by all handlers.
+pub fn build_state(config: Config) -> Result<AppState, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = Arc::new(MemMetrics::new());
+    let engine = Engine::new(
+        store.clone(),
+        EngineOptions {
+            lookback_delta_ms: config.query.lookback_delta.0,
+            max_samples: config.limits.max_samples_per_query,
+            timeout: config.query.timeout.to_std(),
+            enable_experimental_functions: config.query.enable_experimental_functions,
+        },
+    );
+    Ok(AppState {
+        config: Arc::new(config),
+        metrics_reader: store.clone(),
+        metrics_writer: store,
+        promql: Arc::new(engine),
+    })
+}
+
+/// Binds every configured listener and serves until [`Running::shutdown`].
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    crate::telemetry::install();
+    let listen = config.listen.clone();
+    let state = build_state(config)?;
+    let app = router(state);
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut addrs = Vec::new();
+    for addr in listen {
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        addrs.push(local);
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(addr = %local, error = %e, "listener failed");
+            }
+        });
+        tracing::info!(addr = %local, "listening");
+    }
+    Ok(Running { addrs, stop, tasks })
+}
+
+/// Runs until `signal` resolves, then shuts down gracefully within the
+/// configured timeout.
+pub async fn run_until(
+    config: Config,
+    signal: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let timeout = config.shutdown_timeout.to_std();
+    let running = start(config).await?;
+    signal.await;
+    tracing::info!("shutting down");
+    if tokio::time::timeout(timeout, running.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+    }
+    Ok(())
+}
