@@ -240,7 +240,7 @@ impl XorChunk {
 
 fn fits(v: i64, bits: u8) -> bool {
     let lim = 1i64 << (bits - 1);
-    v >= -lim + 1 && v <= lim
+    v > -lim && v <= lim
 }
 
 fn mask(bits: u8) -> u64 {

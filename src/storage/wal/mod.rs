@@ -117,11 +117,11 @@ impl Wal {
     }
 }
 
+/// Receives `(segment, payload)` for each record during [`replay`].
+pub type RecordSink<'a> = dyn FnMut(u64, &[u8]) -> Result<(), WalError> + 'a;
+
 /// Calls `f(segment, payload)` for every record in `dir`, in order.
-pub fn replay(
-    dir: &Path,
-    f: &mut dyn FnMut(u64, &[u8]) -> Result<(), WalError>,
-) -> Result<ReplayStats, WalError> {
+pub fn replay(dir: &Path, f: &mut RecordSink<'_>) -> Result<ReplayStats, WalError> {
     let _ = (dir, f);
     todo!("storage/wal: replay")
 }
