@@ -73,7 +73,8 @@ pub fn build_state(config: Config) -> Result<AppState, ServerError> {
     Ok(AppState {
         config: Arc::new(config),
         metrics_reader: store.clone(),
-        metrics_writer: store,
+        metrics_writer: store.clone(),
+        metrics_admin: store,
         promql: Arc::new(engine),
     })
 }

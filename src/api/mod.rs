@@ -11,7 +11,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::query::promql::Engine;
-use crate::storage::{MetricsReader, MetricsWriter};
+use crate::storage::{MetricsReader, MetricsWriter, StoreAdmin};
 
 pub use tenant::TenantId;
 
@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics_writer: Arc<dyn MetricsWriter>,
     /// The PromQL engine.
     pub promql: Arc<Engine>,
+    /// Flush and disk usage of the metrics store.
+    pub metrics_admin: Arc<dyn StoreAdmin>,
 }
 
 /// The router serving every protocol on one listener.

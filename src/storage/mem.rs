@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 
 use super::{
     clip_samples, matches_all, AppendOutcome, MetricsReader, MetricsWriter, RejectReason,
-    SeriesSamples, StorageError, WriteBatch,
+    SeriesSamples, StorageError, StoreAdmin, WriteBatch,
 };
 use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
 
@@ -243,5 +243,15 @@ mod tests {
         assert_eq!(s.select(&a, &m, 0, 10).unwrap()[0].samples.len(), 2);
         assert!(s.select(&b, &m, 0, 10).unwrap().is_empty());
         assert_eq!(s.label_names(&a, &[], 0, 10).unwrap(), vec!["__name__"]);
+    }
+}
+
+impl StoreAdmin for MemMetrics {
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        0
     }
 }

@@ -200,6 +200,15 @@ pub trait MetricsWriter: Send + Sync {
     fn append(&self, tenant: &Tenant, batch: WriteBatch) -> Result<AppendOutcome, StorageError>;
 }
 
+/// Maintenance of a persistent store, for the admin API and benchmarks.
+pub trait StoreAdmin: Send + Sync {
+    /// Writes everything held in memory into immutable on-disk blocks now
+    /// (Strata's `POST /api/v1/admin/tsdb/flush`).
+    fn flush(&self) -> Result<(), StorageError>;
+    /// Bytes the store occupies on disk (WAL and blocks).
+    fn disk_bytes(&self) -> u64;
+}
+
 /// Sorts, dedups and clips a sample list to `[mint, maxt]` (a helper shared
 /// by implementations).
 pub fn clip_samples(samples: &[Sample], mint: i64, maxt: i64) -> Vec<Sample> {
