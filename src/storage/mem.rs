@@ -205,6 +205,16 @@ impl MetricsReader for MemMetrics {
     }
 }
 
+impl StoreAdmin for MemMetrics {
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,15 +253,5 @@ mod tests {
         assert_eq!(s.select(&a, &m, 0, 10).unwrap()[0].samples.len(), 2);
         assert!(s.select(&b, &m, 0, 10).unwrap().is_empty());
         assert_eq!(s.label_names(&a, &[], 0, 10).unwrap(), vec!["__name__"]);
-    }
-}
-
-impl StoreAdmin for MemMetrics {
-    fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
-
-    fn disk_bytes(&self) -> u64 {
-        0
     }
 }
