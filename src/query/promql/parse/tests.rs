@@ -1,0 +1,284 @@
+use std::time::Duration;
+
+use promql_parser::parser::Expr;
+
+use super::*;
+
+fn parse(q: &str) -> Expr {
+    parse_expr(q).unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+fn parse_ctx(q: &str, step_ms: i64, range_ms: i64) -> Expr {
+    parse_expr_with(q, &DurationContext { step_ms, range_ms })
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+fn matrix_range(e: &Expr) -> Duration {
+    match e {
+        Expr::MatrixSelector(m) => m.range,
+        Expr::Call(c) => matrix_range(&c.args.args[0]),
+        other => panic!("not a matrix selector: {other:?}"),
+    }
+}
+
+#[test]
+fn plain_queries_pass_through() {
+    let q = r#"sum by (job) (rate(http_requests_total{job="api"}[5m] offset 1m))"#;
+    assert_eq!(parse(q), promql_parser::parser::parse(q).unwrap());
+}
+
+#[test]
+fn duration_expressions_in_ranges() {
+    let cases = [
+        ("changes(x[26m+4m])", 30 * 60_000),
+        ("changes(x[60*30])", 30 * 60_000),
+        ("changes(x[2m*(10+5)])", 30 * 60_000),
+        ("changes(x[24m+((1.5*2m)+2m)])", 29 * 60_000),
+        ("changes(x[-5m+35m])", 30 * 60_000),
+        ("changes(x[1h/2])", 30 * 60_000),
+        ("changes(x[1h30m % 1h])", 30 * 60_000),
+        ("changes(x[30m1s-30m1s % 1m])", 30 * 60_000),
+        ("changes(x[(9m30s+30s)*3])", 30 * 60_000),
+    ];
+    for (q, ms) in cases {
+        assert_eq!(matrix_range(&parse(q)), Duration::from_millis(ms), "{q}");
+    }
+}
+
+#[test]
+fn step_and_range_use_the_context() {
+    let e = parse_ctx("count_over_time(x[1+(STep()-5)*2])", 10_000, 10_000);
+    assert_eq!(matrix_range(&e), Duration::from_secs(11));
+    let e = parse_ctx(
+        "count_over_time(x[max_of(min_of(step()+1,1h),1ms)])",
+        5_000,
+        0,
+    );
+    assert_eq!(matrix_range(&e), Duration::from_secs(6));
+    let e = parse_ctx("count_over_time(x[range()])", 5_000, 10_000);
+    assert_eq!(matrix_range(&e), Duration::from_secs(10));
+    // An instant query has no step: a zero range is an error, with a position.
+    let err = parse_expr("count_over_time(x[step()])").unwrap_err();
+    assert!(
+        err.starts_with("1:19: parse error: range duration must be greater than 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn subquery_duration_expressions() {
+    let e = parse("sum_over_time(x[29s+1s:((((8 - 2) / 3) * 7s) % 4) + 8000ms])");
+    let Expr::Call(c) = e else { panic!() };
+    let Expr::Subquery(s) = &*c.args.args[0] else {
+        panic!()
+    };
+    assert_eq!(s.range, Duration::from_secs(30));
+    assert_eq!(s.step, Some(Duration::from_secs(10)));
+}
+
+fn offset_of(e: &Expr) -> Option<Offset> {
+    match e {
+        Expr::VectorSelector(v) => v.offset.clone(),
+        Expr::MatrixSelector(m) => m.vs.offset.clone(),
+        Expr::Subquery(s) => s.offset.clone(),
+        Expr::Call(c) => offset_of(&c.args.args[0]),
+        _ => None,
+    }
+}
+
+use promql_parser::parser::Offset;
+
+#[test]
+fn offset_expressions() {
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    let cases: &[(&str, Option<Offset>)] = &[
+        ("x offset (100 + 2)", Some(Offset::Pos(s(102)))),
+        ("x offset (2 ^ 2)", Some(Offset::Pos(s(4)))),
+        ("x offset (-2 ^ 2)", Some(Offset::Neg(s(4)))),
+        ("x offset (-2 * 2)", Some(Offset::Neg(s(4)))),
+        ("x offset step()", Some(Offset::Pos(s(5)))),
+        ("x offset STEP()", Some(Offset::Pos(s(5)))),
+        ("x offset (STEP()/10)", Some(Offset::Pos(ms(500)))),
+        ("x offset min_of(step(), 1s)", Some(Offset::Pos(s(1)))),
+        ("x offset range()", Some(Offset::Pos(s(10)))),
+        ("x offset min_of(range(), 8s)", Some(Offset::Pos(s(8)))),
+        ("x offset -4", Some(Offset::Neg(s(4)))),
+        ("x offset +4", Some(Offset::Pos(s(4)))),
+        ("x offset (step() - 5s)", None),
+    ];
+    for (q, want) in cases {
+        let e = parse_ctx(q, 5_000, 10_000);
+        assert_eq!(&offset_of(&e), want, "{q}");
+    }
+    // One operand only: the rest is a binary operator.
+    for q in [
+        "x offset step()*0",
+        "x offset -step()*2",
+        "x offset min_of(step(), 1s)+8000",
+        "x offset -(min_of(step(), 2s)-5)+8000",
+        "x offset 100 + 2",
+        "x offset -2 ^ 2",
+    ] {
+        let e = parse_ctx(q, 5_000, 10_000);
+        let Expr::Binary(b) = &e else {
+            panic!("{q}: {e:?}")
+        };
+        assert!(offset_of(&b.lhs).is_some(), "{q}");
+    }
+    let e = parse_ctx("x offset -(min_of(step(), 2s)-5)+8000", 5_000, 0);
+    let Expr::Binary(b) = &e else { panic!() };
+    assert_eq!(offset_of(&b.lhs), Some(Offset::Pos(s(3))));
+    let e = parse(
+        "sum_over_time(x[29s+1s:20*500ms] offset -(20*(((((8 - 2) / 3) * 7s) % 4) + 8000ms)))",
+    );
+    assert_eq!(offset_of(&e), Some(Offset::Neg(s(200))));
+}
+
+#[test]
+fn anchored_and_smoothed() {
+    let e = parse("increase(metric[1m] anchored)");
+    let Expr::Call(c) = &e else { panic!() };
+    let Expr::MatrixSelector(m) = &*c.args.args[0] else {
+        panic!()
+    };
+    assert_eq!(range_mode(&m.vs), Some(RangeMode::Anchored));
+    let (plain, found) = without_markers(&m.vs);
+    assert_eq!(found, vec![Marker::Anchored]);
+    assert!(plain
+        .matchers
+        .matchers
+        .iter()
+        .all(|m| m.name != BRIDGE_LABEL));
+    assert_eq!(plain.to_string(), "metric");
+
+    for (q, mode) in [
+        ("metric smoothed", RangeMode::Smoothed),
+        ("metric SMOOTHED", RangeMode::Smoothed),
+        (r#"metric{a="b"} anchored"#, RangeMode::Anchored),
+        (r#"metric{a="b",} anchored"#, RangeMode::Anchored),
+        (r#"{__name__="metric"} smoothed"#, RangeMode::Smoothed),
+        ("metric offset -100 smoothed", RangeMode::Smoothed),
+        ("metric @ 100 smoothed", RangeMode::Smoothed),
+        ("metric @ start() smoothed", RangeMode::Smoothed),
+        ("metric offset (1m+1m) smoothed", RangeMode::Smoothed),
+    ] {
+        let e = parse(q);
+        let Expr::VectorSelector(vs) = &e else {
+            panic!("{q}: {e:?}")
+        };
+        assert_eq!(range_mode(vs), Some(mode), "{q}");
+    }
+    let e = parse("metric offset -100 smoothed + 0");
+    let Expr::Binary(b) = &e else { panic!() };
+    let Expr::VectorSelector(vs) = &*b.lhs else {
+        panic!()
+    };
+    assert_eq!(range_mode(vs), Some(RangeMode::Smoothed));
+    assert_eq!(vs.offset, Some(Offset::Neg(Duration::from_secs(100))));
+
+    for q in [
+        "rate(x[5m:1m] anchored)",
+        "sum(x) anchored",
+        "(x) smoothed",
+        "x anchored smoothed",
+    ] {
+        assert!(parse_expr(q).is_err(), "{q} should fail");
+    }
+}
+
+#[test]
+fn trim_operators() {
+    let e = parse("h_test </ 2");
+    let Expr::Binary(b) = &e else { panic!() };
+    assert_eq!(trim_op(b.op), Some(TrimOp::Upper));
+    let e = parse("histogram_count(cbh >/ -Inf)");
+    let Expr::Call(c) = &e else { panic!() };
+    let Expr::Binary(b) = &*c.args.args[0] else {
+        panic!()
+    };
+    assert_eq!(trim_op(b.op), Some(TrimOp::Lower));
+    // Modifiers survive; real atan2 stays atan2, in source order.
+    let e = parse("a atan2 b >/ on (label) c </ d atan2 e");
+    let mut ops = Vec::new();
+    fn walk(e: &Expr, ops: &mut Vec<String>) {
+        if let Expr::Binary(b) = e {
+            walk(&b.lhs, ops);
+            ops.push(trim_op(b.op).map_or(b.op.to_string(), |t| t.symbol().to_string()));
+            walk(&b.rhs, ops);
+        }
+    }
+    walk(&e, &mut ops);
+    assert_eq!(ops, ["atan2", ">/", "</", "atan2"]);
+    let e = parse("cbh_for_join >/ on (label) float_for_join");
+    let Expr::Binary(b) = &e else { panic!() };
+    assert!(b.modifier.is_some());
+}
+
+#[test]
+fn info_data_selector() {
+    for q in [
+        r#"info(metric, {data=~".*"})"#,
+        r#"info(metric, {__name__!="target_info"})"#,
+        r#"info(metric, {})"#,
+    ] {
+        let e = parse(q);
+        let Expr::Call(c) = &e else { panic!() };
+        let Expr::VectorSelector(vs) = &*c.args.args[1] else {
+            panic!()
+        };
+        assert_eq!(markers(vs), vec![Marker::InfoData], "{q}");
+    }
+    // Elsewhere the non-empty matcher rule still holds.
+    assert!(parse_expr(r#"{data=~".*"}"#).is_err());
+}
+
+#[test]
+fn keywords_are_case_insensitive() {
+    for (q, lower) in [
+        ("SUM BY (x) (m)", "sum by (x) (m)"),
+        ("sum(m) WITHOUT (x)", "sum without (x) (m)"),
+        ("a AND b", "a and b"),
+        ("a OR b", "a or b"),
+        ("a UNLESS b", "a unless b"),
+        ("a > BOOL b", "a > bool b"),
+        ("a + ON (x) GROUP_LEFT (y) b", "a + on (x) group_left (y) b"),
+        (
+            "a + IGNORING (x) GROUP_RIGHT b",
+            "a + ignoring (x) group_right b",
+        ),
+        ("m OFFSET 5m", "m offset 5m"),
+        ("m @ START()", "m @ start()"),
+        ("m ATAN2 n", "m atan2 n"),
+    ] {
+        assert_eq!(parse(q), parse(lower), "{q}");
+    }
+}
+
+#[test]
+fn errors_are_prometheus_style() {
+    let e = parse_expr("x[5m+]").unwrap_err();
+    assert!(e.starts_with("1:6: parse error:"), "{e}");
+    let e = parse_expr("x[1m/0]").unwrap_err();
+    assert!(e.contains("division by zero"), "{e}");
+    let e = parse_expr("sum(").unwrap_err();
+    assert!(e.starts_with("parse error:"), "{e}");
+    let e = parse_expr(r#"x{__strata_bridge__="anchored"}"#).unwrap_err();
+    assert!(e.contains("reserved"), "{e}");
+}
+
+#[test]
+fn experimental_functions() {
+    for f in [
+        "limitk",
+        "info",
+        "sort_by_label",
+        "mad_over_time",
+        "ts_of_max_over_time",
+    ] {
+        assert!(is_experimental_function(f), "{f}");
+    }
+    for f in ["rate", "first_over_time", "histogram_quantile", "sum"] {
+        assert!(!is_experimental_function(f), "{f}");
+    }
+}
