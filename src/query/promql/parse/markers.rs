@@ -13,8 +13,7 @@ use super::rewrite::AtanTag;
 pub const BRIDGE_LABEL: &str = "__strata_bridge__";
 
 /// Operator token id of `</` (trim upper) in a `BinaryExpr`: not a token of
-/// the crate, so the crate's `Display` prints it as "unknown token" (use
-/// [`super::to_promql`]).
+/// the crate, so the crate's `Display` prints it as "unknown token".
 pub const T_TRIM_UPPER: TokenId = 0xFF01;
 /// Operator token id of `>/` (trim lower) in a `BinaryExpr`.
 pub const T_TRIM_LOWER: TokenId = 0xFF02;

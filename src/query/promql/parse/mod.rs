@@ -39,7 +39,7 @@
 //!   (same precedence as `*` and `/`, vector matching modifiers kept) whose
 //!   `op` has the token id [`T_TRIM_UPPER`] (`</`) or [`T_TRIM_LOWER`]
 //!   (`>/`). Test with [`trim_op`]. The crate's `Display` prints these ids as
-//!   "unknown token"; print with [`to_promql`] instead.
+//!   "unknown token".
 //! * **`info(v, {data=~".*"})`**: a second argument written as bare braces
 //!   carries the matcher `__strata_bridge__="info_data"` so the crate's
 //!   "at least one non-empty matcher" check passes (Go skips that check
