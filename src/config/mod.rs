@@ -171,6 +171,11 @@ pub struct TsdbConfig {
     pub out_of_order_window: DurationMs,
     /// Largest block range compaction builds.
     pub max_block_duration: DurationMs,
+    /// Exemplars kept per tenant in the head (a ring; the oldest go first).
+    pub max_exemplars_per_tenant: usize,
+    /// How often the head is checked for flushing, and blocks for
+    /// compaction and retention.
+    pub maintenance_interval: DurationMs,
 }
 
 impl Default for TsdbConfig {
@@ -180,6 +185,8 @@ impl Default for TsdbConfig {
             retention: DurationMs(15 * 86_400_000),
             out_of_order_window: DurationMs(3_600_000),
             max_block_duration: DurationMs(36 * 3_600_000),
+            max_exemplars_per_tenant: 100_000,
+            maintenance_interval: DurationMs(60_000),
         }
     }
 }
@@ -253,6 +260,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "tsdb.max_block_duration must be at least tsdb.block_duration".into(),
             ));
+        }
+        if self.tsdb.maintenance_interval.0 < 1_000 {
+            return Err(ConfigError::Invalid(format!(
+                "tsdb.maintenance_interval is {}, the minimum is 1s",
+                format_duration(self.tsdb.maintenance_interval.0)
+            )));
         }
         if self.query.lookback_delta.0 <= 0 {
             return Err(ConfigError::Invalid(

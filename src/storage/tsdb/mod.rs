@@ -1,6 +1,421 @@
 //! The metrics time-series database: an in-memory head of compressed chunks
 //! backed by the WAL, flushed into immutable blocks per time range that are
 //! compacted into larger ones and deleted whole by retention.
+//!
+//! Write path ([`Tsdb::append`]): the tenant's head assigns series ids and
+//! validates samples, the records go into the WAL in one group-committed
+//! `append`, and only then does the head apply them and the write get
+//! acknowledged. Read path: head and blocks are queried and merged per series
+//! (the head wins on equal timestamps). `open` replays the WAL; the
+//! maintenance thread flushes old head ranges into blocks, checkpoints the WAL
+//! so old segments can go, compacts blocks and applies retention.
 
 pub mod block;
 pub mod chunk;
+mod flush;
+mod head;
+mod options;
+mod postings;
+mod record;
+mod replay;
+mod series;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Weak};
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+
+use self::block::{BlockStore, BlockStoreOptions};
+use self::head::{HeadLimits, TenantHead};
+use self::series::merge_dedup;
+use super::wal::{Wal, WalError};
+use super::{
+    AppendOutcome, MetricsReader, MetricsWriter, SeriesSamples, StorageError, StoreAdmin,
+    WriteBatch,
+};
+use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Tenant};
+
+pub use options::TsdbOptions;
+pub use replay::ReplayFigures;
+
+/// Series in the head, per tenant.
+pub const HEAD_SERIES: &str = "strata_head_series";
+/// Chunks in the head (open ones included), per tenant.
+pub const HEAD_CHUNKS: &str = "strata_head_chunks";
+/// Samples appended to the head, per tenant.
+pub const SAMPLES_APPENDED_TOTAL: &str = "strata_samples_appended_total";
+/// Samples accepted out of order, per tenant.
+pub const OUT_OF_ORDER_SAMPLES_TOTAL: &str = "strata_out_of_order_samples_total";
+/// Duration of the WAL replay at the last start.
+pub const WAL_REPLAY_DURATION_SECONDS: &str = "strata_wal_replay_duration_seconds";
+
+/// True once `block::BlockStore` is implemented on main: until then the head
+/// keeps everything and flushes do not move data.
+const BLOCKS_AVAILABLE: bool = false;
+
+type Heads = RwLock<HashMap<Tenant, Arc<TenantHead>>>;
+
+/// The WAL-backed metrics store.
+pub struct Tsdb {
+    dir: PathBuf,
+    opts: TsdbOptions,
+    wal: Wal,
+    blocks: Option<BlockStore>,
+    heads: Heads,
+    /// Appends hold it shared from validation to commit; flush and checkpoint
+    /// hold it exclusively so no acknowledged sample falls between the head
+    /// snapshot and the WAL truncation.
+    gate: RwLock<()>,
+    closed: AtomicBool,
+    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    replay: ReplayFigures,
+}
+
+pub(crate) fn wal_error(dir: &Path, e: WalError) -> StorageError {
+    match e {
+        WalError::Io { context, source } => {
+            StorageError::io(format!("wal {context} in {}", dir.display()), source)
+        }
+        WalError::Corrupt {
+            segment,
+            offset,
+            reason,
+        } => StorageError::Corrupt {
+            path: format!("{} segment {segment}", dir.display()),
+            reason: format!("offset {offset}: {reason}"),
+        },
+        WalError::Failed(m) => StorageError::Unavailable(format!("wal failed: {m}")),
+    }
+}
+
+fn head_for(heads: &Heads, tenant: &Tenant) -> Arc<TenantHead> {
+    if let Some(h) = heads.read().get(tenant) {
+        return h.clone();
+    }
+    heads
+        .write()
+        .entry(tenant.clone())
+        .or_insert_with(|| Arc::new(TenantHead::new(tenant.clone())))
+        .clone()
+}
+
+impl Tsdb {
+    /// Opens the store in `dir` (`<data_dir>/tsdb`): replays the WAL in
+    /// `dir/wal` into the head and opens the blocks in `dir/blocks`.
+    pub fn open(dir: &Path, opts: TsdbOptions) -> Result<Tsdb, StorageError> {
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)
+            .map_err(|e| StorageError::io(format!("create {}", wal_dir.display()), e))?;
+        let blocks = if BLOCKS_AVAILABLE {
+            Some(BlockStore::open(
+                &dir.join("blocks"),
+                BlockStoreOptions {
+                    retention_ms: opts.retention_ms,
+                    block_duration_ms: opts.block_duration_ms,
+                    max_block_duration_ms: opts.max_block_duration_ms,
+                },
+            )?)
+        } else {
+            None
+        };
+        let heads = Heads::default();
+        let replay = replay::replay(&wal_dir, &heads, &opts)?;
+        let wal = Wal::open(&wal_dir, opts.wal.clone()).map_err(|e| wal_error(&wal_dir, e))?;
+        let db = Tsdb {
+            dir: dir.to_path_buf(),
+            opts,
+            wal,
+            blocks,
+            heads,
+            gate: RwLock::new(()),
+            closed: AtomicBool::new(false),
+            maintenance: Mutex::new(None),
+            replay,
+        };
+        db.update_gauges();
+        Ok(db)
+    }
+
+    /// Figures of the WAL replay done by `open`.
+    pub fn replay_figures(&self) -> &ReplayFigures {
+        &self.replay
+    }
+
+    fn limits(&self) -> HeadLimits {
+        HeadLimits {
+            out_of_order_window_ms: self.opts.out_of_order_window_ms,
+            chunk_range_ms: self.opts.block_duration_ms,
+            max_series: self.opts.max_series_per_tenant,
+            max_exemplars: self.opts.max_exemplars_per_tenant,
+        }
+    }
+
+    fn head(&self, tenant: &Tenant) -> Option<Arc<TenantHead>> {
+        self.heads.read().get(tenant).cloned()
+    }
+
+    fn all_heads(&self) -> Vec<Arc<TenantHead>> {
+        self.heads.read().values().cloned().collect()
+    }
+
+    fn check_open(&self) -> Result<(), StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Unavailable(
+                "the metrics store is closed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the head gauges of every tenant.
+    fn update_gauges(&self) {
+        for h in self.all_heads() {
+            let st = h.stats();
+            let t = h.tenant.to_string();
+            metrics::gauge!(HEAD_SERIES, "tenant" => t.clone()).set(st.series as f64);
+            metrics::gauge!(HEAD_CHUNKS, "tenant" => t).set(st.chunks as f64);
+        }
+    }
+
+    /// Starts the maintenance thread (flush, compaction, retention, WAL
+    /// truncation every `maintenance_interval`); [`Tsdb::close`] stops it.
+    pub fn start_maintenance(self: &Arc<Self>) {
+        let mut slot = self.maintenance.lock();
+        if slot.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        let weak: Weak<Tsdb> = Arc::downgrade(self);
+        let interval = self.opts.maintenance_interval;
+        let handle = std::thread::Builder::new()
+            .name("tsdb-maintenance".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(db) = weak.upgrade() else { return };
+                if let Err(e) = db.maintain(now_ms()) {
+                    tracing::error!(error = %e, "tsdb maintenance failed");
+                }
+            })
+            .expect("spawning a thread");
+        *slot = Some((tx, handle));
+    }
+
+    /// One maintenance round: flush due head ranges (and checkpoint the
+    /// WAL), compact blocks and apply retention.
+    pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.flush_due()?;
+        if let Some(b) = &self.blocks {
+            let written = b.compact()?;
+            let deleted = b.apply_retention(now_ms)?;
+            if written > 0 || deleted > 0 {
+                tracing::info!(written, deleted, "blocks compacted and retention applied");
+            }
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Stops maintenance, refuses further writes and fsyncs the WAL.
+    pub fn close(&self) -> Result<(), StorageError> {
+        if let Some((tx, handle)) = self.maintenance.lock().take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        self.closed.store(true, Ordering::Release);
+        // Wait for in-flight appends.
+        let _g = self.gate.write();
+        self.wal.close().map_err(|e| wal_error(&self.dir, e))
+    }
+}
+
+/// Now in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl MetricsWriter for Tsdb {
+    fn append(&self, tenant: &Tenant, batch: WriteBatch) -> Result<AppendOutcome, StorageError> {
+        let _g = self.gate.read();
+        self.check_open()?;
+        let head = head_for(&self.heads, tenant);
+        let lim = self.limits();
+        let prepared = head.prepare(&batch, &lim)?;
+        if !prepared.records.is_empty() {
+            let refs: Vec<&[u8]> = prepared.records.iter().map(Vec::as_slice).collect();
+            self.wal
+                .append(&refs)
+                .map_err(|e| wal_error(&self.dir.join("wal"), e))?;
+        }
+        let (outcome, ooo, series) = head.commit(prepared, &lim);
+        let t = tenant.to_string();
+        metrics::counter!(SAMPLES_APPENDED_TOTAL, "tenant" => t.clone())
+            .increment(outcome.samples_written as u64);
+        if ooo > 0 {
+            metrics::counter!(OUT_OF_ORDER_SAMPLES_TOTAL, "tenant" => t.clone())
+                .increment(ooo as u64);
+        }
+        metrics::gauge!(HEAD_SERIES, "tenant" => t).set(series as f64);
+        Ok(outcome)
+    }
+}
+
+/// Merges two label-sorted series lists; `primary` wins on equal timestamps.
+fn merge_series(primary: Vec<SeriesSamples>, secondary: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
+    if secondary.is_empty() {
+        return primary;
+    }
+    if primary.is_empty() {
+        return secondary;
+    }
+    let mut out = Vec::with_capacity(primary.len() + secondary.len());
+    let mut a = primary.into_iter().peekable();
+    let mut b = secondary.into_iter().peekable();
+    loop {
+        let ord = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.labels.cmp(&y.labels),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return out,
+        };
+        match ord {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => out.extend(b.next()),
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
+                out.push(SeriesSamples {
+                    samples: merge_dedup(&x.samples, &y.samples),
+                    labels: x.labels,
+                });
+            }
+        }
+    }
+}
+
+impl MetricsReader for Tsdb {
+    fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        let head = self
+            .head(tenant)
+            .map(|h| h.select(matchers, mint, maxt))
+            .unwrap_or_default();
+        match &self.blocks {
+            Some(b) => Ok(merge_series(head, b.select(tenant, matchers, mint, maxt)?)),
+            None => Ok(head),
+        }
+    }
+
+    fn series(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let mut out: BTreeSet<Labels> = self
+            .head(tenant)
+            .map(|h| h.series(matchers, mint, maxt))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let Some(b) = &self.blocks {
+            out.extend(b.series(tenant, matchers, mint, maxt)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut out = self
+            .head(tenant)
+            .map(|h| h.label_names(matchers, mint, maxt))
+            .unwrap_or_default();
+        if let Some(b) = &self.blocks {
+            out.extend(b.label_names(tenant, matchers, mint, maxt)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut out = self
+            .head(tenant)
+            .map(|h| h.label_values(name, matchers, mint, maxt))
+            .unwrap_or_default();
+        if let Some(b) = &self.blocks {
+            out.extend(b.label_values(tenant, name, matchers, mint, maxt)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn metadata(
+        &self,
+        tenant: &Tenant,
+        metric: Option<&str>,
+    ) -> Result<Vec<MetricMetadata>, StorageError> {
+        Ok(self
+            .head(tenant)
+            .map(|h| h.metadata(metric))
+            .unwrap_or_default())
+    }
+
+    fn exemplars(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<Exemplar>)>, StorageError> {
+        Ok(self
+            .head(tenant)
+            .map(|h| h.exemplars(matchers, mint, maxt))
+            .unwrap_or_default())
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+impl StoreAdmin for Tsdb {
+    fn flush(&self) -> Result<(), StorageError> {
+        self.check_open()?;
+        self.flush_all()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.dir.join("wal")) + self.blocks.as_ref().map_or(0, BlockStore::disk_bytes)
+    }
+}

@@ -1,0 +1,132 @@
+//! Moving head data into blocks and shrinking the WAL afterwards.
+//!
+//! The periodic flush writes the oldest block-aligned range of a tenant once
+//! its head spans more than 1.5 block durations; the admin flush writes every
+//! range. Both then checkpoint: cut the WAL, rewrite what the head still holds
+//! (series, samples, exemplars, metadata) into the new segments and delete the
+//! older ones. Both run with the append gate held exclusively, so no
+//! acknowledged sample can be missing from both the blocks and the new segments.
+
+use std::time::Instant;
+
+use super::block::BlockStore;
+use super::head::TenantHead;
+use super::series::align_down;
+use super::{wal_error, Tsdb};
+use crate::storage::StorageError;
+
+/// WAL records handed to one `Wal::append` during a checkpoint.
+const CHECKPOINT_APPEND_RECORDS: usize = 16;
+
+impl Tsdb {
+    /// Flushes due ranges of every tenant, then checkpoints the WAL when
+    /// anything was flushed. Returns the number of ranges flushed.
+    pub(crate) fn flush_due(&self) -> Result<usize, StorageError> {
+        let Some(blocks) = &self.blocks else {
+            return Ok(0);
+        };
+        let bd = self.opts.block_duration_ms;
+        let due = |h: &TenantHead| h.time_bounds().is_some_and(|(lo, hi)| hi - lo > bd * 3 / 2);
+        if !self.all_heads().iter().any(|h| due(h)) {
+            return Ok(0);
+        }
+        let _g = self.gate.write();
+        let mut flushed = 0;
+        for h in self.all_heads() {
+            while let Some((lo, _)) = h.time_bounds().filter(|_| due(&h)) {
+                let start = align_down(lo, bd);
+                write_range(blocks, &h, start, start + bd)?;
+                h.truncate_before(start + bd, true);
+                flushed += 1;
+            }
+        }
+        if flushed > 0 {
+            self.checkpoint()?;
+        }
+        Ok(flushed)
+    }
+
+    /// Writes everything in the head into blocks (one per block-aligned
+    /// range), empties the head and checkpoints the WAL.
+    pub(crate) fn flush_all(&self) -> Result<(), StorageError> {
+        let Some(blocks) = &self.blocks else {
+            tracing::info!("no block store yet: the head keeps all data");
+            return Ok(());
+        };
+        let bd = self.opts.block_duration_ms;
+        let _g = self.gate.write();
+        for h in self.all_heads() {
+            let Some((lo, hi)) = h.time_bounds() else {
+                continue;
+            };
+            let mut start = align_down(lo, bd);
+            while start <= hi {
+                write_range(blocks, &h, start, start.saturating_add(bd))?;
+                start = start.saturating_add(bd);
+            }
+            h.truncate_before(hi.saturating_add(1), false);
+        }
+        self.checkpoint()
+    }
+
+    /// Cuts the WAL, rewrites the heads into the new segment and deletes the
+    /// segments before it. The caller holds the append gate exclusively.
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        let start = Instant::now();
+        let wal_dir = self.dir.join("wal");
+        let first = self.wal.cut().map_err(|e| wal_error(&wal_dir, e))?;
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut records = 0usize;
+        let mut append = |pending: &mut Vec<Vec<u8>>| -> Result<(), StorageError> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let refs: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+            self.wal.append(&refs).map_err(|e| wal_error(&wal_dir, e))?;
+            records += pending.len();
+            pending.clear();
+            Ok(())
+        };
+        for h in self.all_heads() {
+            h.checkpoint_records(&mut |rec| {
+                pending.push(rec);
+                if pending.len() >= CHECKPOINT_APPEND_RECORDS {
+                    append(&mut pending)?;
+                }
+                Ok(())
+            })?;
+        }
+        append(&mut pending)?;
+        self.wal
+            .truncate_before(first)
+            .map_err(|e| wal_error(&wal_dir, e))?;
+        tracing::info!(
+            segment = first,
+            records,
+            duration_ms = start.elapsed().as_millis() as u64,
+            "wal checkpointed"
+        );
+        Ok(())
+    }
+}
+
+/// Writes one block of `[lo, hi)` from a tenant's head, if it has samples there.
+fn write_range(blocks: &BlockStore, h: &TenantHead, lo: i64, hi: i64) -> Result<(), StorageError> {
+    let series = h.collect_range(lo, hi);
+    if series.is_empty() {
+        return Ok(());
+    }
+    let n = series.len();
+    let start = Instant::now();
+    let meta = blocks.write_block(&h.tenant, lo, hi, &mut series.into_iter())?;
+    tracing::info!(
+        tenant = %h.tenant,
+        min_t = lo,
+        max_t = hi,
+        series = n,
+        block = meta.as_ref().map(|m| m.id.as_str()).unwrap_or(""),
+        duration_ms = start.elapsed().as_millis() as u64,
+        "head range flushed into a block"
+    );
+    Ok(())
+}
