@@ -10,3 +10,4 @@ pub mod query;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod template;
