@@ -1,0 +1,180 @@
+//! The three receivers, each started fresh per run: how to start one, when
+//! it is ready, and how to make it persist what it received so its disk use
+//! can be measured.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::procs::{dir_usage, free_port, wait_ready, DirUsage, Proc};
+
+/// Which receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// This crate's release binary.
+    Strata,
+    /// Debian's Prometheus 2.42 with `--web.enable-remote-write-receiver`.
+    Prometheus,
+    /// Debian's VictoriaMetrics single-node.
+    VictoriaMetrics,
+}
+
+impl Kind {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Strata => "strata",
+            Kind::Prometheus => "prometheus",
+            Kind::VictoriaMetrics => "victoriametrics",
+        }
+    }
+}
+
+/// A running receiver.
+pub struct Target {
+    /// Which one.
+    pub kind: Kind,
+    /// The process.
+    pub proc: Proc,
+    /// Base URL.
+    pub url: String,
+    /// Its data directory.
+    pub data: PathBuf,
+}
+
+/// Starts `kind` (binary `bin`) with a fresh data dir under `work`.
+pub fn start(kind: Kind, bin: &Path, work: &Path) -> Target {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = work.join(format!("{}-data", kind.name()));
+    std::fs::create_dir_all(&data).expect("creating data dir");
+    let (args, ready): (Vec<String>, &str) = match kind {
+        Kind::Strata => (
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                addr.clone(),
+                "--data-dir".into(),
+                data.display().to_string(),
+            ],
+            "/-/ready",
+        ),
+        Kind::Prometheus => {
+            let cfg = work.join("prometheus-empty.yml");
+            std::fs::write(&cfg, "global: {}\n").expect("writing prometheus config");
+            (
+                vec![
+                    format!("--config.file={}", cfg.display()),
+                    format!("--web.listen-address={addr}"),
+                    format!("--storage.tsdb.path={}", data.display()),
+                    "--web.enable-remote-write-receiver".into(),
+                    "--web.enable-admin-api".into(),
+                    "--log.level=warn".into(),
+                ],
+                "/-/ready",
+            )
+        }
+        Kind::VictoriaMetrics => (
+            vec![
+                format!("-httpListenAddr={addr}"),
+                format!("-storageDataPath={}", data.display()),
+                "-retentionPeriod=1y".into(),
+                "-loggerLevel=WARN".into(),
+            ],
+            "/health",
+        ),
+    };
+    let mut proc = Proc::spawn(kind.name(), bin, &args, work);
+    let url = format!("http://{addr}");
+    wait_ready(&mut proc, &format!("{url}{ready}"), Duration::from_secs(60));
+    Target {
+        kind,
+        proc,
+        url,
+        data,
+    }
+}
+
+/// What was measured on disk, and how.
+pub struct Disk {
+    /// Bytes attributed to the samples.
+    pub usage: DirUsage,
+    /// How they were obtained (printed with the results).
+    pub method: String,
+}
+
+impl Target {
+    /// Fallback when the receiver cannot be asked to persist: a graceful
+    /// stop (SIGTERM), then the whole data dir (WAL included).
+    fn stop_and_measure(&mut self, why: &str) -> Disk {
+        self.proc.stop(Duration::from_secs(120));
+        Disk {
+            usage: dir_usage(&self.data),
+            method: format!("whole data dir after graceful stop ({why})"),
+        }
+    }
+
+    /// Makes the receiver persist what it holds, and measures it. Strata:
+    /// `POST /api/v1/admin/tsdb/flush` then the data dir (falls back to a
+    /// graceful stop when the endpoint is missing). Prometheus: a TSDB
+    /// snapshot including the head (`POST /api/v1/admin/tsdb/snapshot`),
+    /// i.e. the compacted block it would write, without the WAL.
+    /// VictoriaMetrics: `/internal/force_flush` then the data dir.
+    pub fn flush_and_measure(&mut self) -> Disk {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .expect("http client");
+        match self.kind {
+            Kind::Strata => {
+                let r = client
+                    .post(format!("{}/api/v1/admin/tsdb/flush", self.url))
+                    .send();
+                match r {
+                    Ok(r) if r.status().is_success() => Disk {
+                        usage: dir_usage(&self.data),
+                        method: "data dir after POST /api/v1/admin/tsdb/flush".into(),
+                    },
+                    Ok(r) => self.stop_and_measure(&format!("flush endpoint: HTTP {}", r.status())),
+                    Err(e) => self.stop_and_measure(&format!("flush endpoint: {e}")),
+                }
+            }
+            Kind::Prometheus => {
+                let r = client
+                    .post(format!(
+                        "{}/api/v1/admin/tsdb/snapshot?skip_head=false",
+                        self.url
+                    ))
+                    .send()
+                    .and_then(|r| r.json::<serde_json::Value>());
+                match r {
+                    Ok(v) if v["data"]["name"].is_string() => {
+                        let name = v["data"]["name"].as_str().unwrap_or_default();
+                        Disk {
+                            usage: dir_usage(&self.data.join("snapshots").join(name)),
+                            method: "TSDB snapshot incl. head (block: chunks+index, no WAL)".into(),
+                        }
+                    }
+                    Ok(v) => self.stop_and_measure(&format!("snapshot failed: {v}")),
+                    Err(e) => self.stop_and_measure(&format!("snapshot failed: {e}")),
+                }
+            }
+            Kind::VictoriaMetrics => {
+                let ok = client
+                    .get(format!("{}/internal/force_flush", self.url))
+                    .send()
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                // Let in-flight part merges settle.
+                std::thread::sleep(Duration::from_secs(2));
+                Disk {
+                    usage: dir_usage(&self.data),
+                    method: if ok {
+                        "data dir after /internal/force_flush".into()
+                    } else {
+                        "data dir (force_flush failed)".into()
+                    },
+                }
+            }
+        }
+    }
+}
