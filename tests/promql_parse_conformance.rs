@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use strata::query::promql::parse::{parse_expr_with, DurationContext};
+use strata::query::promql::parse::{parse_expr_with, to_promql, DurationContext};
 
 /// Queries that must parse. Raise it when the bridge improves; never lower
 /// it to make a regression pass.
@@ -133,6 +133,7 @@ fn conformance_queries_parse() {
     files.sort();
     let (mut total, mut ok, mut parse_error_evals) = (0, 0, 0);
     let mut failures = Vec::new();
+    let mut round_trip_failures = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -150,7 +151,20 @@ fn conformance_queries_parse() {
             }
             total += 1;
             match res {
-                Ok(_) => ok += 1,
+                Ok(expr) => {
+                    ok += 1;
+                    // The printer's text parses again and prints the same
+                    // (the crate's printer sorts matchers and drops `by ()`,
+                    // so the ASTs themselves may differ in such details).
+                    let printed = to_promql(&expr);
+                    match parse_expr_with(&printed, &ev.ctx).map(|e| to_promql(&e)) {
+                        Ok(again) if again == printed => {}
+                        other => round_trip_failures.push(format!(
+                            "{}: {} -> {printed} -> {other:?}",
+                            ev.place, ev.query
+                        )),
+                    }
+                }
                 Err(e) => failures.push(format!("{}: {}  =>  {e}", ev.place, ev.query)),
             }
         }
@@ -159,7 +173,18 @@ fn conformance_queries_parse() {
     for f in &failures {
         println!("FAIL {f}");
     }
+    println!(
+        "{}/{ok} round-trip through to_promql",
+        ok - round_trip_failures.len()
+    );
+    for f in &round_trip_failures {
+        println!("ROUND-TRIP {f}");
+    }
     assert!(total > 0, "no eval queries found in {}", dir.display());
+    assert!(
+        round_trip_failures.is_empty(),
+        "to_promql round trip failed"
+    );
     assert!(
         ok >= PARSE_FLOOR,
         "{ok}/{total} parse, below the floor {PARSE_FLOOR}"

@@ -39,7 +39,8 @@
 //!   (same precedence as `*` and `/`, vector matching modifiers kept) whose
 //!   `op` has the token id [`T_TRIM_UPPER`] (`</`) or [`T_TRIM_LOWER`]
 //!   (`>/`). Test with [`trim_op`]. The crate's `Display` prints these ids as
-//!   "unknown token".
+//!   "unknown token" and shows the markers as matchers; [`to_promql`] prints
+//!   any AST from the bridge as PromQL the bridge parses back to it.
 //! * **`info(v, {data=~".*"})`**: a second argument written as bare braces
 //!   carries the matcher `__strata_bridge__="info_data"` so the crate's
 //!   "at least one non-empty matcher" check passes (Go skips that check
@@ -63,9 +64,12 @@
 mod duration;
 mod lexer;
 mod markers;
+mod printer;
 mod rewrite;
 
 use promql_parser::parser::Expr;
+
+pub use printer::to_promql;
 
 pub use markers::{
     markers, range_mode, strip_markers, trim_op, without_markers, Marker, RangeMode, TrimOp,

@@ -282,3 +282,32 @@ fn experimental_functions() {
         assert!(!is_experimental_function(f), "{f}");
     }
 }
+
+#[test]
+fn to_promql_round_trips() {
+    for q in [
+        "increase(metric[1m] anchored)",
+        r#"rate(metric{a="b"}[5m] offset 1m smoothed)"#,
+        "metric offset -100 smoothed + 0",
+        "metric @ 100 smoothed",
+        "h_test </ 2",
+        "histogram_count(cbh >/ on (label) group_left (x) float_for_join)",
+        "a atan2 b >/ c </ d atan2 e",
+        "sum by (job) (h </ 1.5) * -(x >/ 2)",
+        "topk(3, x </ 1)",
+        "max_over_time((h >/ 0)[5m:1m])",
+        r#"info(metric, {data=~".*"})"#,
+        r#"info(metric, {})"#,
+        r#"info(metric, {__name__="target_info"})"#,
+        "changes(x[2m*15])",
+        "sum_over_time(x[29s+1s:5s+5s] offset (2 * 2))",
+        r#"label_replace(up, "a", "$1", "b", "(.*)")"#,
+    ] {
+        let e = parse(q);
+        let printed = to_promql(&e);
+        let again = parse_expr(&printed).unwrap_or_else(|err| panic!("{q} -> {printed}: {err}"));
+        assert_eq!(again, e, "{q} -> {printed}");
+    }
+    assert_eq!(to_promql(&parse("h </ 2")), "h </ 2");
+    assert_eq!(to_promql(&parse("x[1m]   anchored")), "x[1m] anchored");
+}
