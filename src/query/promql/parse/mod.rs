@@ -45,6 +45,14 @@
 //!   carries the matcher `__strata_bridge__="info_data"` so the crate's
 //!   "at least one non-empty matcher" check passes (Go skips that check
 //!   there). Strip it with [`strip_markers`] before using the matchers.
+//! * **Byte escapes in strings** (`"a\xc5z"`): Go keeps `\xNN` and octal
+//!   escapes as raw bytes, possibly invalid UTF-8. Valid UTF-8 comes out as
+//!   text (`"\xc3\xa9"` is `é`, not `Ã©` as the crate alone makes it); each
+//!   byte outside valid UTF-8 becomes the private-use character
+//!   `U+10FF00 + byte`. [`has_raw_bytes`] tells the evaluator a string is
+//!   not valid UTF-8 in Prometheus (`count_values("a\xc5z", x)` must fail
+//!   with `invalid label name "a\xc5z"`), [`go_quote`] prints it as Go's
+//!   `%q` does and [`raw_bytes`] gives the bytes.
 //! * Queries that use the label name `__strata_bridge__` themselves are
 //!   rejected.
 //!
@@ -66,10 +74,12 @@ mod lexer;
 mod markers;
 mod printer;
 mod rewrite;
+mod strings;
 
 use promql_parser::parser::Expr;
 
 pub use printer::to_promql;
+pub use strings::{go_quote, has_raw_bytes, raw_bytes};
 
 pub use markers::{
     markers, range_mode, strip_markers, trim_op, without_markers, Marker, RangeMode, TrimOp,

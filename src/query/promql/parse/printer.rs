@@ -6,6 +6,7 @@ use promql_parser::parser::token::{TokenType, T_ATAN2};
 use promql_parser::parser::{Expr, VectorSelector};
 
 use super::markers::{trim_op, without_markers, Marker};
+use super::strings::{go_quote, has_raw_bytes};
 
 /// Placeholder identifier for the `i`-th child while a node is printed.
 fn placeholder(i: usize) -> String {
@@ -25,6 +26,8 @@ pub fn to_promql(expr: &Expr) -> String {
             plain.vs = vs.clone();
             plain.to_string()
         }),
+        // Raw bytes print as Go's `\xNN` escapes, which parse back to them.
+        Expr::StringLiteral(s) if has_raw_bytes(&s.val) => go_quote(&s.val),
         _ => with_children(expr),
     }
 }

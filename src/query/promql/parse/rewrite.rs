@@ -5,6 +5,7 @@
 use super::duration::{eval_seconds, seconds_to_ms};
 use super::lexer::{Kind, Token};
 use super::markers::{Marker, BRIDGE_LABEL};
+use super::strings::rewrite_literal;
 use super::DurationContext;
 
 /// A failure of the pre-pass: byte offset and message.
@@ -118,7 +119,11 @@ impl Pass<'_, '_> {
         if t.is("[") {
             return self.brackets(i);
         }
-        if t.is("</") || t.is(">/") {
+        if t.kind == Kind::Str {
+            if let Some(lit) = rewrite_literal(t.text) {
+                self.edits.push((t.start, t.end, lit));
+            }
+        } else if t.is("</") || t.is(">/") {
             self.edits.push((t.start, t.end, " atan2 ".into()));
             self.atan_tags.push(if t.is("</") {
                 AtanTag::TrimUpper

@@ -302,6 +302,7 @@ fn to_promql_round_trips() {
         "changes(x[2m*15])",
         "sum_over_time(x[29s+1s:5s+5s] offset (2 * 2))",
         r#"label_replace(up, "a", "$1", "b", "(.*)")"#,
+        r#"count_values("a\xc5z", version)"#,
     ] {
         let e = parse(q);
         let printed = to_promql(&e);
@@ -309,5 +310,45 @@ fn to_promql_round_trips() {
         assert_eq!(again, e, "{q} -> {printed}");
     }
     assert_eq!(to_promql(&parse("h </ 2")), "h </ 2");
+    assert_eq!(
+        to_promql(&parse(r#"count_values("a\xc5z", version)"#)),
+        r#"count_values("a\xc5z", version)"#
+    );
     assert_eq!(to_promql(&parse("x[1m]   anchored")), "x[1m] anchored");
+}
+
+#[test]
+fn byte_escapes_keep_go_meaning() {
+    let string_arg = |q: &str, i: usize| {
+        let Expr::Call(c) = parse(q) else { panic!() };
+        let Expr::StringLiteral(s) = &*c.args.args[i] else {
+            panic!()
+        };
+        s.val.clone()
+    };
+    let v = string_arg(r#"label_replace(m, "\xff", "", "src", "(.*)")"#, 1);
+    assert!(has_raw_bytes(&v));
+    assert_eq!(raw_bytes(&v), [0xff]);
+    assert_eq!(go_quote(&v), r#""\xff""#);
+    // Valid UTF-8 written as bytes is text, as in Go.
+    let v = string_arg(
+        r#"label_replace(m, "\xc3\xa9\101\u00e9", "", "src", "(.*)")"#,
+        1,
+    );
+    assert_eq!(v, "éAé");
+    assert!(!has_raw_bytes(&v));
+    let e = parse(r#"count_values("a\xc5z", version)"#);
+    let Expr::Aggregate(a) = &e else { panic!() };
+    let Some(p) = &a.param else { panic!() };
+    let Expr::StringLiteral(s) = &**p else {
+        panic!()
+    };
+    assert_eq!(go_quote(&s.val), r#""a\xc5z""#);
+    assert_eq!(raw_bytes(&s.val), b"a\xc5z");
+    // Other escapes still reach the crate unchanged.
+    assert_eq!(
+        string_arg(r#"label_replace(m, "a\"b\n", "", "src", "(.*)")"#, 1),
+        "a\"b\n"
+    );
+    assert_eq!(go_quote("a\"b\n"), r#""a\"b\n""#);
 }
