@@ -492,8 +492,10 @@ pub struct Load {
     pub wire_bytes: u64,
     /// Sum of uncompressed protobuf sizes.
     pub raw_bytes: u64,
-    /// Timestamp of the first sample (ms).
-    pub first_ms: i64,
+    /// Timestamp of the last scrape (ms, before jitter).
+    pub last_ms: i64,
+    /// Series named `node_cpu_seconds_total` (checked after ingestion).
+    pub cpu_series: usize,
 }
 
 /// Generates and encodes the load; the last sample is about a minute
@@ -559,12 +561,21 @@ pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
             per_client[b % spec.clients.max(1)].push(bytes::Bytes::from(body));
         }
     }
+    let cpu_series = all
+        .iter()
+        .filter(|s| {
+            s.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "node_cpu_seconds_total")
+        })
+        .count();
     Load {
         per_client,
         series: all.len(),
         samples,
         wire_bytes: wire,
         raw_bytes: raw,
-        first_ms,
+        last_ms: first_ms + (spec.samples_per_series as i64 - 1) * spec.interval_ms,
+        cpu_series,
     }
 }

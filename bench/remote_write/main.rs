@@ -42,6 +42,9 @@ struct RunResult {
     disk_method: String,
     failed_requests: u64,
     retries: u64,
+    /// `count(node_cpu_seconds_total)` at the last scrape, as the receiver
+    /// answers it (`None` when the query failed).
+    cpu_series_seen: Option<f64>,
 }
 
 /// Sends every body; returns (wall seconds, failed requests, retries).
@@ -107,6 +110,26 @@ fn send_all(url: &str, load: &load::Load) -> (f64, u64, u64) {
     (secs, failed.into_inner(), retries.into_inner())
 }
 
+/// The single value of an instant query at `at_ms`, if the receiver
+/// answers one.
+fn count_query(url: &str, query: &str, at_ms: i64) -> Option<f64> {
+    let params = serde_urlencoded::to_string([
+        ("query", query.to_string()),
+        ("time", format!("{:.3}", at_ms as f64 / 1000.0)),
+    ])
+    .ok()?;
+    let body: serde_json::Value = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .ok()?
+        .get(format!("{url}/api/v1/query?{params}"))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
 fn run_once(kind: Kind, bin: &Path, load: &load::Load) -> RunResult {
     let work = tempfile::Builder::new()
         .prefix("strata-bench-")
@@ -119,6 +142,16 @@ fn run_once(kind: Kind, bin: &Path, load: &load::Load) -> RunResult {
     let cpu = cpu_seconds(pid) - cpu0;
     let peak_rss = peak_rss_bytes(pid);
     t.proc.assert_running();
+    // VictoriaMetrics makes new data searchable a second or so after the
+    // write is acknowledged: poll briefly.
+    let mut cpu_series_seen = None;
+    for _ in 0..10 {
+        cpu_series_seen = count_query(&t.url, "count(node_cpu_seconds_total)", load.last_ms + 5000);
+        if cpu_series_seen == Some(load.cpu_series as f64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let disk = t.flush_and_measure();
     let samples = load.samples as f64;
     let r = RunResult {
@@ -130,6 +163,7 @@ fn run_once(kind: Kind, bin: &Path, load: &load::Load) -> RunResult {
         disk_method: disk.method,
         failed_requests: failed,
         retries,
+        cpu_series_seen,
     };
     eprintln!(
         "  {:<16} {:>10.0} samples/s  {:>6.2} cpu-s/M  {:>7.1} MiB peak RSS  {:.3} B/sample ({} failed requests, {} retries)",
@@ -168,6 +202,11 @@ fn summarize(runs: &[RunResult]) -> RunResult {
         disk_method: runs[0].disk_method.clone(),
         failed_requests: runs.iter().map(|r| r.failed_requests).sum(),
         retries: runs.iter().map(|r| r.retries).sum(),
+        cpu_series_seen: runs
+            .iter()
+            .map(|r| r.cpu_series_seen)
+            .min_by(|a, b| a.unwrap_or(-1.0).total_cmp(&b.unwrap_or(-1.0)))
+            .flatten(),
     }
 }
 
@@ -237,7 +276,6 @@ fn main() {
         load.raw_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let _ = load.first_ms;
 
     let mut results: Vec<(Kind, RunResult)> = Vec::new();
     for kind in kinds {
@@ -253,18 +291,27 @@ fn main() {
     }
 
     println!(
-        "\n{:<16} {:>12} {:>14} {:>13} {:>13} {:>9}",
-        "receiver", "samples/s", "cpu-s/M smpl", "peak RSS MiB", "bytes/sample", "failed"
+        "\n{:<16} {:>12} {:>14} {:>13} {:>13} {:>9} {:>12}",
+        "receiver",
+        "samples/s",
+        "cpu-s/M smpl",
+        "peak RSS MiB",
+        "bytes/sample",
+        "failed",
+        "cpu series"
     );
     for (kind, r) in &results {
         println!(
-            "{:<16} {:>12.0} {:>14.3} {:>13.1} {:>13.3} {:>9}",
+            "{:<16} {:>12.0} {:>14.3} {:>13.1} {:>13.3} {:>9} {:>12}",
             kind.name(),
             r.samples_per_s,
             r.cpu_s_per_million,
             r.peak_rss as f64 / 1048576.0,
             r.bytes_per_sample,
-            r.failed_requests
+            r.failed_requests,
+            r.cpu_series_seen
+                .map(|v| format!("{v}/{}", load.cpu_series))
+                .unwrap_or_else(|| "n/a".into())
         );
     }
     println!("\ndisk measured as:");
@@ -276,7 +323,11 @@ fn main() {
             r.bytes_per_sample_alloc
         );
     }
-    println!("(medians over {repeats} run(s); peak RSS is VmHWM at the end of ingestion, before the flush)");
+    println!(
+        "(medians over {repeats} run(s); peak RSS is VmHWM at the end of ingestion, before the flush; \
+         `cpu series` is count(node_cpu_seconds_total) at the last scrape as each receiver answers it, \
+         a check that everything sent was ingested)"
+    );
     for (kind, r) in results.iter().filter(|(_, r)| r.failed_requests > 0) {
         println!(
             "INVALID: {} failed {} request(s) (see the first error above); its figures and ratios do not count",

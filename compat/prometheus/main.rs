@@ -45,7 +45,7 @@ fn now_secs() -> f64 {
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(20))
         .build()
         .expect("http client")
 }
@@ -298,7 +298,18 @@ fn strata_answers_like_prometheus_2_42() {
         "query", "series", "points"
     );
     let mut failures = Vec::new();
+    // The whole test stays bounded even if Strata answers slowly.
+    let query_deadline = Instant::now() + Duration::from_secs(90);
     for (name, q) in queries::QUERIES {
+        if Instant::now() > query_deadline {
+            failures.push(format!("{name}: {q}\n    not run: query phase over 90 s"));
+            let _ = writeln!(
+                report,
+                "{name:<20} {:>7} {:>7}  FAIL not run (time budget)",
+                0, 0
+            );
+            continue;
+        }
         let expected = query_range(&client, &prom_url, q, start, end, step);
         let got = query_range(&client, &strata_url, q, start, end, step);
         let (series, points, verdict) = match (&expected, &got) {
