@@ -36,7 +36,8 @@
 //!   Subqueries and other expressions reject the modifiers at parse time,
 //!   as in Prometheus; which functions accept them is the evaluator's call.
 //! * **Trim operators** `h </ x` and `h >/ x`: an ordinary `Expr::Binary`
-//!   (same precedence as `*` and `/`, vector matching modifiers kept) whose
+//!   (parsed with the precedence of `*`, `/` and `atan2`, which is how the
+//!   bridge reads Prometheus's grammar; vector matching modifiers kept) whose
 //!   `op` has the token id [`T_TRIM_UPPER`] (`</`) or [`T_TRIM_LOWER`]
 //!   (`>/`). Test with [`trim_op`]. The crate's `Display` prints these ids as
 //!   "unknown token" and shows the markers as matchers; [`to_promql`] prints
@@ -133,7 +134,41 @@ pub fn parse_expr_with(query: &str, ctx: &DurationContext) -> Result<Expr, Strin
 }
 
 fn crate_parse(text: &str) -> Result<Expr, String> {
-    promql_parser::parser::parse(text).map_err(|e| format!("parse error: {e}"))
+    promql_parser::parser::parse(text)
+        .map_err(|e| format!("parse error: {}", prometheus_wording(&e)))
+}
+
+/// Rewords the crate's messages the way Prometheus words them
+/// (`expected type range vector in call to function "rate", got instant
+/// vector`).
+fn prometheus_wording(msg: &str) -> String {
+    let mut out = msg.to_string();
+    // Names in double quotes, as Go's %q prints them.
+    for lead in [
+        "in call to function '",
+        "unknown function with name '",
+        "in call to '",
+    ] {
+        if let Some(start) = out.find(lead) {
+            let name_start = start + lead.len();
+            if let Some(len) = out[name_start..].find('\'') {
+                let name = out[name_start..name_start + len].to_string();
+                let lead_dq = lead.replace('\'', "\"");
+                out.replace_range(start..name_start + len + 1, &format!("{lead_dq}{name}\""));
+            }
+        }
+    }
+    if out.starts_with("expected type ") {
+        for (crate_word, prom) in [("matrix", "range vector"), ("vector", "instant vector")] {
+            out = out
+                .replace(
+                    &format!("expected type {crate_word} "),
+                    &format!("expected type {prom} "),
+                )
+                .replace(&format!("got {crate_word}"), &format!("got {prom}"));
+        }
+    }
+    out
 }
 
 /// Functions and aggregators behind Prometheus's

@@ -183,10 +183,12 @@ impl Pass<'_, '_> {
                 }
             }
         }
-        Err(err(
-            self.toks[open].start,
-            format!("unclosed {:?}", self.toks[open].text),
-        ))
+        let msg = match o {
+            "(" => "unclosed left parenthesis",
+            "[" => "unclosed left bracket",
+            _ => "unexpected end of input inside braces",
+        };
+        Err(err(self.toks[open].start, msg))
     }
 
     /// Index of the bracket opening the one at `close`.
@@ -204,10 +206,12 @@ impl Pass<'_, '_> {
                 }
             }
         }
-        Err(err(
-            self.toks[close].start,
-            format!("unexpected {:?}", self.toks[close].text),
-        ))
+        let msg = match c {
+            ")" => "unexpected right parenthesis ')'",
+            "]" => "unexpected right bracket ']'",
+            _ => "unexpected right brace '}'",
+        };
+        Err(err(self.toks[close].start, msg))
     }
 
     /// `[range]` or `[range:step]`: evaluates parts that are expressions.

@@ -263,6 +263,27 @@ fn errors_are_prometheus_style() {
     assert!(e.contains("division by zero"), "{e}");
     let e = parse_expr("sum(").unwrap_err();
     assert!(e.starts_with("parse error:"), "{e}");
+    for (q, want) in [
+        ("foo[5m", "1:4: parse error: unclosed left bracket"),
+        (
+            "rate(foo)",
+            r#"parse error: expected type range vector in call to function "rate", got instant vector"#,
+        ),
+        (
+            "abs(foo[5m])",
+            r#"parse error: expected type instant vector in call to function "abs", got range vector"#,
+        ),
+        (
+            "unknown_fn(x)",
+            r#"parse error: unknown function with name "unknown_fn""#,
+        ),
+        (
+            "label_replace(x)",
+            r#"parse error: expected 5 argument(s) in call to "label_replace", got 1"#,
+        ),
+    ] {
+        assert_eq!(parse_expr(q).unwrap_err(), want, "{q}");
+    }
     let e = parse_expr(r#"x{__strata_bridge__="anchored"}"#).unwrap_err();
     assert!(e.contains("reserved"), "{e}");
 }
