@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod logs;
 pub mod model;
 pub mod query;
 pub mod server;

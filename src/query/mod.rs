@@ -1,4 +1,5 @@
-//! Query engines over the storage core: PromQL (and later LogQL and the
+//! Query engines over the storage core: PromQL, LogQL (and later the
 //! Elasticsearch DSL).
 
+pub mod logql;
 pub mod promql;

@@ -1,0 +1,676 @@
+//! LogQL evaluation over a [`LogReader`]: log queries (streams, direction,
+//! limit) and metric queries (instant and range) with Loki's step semantics.
+//!
+//! Each range aggregation reads its streams once for the whole query range;
+//! the pipeline turns entries into samples per output series, and each step
+//! then looks at the window `(t - offset - range, t - offset]`.
+
+use super::ast::*;
+use super::pipeline::{line_hint, Pipeline, ERROR_DETAILS_LABEL, ERROR_LABEL};
+use super::vector::{self, Sample, Vector};
+use super::{parse, ParseError};
+use crate::logs::{LogEntry, LogReadError, LogReader, LogSelect, Stream};
+use crate::model::{Labels, MatchOp, Tenant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Query failures, each mapped by the HTTP layer to Loki's status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The query does not parse (400).
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// The query is valid but cannot run with these parameters (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A sample still carries `__error__` (400, as Loki).
+    #[error("{0}")]
+    Pipeline(String),
+    /// A limit was hit (400/429 per the caller).
+    #[error("{0}")]
+    Limit(String),
+    /// The store failed (500).
+    #[error("{0}")]
+    Read(#[from] LogReadError),
+}
+
+/// Order of log entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first (Loki's default).
+    Backward,
+}
+
+/// Parameters of a log query.
+#[derive(Debug, Clone, Copy)]
+pub struct LogParams {
+    /// Inclusive start, Unix ns.
+    pub start: i64,
+    /// Exclusive end, Unix ns.
+    pub end: i64,
+    /// Maximum entries returned.
+    pub limit: usize,
+    /// Entry order.
+    pub direction: Direction,
+}
+
+/// Parameters of a metric query: steps `start, start+step, ..., <= end` (ns).
+/// An instant query has `start == end`.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeParams {
+    /// First evaluation time, Unix ns.
+    pub start: i64,
+    /// Last evaluation time, Unix ns.
+    pub end: i64,
+    /// Step in ns (ignored for instant queries).
+    pub step: i64,
+}
+
+/// One output series of a range query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Labels.
+    pub labels: Labels,
+    /// `(ns, value)` points, oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A query result in Loki's result types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// Log streams (entries in the requested direction).
+    Streams(Vec<Stream>),
+    /// Instant vector at the given time (ns).
+    Vector(i64, Vector),
+    /// Range result.
+    Matrix(Vec<Series>),
+    /// Instant scalar at the given time (ns).
+    Scalar(i64, f64),
+}
+
+/// Limits the engine enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Maximum series in a metric result.
+    pub max_series: usize,
+    /// Maximum evaluation steps of a range query.
+    pub max_points: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_series: 500,
+            max_points: 11_000,
+        }
+    }
+}
+
+/// The LogQL engine.
+pub struct Engine {
+    reader: Arc<dyn LogReader>,
+    limits: EngineLimits,
+}
+
+/// Samples of one series produced by a range aggregation's pipeline.
+struct SeriesData {
+    labels: Labels,
+    /// `(ts, value)` sorted by ts.
+    samples: Vec<(i64, f64)>,
+}
+
+struct RangeData {
+    series: Vec<SeriesData>,
+}
+
+impl Engine {
+    /// An engine over a log store.
+    pub fn new(reader: Arc<dyn LogReader>, limits: EngineLimits) -> Engine {
+        Engine { reader, limits }
+    }
+
+    /// Runs a log query (must parse to a log expression).
+    pub fn query_logs(
+        &self,
+        tenant: &Tenant,
+        query: &str,
+        p: LogParams,
+    ) -> Result<QueryResult, EvalError> {
+        let t0 = Instant::now();
+        let expr = parse(query)?;
+        let log = match strip_parens(&expr) {
+            Expr::Log(l) => l,
+            _ => return Err(EvalError::BadRequest("expected a log query".into())),
+        };
+        let r = self.eval_logs(tenant, log, p);
+        observe("logs", t0);
+        r
+    }
+
+    /// Runs any query: log queries need a range (`instant == false`).
+    pub fn query(
+        &self,
+        tenant: &Tenant,
+        query: &str,
+        rp: RangeParams,
+        instant: bool,
+        log: (usize, Direction),
+    ) -> Result<QueryResult, EvalError> {
+        let expr = parse(query)?;
+        if let Expr::Log(_) = strip_parens(&expr) {
+            if instant {
+                return Err(EvalError::BadRequest(
+                    "log queries are not supported as an instant query type, please change your query to a range query type".into(),
+                ));
+            }
+            return self.query_logs(
+                tenant,
+                query,
+                LogParams {
+                    start: rp.start,
+                    end: rp.end,
+                    limit: log.0,
+                    direction: log.1,
+                },
+            );
+        }
+        self.eval_metric(tenant, &expr, rp, instant)
+    }
+
+    /// Runs a metric expression at one time (`instant`) or over steps.
+    pub fn eval_metric(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        rp: RangeParams,
+        instant: bool,
+    ) -> Result<QueryResult, EvalError> {
+        let t0 = Instant::now();
+        let steps: Vec<i64> = if instant {
+            vec![rp.end]
+        } else {
+            if rp.step <= 0 {
+                return Err(EvalError::BadRequest(
+                    "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+                ));
+            }
+            if rp.end < rp.start {
+                return Err(EvalError::BadRequest(
+                    "end timestamp must not be before start time".into(),
+                ));
+            }
+            let n = (rp.end - rp.start) / rp.step + 1;
+            if n as usize > self.limits.max_points {
+                return Err(EvalError::BadRequest(format!(
+                    "exceeded maximum resolution of {} points per time series. Try increasing the value of the step parameter",
+                    self.limits.max_points
+                )));
+            }
+            (0..n).map(|i| rp.start + i * rp.step).collect()
+        };
+        let (first, last) = (steps[0], *steps.last().unwrap_or(&steps[0]));
+        let mut data = HashMap::new();
+        self.load(tenant, expr, first, last, &mut data)?;
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut scalar_out = None;
+        for &t in &steps {
+            match self.eval_at(expr, t, &data)? {
+                Val::Scalar(v) => {
+                    scalar_out = Some(v);
+                    out.entry(Labels::empty()).or_default().push((t, v));
+                }
+                Val::Vector(v) => {
+                    if instant {
+                        let v = if keeps_order(expr) {
+                            v
+                        } else {
+                            let mut v = v;
+                            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+                            v
+                        };
+                        if v.len() > self.limits.max_series {
+                            return Err(self.series_limit());
+                        }
+                        observe("metric", t0);
+                        return Ok(QueryResult::Vector(t, v));
+                    }
+                    for s in v {
+                        out.entry(s.labels).or_default().push((t, s.value));
+                    }
+                    if out.len() > self.limits.max_series {
+                        return Err(self.series_limit());
+                    }
+                }
+            }
+        }
+        observe("metric", t0);
+        if instant {
+            return Ok(QueryResult::Scalar(
+                steps[0],
+                scalar_out.unwrap_or(f64::NAN),
+            ));
+        }
+        let mut series: Vec<Series> = out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult::Matrix(series))
+    }
+
+    fn series_limit(&self) -> EvalError {
+        EvalError::Limit(format!(
+            "maximum of series ({}) reached for a single query",
+            self.limits.max_series
+        ))
+    }
+
+    fn eval_logs(
+        &self,
+        tenant: &Tenant,
+        log: &LogExpr,
+        p: LogParams,
+    ) -> Result<QueryResult, EvalError> {
+        let pipeline = Pipeline::new(log, None).map_err(EvalError::BadRequest)?;
+        let hint = line_hint(log);
+        let streams = self.reader.select(
+            tenant,
+            &LogSelect {
+                matchers: &log.matchers,
+                start: p.start,
+                end: p.end,
+                hint: &hint,
+            },
+        )?;
+        let mut all: Vec<(i64, Labels, String)> = Vec::new();
+        for s in &streams {
+            for e in &s.entries {
+                if let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata) {
+                    all.push((e.ts, map_labels(&out.labels), out.line));
+                }
+            }
+        }
+        match p.direction {
+            Direction::Forward => all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))),
+            Direction::Backward => all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))),
+        }
+        all.truncate(p.limit);
+        let mut by: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
+        for (ts, labels, line) in all {
+            by.entry(labels).or_default().push(LogEntry::new(ts, line));
+        }
+        let mut out: Vec<Stream> = by
+            .into_iter()
+            .map(|(labels, entries)| Stream { labels, entries })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult::Streams(out))
+    }
+
+    /// Reads and processes the data of every range aggregation once.
+    fn load(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        first: i64,
+        last: i64,
+        data: &mut HashMap<*const RangeAgg, RangeData>,
+    ) -> Result<(), EvalError> {
+        match expr {
+            Expr::RangeAgg(r) => {
+                let lr = &r.range;
+                let pipeline =
+                    Pipeline::new(&lr.log, lr.unwrap.as_ref()).map_err(EvalError::BadRequest)?;
+                let hint = line_hint(&lr.log);
+                let start = first - lr.offset - lr.range + 1;
+                let end = last - lr.offset + 1;
+                let streams = self.reader.select(
+                    tenant,
+                    &LogSelect {
+                        matchers: &lr.log.matchers,
+                        start,
+                        end,
+                        hint: &hint,
+                    },
+                )?;
+                let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+                for s in &streams {
+                    for e in &s.entries {
+                        let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata)
+                        else {
+                            continue;
+                        };
+                        if let Some(err) = out.labels.get(ERROR_LABEL) {
+                            let mut l = out.labels.clone();
+                            l.remove(ERROR_DETAILS_LABEL);
+                            return Err(EvalError::Pipeline(format!(
+                                "pipeline error: '{err}' for series: '{}'.\nUse a label filter to intercept this error.",
+                                map_labels(&l)
+                            )));
+                        }
+                        let mut labels = map_labels(&out.labels);
+                        if let Some(g) = &r.grouping {
+                            labels = vector::group_labels(&labels, g);
+                        }
+                        let v = match r.op {
+                            RangeOp::BytesOverTime | RangeOp::BytesRate => out.line.len() as f64,
+                            _ => out.value.unwrap_or(1.0),
+                        };
+                        series.entry(labels).or_default().push((e.ts, v));
+                    }
+                }
+                let mut series: Vec<SeriesData> = series
+                    .into_iter()
+                    .map(|(labels, mut samples)| {
+                        samples.sort_by_key(|s| s.0);
+                        SeriesData { labels, samples }
+                    })
+                    .collect();
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                data.insert(r as *const RangeAgg, RangeData { series });
+                Ok(())
+            }
+            Expr::VectorAgg(v) => self.load(tenant, &v.expr, first, last, data),
+            Expr::Binary(b) => {
+                self.load(tenant, &b.lhs, first, last, data)?;
+                self.load(tenant, &b.rhs, first, last, data)
+            }
+            Expr::LabelReplace(l) => self.load(tenant, &l.expr, first, last, data),
+            Expr::Paren(e) => self.load(tenant, e, first, last, data),
+            Expr::Log(_) => Err(EvalError::BadRequest(
+                "a log query cannot be used inside a metric expression".into(),
+            )),
+            Expr::Literal(_) | Expr::Vector(_) => Ok(()),
+        }
+    }
+
+    fn eval_at(
+        &self,
+        expr: &Expr,
+        t: i64,
+        data: &HashMap<*const RangeAgg, RangeData>,
+    ) -> Result<Val, EvalError> {
+        Ok(match expr {
+            Expr::Literal(v) => Val::Scalar(*v),
+            Expr::Vector(v) => Val::Vector(vec![Sample {
+                labels: Labels::empty(),
+                value: *v,
+            }]),
+            Expr::Paren(e) => self.eval_at(e, t, data)?,
+            Expr::RangeAgg(r) => {
+                let d = data
+                    .get(&(r as *const RangeAgg))
+                    .ok_or_else(|| EvalError::BadRequest("range data missing".into()))?;
+                Val::Vector(range_at(r, d, t))
+            }
+            Expr::VectorAgg(v) => {
+                let inner = match self.eval_at(&v.expr, t, data)? {
+                    Val::Vector(x) => x,
+                    Val::Scalar(_) => {
+                        return Err(EvalError::BadRequest(format!(
+                            "expected a vector argument for {}",
+                            v.op.name()
+                        )))
+                    }
+                };
+                Val::Vector(vector::aggregate(v.op, v.param, v.grouping.as_ref(), inner))
+            }
+            Expr::Binary(b) => {
+                let l = self.eval_at(&b.lhs, t, data)?;
+                let r = self.eval_at(&b.rhs, t, data)?;
+                match (l, r) {
+                    (Val::Scalar(a), Val::Scalar(c)) => {
+                        Val::Scalar(vector::scalar_op(b.op, a, c).unwrap_or(f64::NAN))
+                    }
+                    (Val::Vector(v), Val::Scalar(s)) => {
+                        Val::Vector(vector::vector_scalar(b.op, v, s, false, b.return_bool))
+                    }
+                    (Val::Scalar(s), Val::Vector(v)) => {
+                        Val::Vector(vector::vector_scalar(b.op, v, s, true, b.return_bool))
+                    }
+                    (Val::Vector(l), Val::Vector(r)) => Val::Vector(
+                        vector::vector_vector(b.op, l, r, b.matching.as_ref(), b.return_bool)
+                            .map_err(EvalError::BadRequest)?,
+                    ),
+                }
+            }
+            Expr::LabelReplace(l) => match self.eval_at(&l.expr, t, data)? {
+                Val::Vector(v) => Val::Vector(
+                    vector::label_replace(v, &l.dst, &l.replacement, &l.src, &l.regex)
+                        .map_err(EvalError::BadRequest)?,
+                ),
+                Val::Scalar(_) => {
+                    return Err(EvalError::BadRequest(
+                        "label_replace expects a vector".into(),
+                    ))
+                }
+            },
+            Expr::Log(_) => {
+                return Err(EvalError::BadRequest(
+                    "a log query cannot be used inside a metric expression".into(),
+                ))
+            }
+        })
+    }
+}
+
+enum Val {
+    Scalar(f64),
+    Vector(Vector),
+}
+
+fn observe(kind: &'static str, t0: Instant) {
+    metrics::counter!("strata_logql_queries_total", "type" => kind).increment(1);
+    metrics::histogram!("strata_logql_query_duration_seconds", "type" => kind)
+        .record(t0.elapsed().as_secs_f64());
+}
+
+fn strip_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(i) => strip_parens(i),
+        other => other,
+    }
+}
+
+/// Instant results of sort/sort_desc/topk/bottomk keep the engine's order.
+fn keeps_order(e: &Expr) -> bool {
+    matches!(strip_parens(e), Expr::VectorAgg(v) if matches!(v.op, VecOp::Sort | VecOp::SortDesc | VecOp::Topk | VecOp::Bottomk))
+}
+
+fn map_labels(m: &super::pipeline::LabelMap) -> Labels {
+    Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// One range aggregation at time `t`.
+fn range_at(r: &RangeAgg, d: &RangeData, t: i64) -> Vector {
+    let hi = t - r.range.offset;
+    let lo = hi - r.range.range;
+    let secs = r.range.range as f64 / 1e9;
+    let mut out = Vec::new();
+    let mut any = false;
+    for s in &d.series {
+        let a = s.samples.partition_point(|x| x.0 <= lo);
+        let b = s.samples.partition_point(|x| x.0 <= hi);
+        let w = &s.samples[a..b];
+        if w.is_empty() {
+            continue;
+        }
+        any = true;
+        let vals = || w.iter().map(|x| x.1);
+        let n = w.len() as f64;
+        let value = match r.op {
+            RangeOp::CountOverTime => n,
+            RangeOp::Rate => {
+                if r.range.unwrap.is_some() {
+                    vals().sum::<f64>() / secs
+                } else {
+                    n / secs
+                }
+            }
+            RangeOp::BytesOverTime | RangeOp::SumOverTime => vals().sum(),
+            RangeOp::BytesRate => vals().sum::<f64>() / secs,
+            RangeOp::AvgOverTime => vals().sum::<f64>() / n,
+            RangeOp::MinOverTime => vals().fold(f64::INFINITY, f64::min),
+            RangeOp::MaxOverTime => vals().fold(f64::NEG_INFINITY, f64::max),
+            RangeOp::StdvarOverTime | RangeOp::StddevOverTime => {
+                let v = vector::variance(vals());
+                if r.op == RangeOp::StddevOverTime {
+                    v.sqrt()
+                } else {
+                    v
+                }
+            }
+            RangeOp::QuantileOverTime => {
+                vector::quantile(r.param.unwrap_or(f64::NAN), vals().collect())
+            }
+            RangeOp::FirstOverTime => w[0].1,
+            RangeOp::LastOverTime => w[w.len() - 1].1,
+            RangeOp::RateCounter => extrapolated_rate(w, lo, hi),
+            RangeOp::AbsentOverTime => continue,
+        };
+        out.push(Sample {
+            labels: s.labels.clone(),
+            value,
+        });
+    }
+    if r.op == RangeOp::AbsentOverTime {
+        if any {
+            return Vec::new();
+        }
+        let mut seen = Vec::new();
+        let mut pairs = Vec::new();
+        for m in &r.range.log.matchers {
+            if m.op == MatchOp::Equal && !seen.contains(&m.name) {
+                seen.push(m.name.clone());
+                pairs.push((m.name.clone(), m.value.clone()));
+            } else if seen.contains(&m.name) {
+                pairs.retain(|p| p.0 != m.name);
+            }
+        }
+        return vec![Sample {
+            labels: Labels::from_pairs(pairs),
+            value: 1.0,
+        }];
+    }
+    out
+}
+
+/// Prometheus's extrapolated counter rate over a window `(lo, hi]` (ns).
+fn extrapolated_rate(w: &[(i64, f64)], lo: i64, hi: i64) -> f64 {
+    if w.len() < 2 {
+        return 0.0;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut delta = last.1 - first.1;
+    let mut prev = first.1;
+    for x in &w[1..] {
+        if x.1 < prev {
+            delta += prev;
+        }
+        prev = x.1;
+    }
+    let range_secs = (hi - lo) as f64 / 1e9;
+    let sampled = (last.0 - first.0) as f64 / 1e9;
+    let avg_step = sampled / (w.len() - 1) as f64;
+    let mut to_start = (first.0 - lo) as f64 / 1e9;
+    let to_end = (hi - last.0) as f64 / 1e9;
+    if delta > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / delta);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_step * 1.1;
+    let mut extrap = sampled;
+    extrap += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    extrap += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
+    delta * (extrap / sampled) / range_secs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::MemLogs;
+
+    fn engine() -> (Engine, Tenant) {
+        let m = MemLogs::new();
+        let t = Tenant::new("t").unwrap();
+        let s = 1_000_000_000;
+        m.push(
+            &t,
+            Labels::from_pairs([("app", "api")]),
+            vec![
+                LogEntry::new(s, "level=info msg=ok dur=10ms"),
+                LogEntry::new(2 * s, "level=error msg=bad dur=30ms"),
+                LogEntry::new(3 * s, "level=info msg=ok dur=20ms"),
+            ],
+        );
+        (Engine::new(Arc::new(m), EngineLimits::default()), t)
+    }
+
+    #[test]
+    fn log_query_direction_and_limit() {
+        let (e, t) = engine();
+        let p = LogParams {
+            start: 0,
+            end: 10_000_000_000,
+            limit: 1,
+            direction: Direction::Backward,
+        };
+        let QueryResult::Streams(s) = e
+            .query_logs(&t, r#"{app="api"} | logfmt | level="info""#, p)
+            .unwrap()
+        else {
+            panic!("not streams")
+        };
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].entries[0].ts, 3_000_000_000);
+        assert_eq!(s[0].labels.get("msg"), Some("ok"));
+    }
+
+    #[test]
+    fn metric_windows_are_left_open() {
+        let (e, t) = engine();
+        let s = 1_000_000_000;
+        let rp = RangeParams {
+            start: s,
+            end: 3 * s,
+            step: s,
+        };
+        let QueryResult::Matrix(m) = e
+            .query(
+                &t,
+                r#"count_over_time({app="api"}[1s])"#,
+                rp,
+                false,
+                (100, Direction::Backward),
+            )
+            .unwrap()
+        else {
+            panic!("not a matrix")
+        };
+        assert_eq!(m[0].points, vec![(s, 1.0), (2 * s, 1.0), (3 * s, 1.0)]);
+        let err = e
+            .query(
+                &t,
+                r#"sum(sum_over_time({app="api"} | logfmt | unwrap msg [5s]))"#,
+                rp,
+                true,
+                (100, Direction::Backward),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("SampleExtractionErr"), "{err}");
+    }
+}
