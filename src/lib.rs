@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod logs;
 pub mod model;
 pub mod query;
+pub mod rules;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -32,6 +32,45 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Unit-test things, like `promtool test`.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+    /// Check files, like `promtool check`.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run promtool-format rule unit tests (exit 0: all passed, 1: not).
+    Rules {
+        /// Only test groups whose name matches this regex (repeatable).
+        #[arg(long = "run", value_name = "REGEX")]
+        run: Vec<String>,
+        /// Ignore unknown fields in rule files.
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Validate Prometheus rule files (exit 0: valid, 1: not).
+    Rules {
+        /// Ignore unknown fields in rule files.
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,7 +106,52 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(strata::server::run_until(cfg, shutdown_signal()))?;
             Ok(())
         }
+        Command::Test {
+            what:
+                TestCommand::Rules {
+                    run,
+                    ignore_unknown_fields,
+                    files,
+                },
+        } => {
+            let opts = strata::rules::unittest::TestOptions {
+                run,
+                ignore_unknown_fields,
+            };
+            std::process::exit(strata::rules::unittest::run(&files, &opts));
+        }
+        Command::Check {
+            what:
+                CheckCommand::Rules {
+                    ignore_unknown_fields,
+                    files,
+                },
+        } => std::process::exit(check_rules(&files, ignore_unknown_fields)),
     }
+}
+
+/// `strata check rules`: promtool's output and exit codes.
+fn check_rules(files: &[PathBuf], ignore_unknown_fields: bool) -> i32 {
+    use strata::rules::file::{load_rule_file, Lang};
+    let mut code = 0;
+    for f in files {
+        println!("Checking {}", f.display());
+        match load_rule_file(f, Lang::PromQL, ignore_unknown_fields) {
+            Ok(rf) => {
+                let n: usize = rf.groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {n} rules found");
+            }
+            Err(errs) => {
+                println!("  FAILED:");
+                for e in errs {
+                    println!("{}: {e}", f.display());
+                }
+                code = 1;
+            }
+        }
+        println!();
+    }
+    code
 }
 
 /// Resolves on SIGINT or SIGTERM.
