@@ -373,3 +373,69 @@ fn byte_escapes_keep_go_meaning() {
     );
     assert_eq!(go_quote("a\"b\n"), r#""a\"b\n""#);
 }
+
+/// Random token soup never panics the bridge (it may fail to parse).
+#[test]
+fn random_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "x",
+        "rate(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "5m",
+        "1h30m",
+        "2",
+        "-",
+        "+",
+        "*",
+        "/",
+        "^",
+        "%",
+        ":",
+        ",",
+        "offset",
+        "anchored",
+        "smoothed",
+        "@",
+        "step()",
+        "range()",
+        "min_of(",
+        "max_of(",
+        "</",
+        ">/",
+        "atan2",
+        "info(",
+        "\"a\\xff\"",
+        "'b'",
+        "`c`",
+        "a=\"b\"",
+        "by (a)",
+        "sum",
+        " ",
+        "(",
+        "start()",
+        "0",
+        "#c\n",
+        "é",
+        "\"",
+        "\\",
+    ];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let ctx = DurationContext::range_query(0, 60_000, 15_000);
+    for _ in 0..20_000 {
+        let len = (next() % 12) as usize;
+        let q: String = (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        let _ = parse_expr_with(&q, &ctx);
+    }
+}
