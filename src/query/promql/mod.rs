@@ -1,14 +1,28 @@
 //! The PromQL engine: `promql-parser`'s AST evaluated over a
 //! [`MetricsReader`] with Prometheus 3.x semantics.
 //!
-//! INTERFACE CONTRACT (the evaluator is being written; signatures are fixed):
+//! INTERFACE CONTRACT (signatures are fixed):
 //! `Engine::instant` and `Engine::range` are blocking and are called from a
 //! blocking thread by the HTTP layer and the rule evaluator.
+//!
+//! Layout: `eval` (steps, selectors, subqueries), `functions`, `aggregate`,
+//! `binary`, `histogram` (classic `le` buckets). Every node is evaluated once
+//! over all steps of the query with one storage `select` per selector.
 
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod histogram;
+mod output;
 pub mod parse;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::Expr;
 
 use crate::model::{Labels, Tenant};
 use crate::storage::{MetricsReader, SeriesSamples, StorageError};
@@ -144,7 +158,6 @@ impl QueryError {
 
 /// The PromQL engine.
 pub struct Engine {
-    #[allow(dead_code)]
     reader: Arc<dyn MetricsReader>,
     opts: EngineOptions,
 }
@@ -168,8 +181,8 @@ impl Engine {
         t: i64,
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = (tenant, query, t, params);
-        todo!("query/promql: instant")
+        let expr = parse::parse_expr(query).map_err(QueryError::BadData)?;
+        self.run(tenant, &expr, query, t, t, 1, true, params)
     }
 
     /// Evaluates `query` from `start` to `end` (ms, inclusive) every `step` ms.
@@ -183,7 +196,106 @@ impl Engine {
         step: i64,
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = (tenant, query, start, end, step, params);
-        todo!("query/promql: range")
+        let expr = parse::parse_expr(query).map_err(QueryError::BadData)?;
+        self.range_expr(tenant, &expr, start, end, step, params)
+    }
+
+    /// [`Engine::instant`] over an already parsed expression.
+    pub fn instant_expr(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        t: i64,
+        params: &QueryParams,
+    ) -> Result<QueryOutput, QueryError> {
+        self.run(tenant, expr, "", t, t, 1, true, params)
+    }
+
+    /// [`Engine::range`] over an already parsed expression.
+    pub fn range_expr(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        params: &QueryParams,
+    ) -> Result<QueryOutput, QueryError> {
+        if step <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        use promql_parser::parser::value::ValueType;
+        let vt = expr.value_type();
+        if !matches!(vt, ValueType::Scalar | ValueType::Vector) {
+            let name = match vt {
+                ValueType::String => "string",
+                _ => "range vector",
+            };
+            return Err(QueryError::BadData(format!(
+                "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+            )));
+        }
+        self.run(tenant, expr, "", start, end, step, false, params)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        instant: bool,
+        params: &QueryParams,
+    ) -> Result<QueryOutput, QueryError> {
+        let began = Instant::now();
+        let timeout = params
+            .timeout
+            .map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
+        let text = if query.is_empty() {
+            expr.to_string()
+        } else {
+            query.to_string()
+        };
+        let mut ev = eval::Evaluator {
+            reader: self.reader.as_ref(),
+            tenant,
+            query: &text,
+            lookback: params
+                .lookback_delta_ms
+                .filter(|l| *l > 0)
+                .unwrap_or(self.opts.lookback_delta_ms),
+            qstart: start,
+            qend: end,
+            deadline: began + timeout,
+            max_samples: self.opts.max_samples,
+            experimental: self.opts.enable_experimental_functions,
+            subquery_step: 60_000,
+            stats: QueryStats::default(),
+            warnings: vec![],
+            infos: vec![],
+            cur_samples: 0,
+        };
+        let steps = eval::Steps { start, end, step };
+        let val = ev.eval(expr, &steps)?;
+        let value = output::finish(val, &steps, instant)?;
+        let mut stats = ev.stats.clone();
+        stats.exec_seconds = began.elapsed().as_secs_f64();
+        metrics::histogram!("strata_promql_query_duration_seconds").record(stats.exec_seconds);
+        Ok(QueryOutput {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+            stats,
+        })
     }
 }

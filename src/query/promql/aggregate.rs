@@ -1,0 +1,361 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::eval::{go_f, go_g, unparen, Evaluator, Result, Series, Steps, Val};
+use super::functions::{kahan_inc, merge_same_labels, quantile};
+use super::QueryError;
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+
+/// Per-group running state of one step.
+#[derive(Default, Clone, Copy)]
+struct Acc {
+    n: f64,
+    value: f64,
+    c: f64,
+    mean: f64,
+    incremental: bool,
+}
+
+fn group_key(l: &Labels, m: &Option<LabelModifier>) -> Labels {
+    match m {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(ls)) => {
+            let names: Vec<&str> = ls.labels.iter().map(|s| s.as_str()).collect();
+            l.keep(&names)
+        }
+        Some(LabelModifier::Exclude(ls)) => {
+            let mut names: Vec<&str> = ls.labels.iter().map(|s| s.as_str()).collect();
+            names.push(METRIC_NAME);
+            l.drop_names(&names)
+        }
+    }
+}
+
+fn add(op: &str, a: &mut Acc, f: f64) {
+    if a.n == 0.0 {
+        a.n = 1.0;
+        match op {
+            "stddev" | "stdvar" => {
+                a.mean = f;
+                a.value = if f.is_finite() { 0.0 } else { f64::NAN };
+            }
+            _ => a.value = f,
+        }
+        return;
+    }
+    a.n += 1.0;
+    match op {
+        "sum" => {
+            (a.value, a.c) = kahan_inc(f, a.value, a.c);
+        }
+        "avg" => {
+            if !a.incremental {
+                let (ns, nc) = kahan_inc(f, a.value, a.c);
+                if !ns.is_infinite() {
+                    a.value = ns;
+                    a.c = nc;
+                    return;
+                }
+                a.incremental = true;
+                a.mean = a.value / (a.n - 1.0);
+                a.c /= a.n - 1.0;
+            }
+            if a.mean.is_infinite() {
+                if f.is_infinite() && (a.mean > 0.0) == (f > 0.0) {
+                    return;
+                }
+                if !f.is_infinite() && !f.is_nan() {
+                    return;
+                }
+            }
+            let q = (a.n - 1.0) / a.n;
+            (a.mean, a.c) = kahan_inc(f / a.n, q * a.mean, q * a.c);
+        }
+        "min" if a.value > f || a.value.is_nan() => a.value = f,
+        "max" if a.value < f || a.value.is_nan() => a.value = f,
+        "stddev" | "stdvar" => {
+            if !f.is_finite() {
+                a.value = f64::NAN;
+            } else if !a.value.is_nan() {
+                let delta = f - a.mean;
+                a.mean += delta / a.n;
+                a.value += delta * (f - a.mean);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn finish(op: &str, a: &Acc) -> f64 {
+    match op {
+        "sum" => a.value + a.c,
+        "avg" => {
+            if a.incremental {
+                a.mean + a.c
+            } else if a.n == 1.0 {
+                a.value
+            } else {
+                (a.value + a.c) / a.n
+            }
+        }
+        "count" => a.n,
+        "group" => 1.0,
+        "stdvar" => a.value / a.n,
+        "stddev" => (a.value / a.n).sqrt(),
+        _ => a.value,
+    }
+}
+
+pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -> Result<Val> {
+    let op = a.op.to_string().to_lowercase();
+    let n = r.len();
+    let param = match &a.param {
+        Some(p) if op != "count_values" => Some(ev.eval_scalar(p, r)?),
+        _ => None,
+    };
+    let mut input = ev.eval_vector(&a.expr, r)?;
+    for s in &mut input {
+        if s.drop_name {
+            s.labels = s.labels.without_metric_name();
+            s.drop_name = false;
+        }
+    }
+    // Groups in order of first appearance.
+    let mut gidx: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    for (si, s) in input.iter().enumerate() {
+        let key = group_key(&s.labels, &a.modifier);
+        let gi = *gidx.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, vec![]));
+            groups.len() - 1
+        });
+        groups[gi].1.push(si);
+    }
+    match op.as_str() {
+        "topk" | "bottomk" | "limitk" | "limit_ratio" => {
+            let param = param.unwrap_or_else(|| vec![f64::NAN; n]);
+            select_k(ev, &op, &input, &groups, &param, r)
+        }
+        "count_values" => {
+            let label = match a.param.as_deref().map(unparen) {
+                Some(Expr::StringLiteral(s)) => s.val.clone(),
+                _ => {
+                    return Err(QueryError::BadData(
+                        "count_values needs a string parameter".into(),
+                    ))
+                }
+            };
+            if label.is_empty() {
+                return Err(QueryError::Execution(format!(
+                    "invalid label name {label:?}"
+                )));
+            }
+            let mut out: Vec<Series> = Vec::new();
+            let mut idx: HashMap<Labels, usize> = HashMap::new();
+            for (key, members) in &groups {
+                for i in 0..n {
+                    for &si in members {
+                        if let Some(v) = input[si].vals[i] {
+                            let mut b = LabelsBuilder::new(key);
+                            b.set(label.clone(), go_f(v));
+                            let l = b.labels();
+                            let oi = *idx.entry(l.clone()).or_insert_with(|| {
+                                out.push(Series {
+                                    labels: l,
+                                    drop_name: false,
+                                    vals: vec![None; n],
+                                });
+                                out.len() - 1
+                            });
+                            let slot = &mut out[oi].vals[i];
+                            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+                        }
+                    }
+                }
+            }
+            Ok(Val::Vector(merge_same_labels(out)?))
+        }
+        "quantile" => {
+            let q = param.unwrap_or_else(|| vec![f64::NAN; n]);
+            if let Some(bad) = q.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
+                let pos = a.param.as_deref().map(|p| ev.pos(p)).unwrap_or_default();
+                ev.warn(format!(
+                    "quantile value should be between 0 and 1, got {} {pos}",
+                    go_g(*bad)
+                ));
+            }
+            let mut out = Vec::with_capacity(groups.len());
+            for (key, members) in groups {
+                let vals = (0..n)
+                    .map(|i| {
+                        let mut v: Vec<f64> =
+                            members.iter().filter_map(|&si| input[si].vals[i]).collect();
+                        (!v.is_empty()).then(|| quantile(q[i], &mut v))
+                    })
+                    .collect();
+                out.push(Series {
+                    labels: key,
+                    drop_name: false,
+                    vals,
+                });
+            }
+            Ok(Val::Vector(
+                out.into_iter()
+                    .filter(|s| s.vals.iter().any(|v| v.is_some()))
+                    .collect(),
+            ))
+        }
+        "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
+            let mut out = Vec::with_capacity(groups.len());
+            for (key, members) in groups {
+                let vals: Vec<Option<f64>> = (0..n)
+                    .map(|i| {
+                        let mut acc = Acc::default();
+                        for &si in &members {
+                            if let Some(v) = input[si].vals[i] {
+                                add(&op, &mut acc, v);
+                            }
+                        }
+                        (acc.n > 0.0).then(|| finish(&op, &acc))
+                    })
+                    .collect();
+                if vals.iter().any(|v| v.is_some()) {
+                    out.push(Series {
+                        labels: key,
+                        drop_name: false,
+                        vals,
+                    });
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        other => Err(QueryError::BadData(format!(
+            "aggregation {other} is not supported"
+        ))),
+    }
+}
+
+/// `topk`, `bottomk`, `limitk` and `limit_ratio`: a subset of the input
+/// series per step, labels unchanged.
+fn select_k(
+    ev: &mut Evaluator,
+    op: &str,
+    input: &[Series],
+    groups: &[(Labels, Vec<usize>)],
+    param: &[f64],
+    r: &Steps,
+) -> Result<Val> {
+    let n = r.len();
+    let mut keep: Vec<Vec<bool>> = vec![vec![false; n]; input.len()];
+    // For instant queries, the output order (per group, sorted).
+    let mut order: Vec<usize> = Vec::new();
+    for (i, &p) in param.iter().enumerate() {
+        if p.is_nan() {
+            return Err(QueryError::Execution(
+                if op == "limit_ratio" {
+                    "Ratio value is NaN"
+                } else {
+                    "Parameter value is NaN"
+                }
+                .into(),
+            ));
+        }
+        if op != "limit_ratio" && p >= 9.223_372_036_854_776e18 {
+            return Err(QueryError::Execution(format!(
+                "Scalar value {} overflows int64",
+                go_g(p)
+            )));
+        }
+        let _ = i;
+    }
+    if op == "limit_ratio" {
+        if let Some(p) = param.iter().find(|p| **p < -1.0 || **p > 1.0) {
+            ev.warn(format!(
+                "ratio value should be between -1 and 1, got {}, capping to {}",
+                go_g(*p),
+                if *p < 0.0 { -1 } else { 1 }
+            ));
+        }
+    }
+    for (_, members) in groups {
+        for i in 0..n {
+            let present: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&si| input[si].vals[i].is_some())
+                .collect();
+            let chosen: Vec<usize> = match op {
+                "limit_ratio" => {
+                    let ratio = param[i].clamp(-1.0, 1.0);
+                    present
+                        .into_iter()
+                        .filter(|&si| {
+                            let off = input[si].labels.stable_hash() as f64 / u64::MAX as f64;
+                            if ratio >= 0.0 {
+                                off < ratio
+                            } else {
+                                off >= 1.0 + ratio
+                            }
+                        })
+                        .collect()
+                }
+                _ => {
+                    let k = param[i] as i64;
+                    if k < 1 {
+                        continue;
+                    }
+                    let k = (k as usize).min(present.len());
+                    if op == "limitk" {
+                        present.into_iter().take(k).collect()
+                    } else {
+                        let mut p = present;
+                        let val = |si: usize| input[si].vals[i].unwrap();
+                        let top = op == "topk";
+                        p.sort_by(|&x, &y| {
+                            let (a, b) = (val(x), val(y));
+                            match (a.is_nan(), b.is_nan()) {
+                                (true, true) => std::cmp::Ordering::Equal,
+                                (true, false) => std::cmp::Ordering::Greater,
+                                (false, true) => std::cmp::Ordering::Less,
+                                _ if top => b.partial_cmp(&a).unwrap(),
+                                _ => a.partial_cmp(&b).unwrap(),
+                            }
+                        });
+                        p.truncate(k);
+                        p
+                    }
+                }
+            };
+            for si in chosen {
+                keep[si][i] = true;
+                if n == 1 {
+                    order.push(si);
+                }
+            }
+        }
+    }
+    if n == 1 {
+        return Ok(Val::Vector(
+            order.into_iter().map(|si| input[si].clone()).collect(),
+        ));
+    }
+    let out = input
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| k.iter().any(|b| *b))
+        .map(|(s, k)| Series {
+            labels: s.labels.clone(),
+            drop_name: s.drop_name,
+            vals: s
+                .vals
+                .iter()
+                .zip(k)
+                .map(|(v, k)| if k { *v } else { None })
+                .collect(),
+        })
+        .collect();
+    Ok(Val::Vector(out))
+}

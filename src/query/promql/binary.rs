@@ -1,0 +1,314 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), set
+//! operators, and vector matching with `on`/`ignoring`/`group_*`.
+
+use std::collections::{HashMap, HashSet};
+
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::eval::{go_labels, Evaluator, Result, Series, Steps, Val};
+use super::functions::merge_same_labels;
+use super::QueryError;
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Applies `op`; the bool says whether a comparison keeps the element.
+pub(crate) fn apply(op: &str, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Result<Val> {
+    let op = b.op.to_string().to_lowercase();
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = ev.eval(&b.lhs, r)?;
+    let rhs = ev.eval(&b.rhs, r)?;
+    let cmp = is_comparison(&op);
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(rv)) => Ok(Val::Scalar(
+            l.iter()
+                .zip(&rv)
+                .map(|(a, c)| {
+                    let (v, keep) = apply(&op, *a, *c);
+                    if cmp {
+                        if keep {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        v
+                    }
+                })
+                .collect(),
+        )),
+        (Val::Vector(v), Val::Scalar(s)) => {
+            Ok(Val::Vector(vector_scalar(&op, v, &s, false, return_bool)))
+        }
+        (Val::Scalar(s), Val::Vector(v)) => {
+            Ok(Val::Vector(vector_scalar(&op, v, &s, true, return_bool)))
+        }
+        (Val::Vector(l), Val::Vector(rv)) => {
+            let (on, names) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                Some(LabelModifier::Include(ls)) => (true, ls.labels.clone()),
+                Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
+                None => (false, vec![]),
+            };
+            let sig = |s: &Series| -> Labels {
+                if on {
+                    let n: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+                    s.labels.keep(&n)
+                } else {
+                    let mut n: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+                    n.push(METRIC_NAME);
+                    s.labels.drop_names(&n)
+                }
+            };
+            let lsig: Vec<Labels> = l.iter().map(sig).collect();
+            let rsig: Vec<Labels> = rv.iter().map(sig).collect();
+            if matches!(op.as_str(), "and" | "or" | "unless") {
+                return Ok(Val::Vector(set_op(&op, l, rv, &lsig, &rsig, r.len())?));
+            }
+            let card = b
+                .modifier
+                .as_ref()
+                .map(|m| m.card.clone())
+                .unwrap_or(VectorMatchCardinality::OneToOne);
+            vector_vector(
+                ev,
+                &op,
+                l,
+                rv,
+                lsig,
+                rsig,
+                &card,
+                on,
+                &names,
+                return_bool,
+                r.len(),
+            )
+        }
+        _ => Err(QueryError::BadData(format!(
+            "binary operator {op} is not defined on these operand types"
+        ))),
+    }
+}
+
+fn vector_scalar(
+    op: &str,
+    v: Vec<Series>,
+    s: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Vec<Series> {
+    let cmp = is_comparison(op);
+    let mut out = Vec::with_capacity(v.len());
+    for mut series in v {
+        let mut any = false;
+        for (i, slot) in series.vals.iter_mut().enumerate() {
+            let Some(x) = *slot else { continue };
+            let (a, c) = if swap { (s[i], x) } else { (x, s[i]) };
+            let (mut val, mut keep) = apply(op, a, c);
+            if cmp && swap {
+                val = c;
+            }
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+                keep = true;
+            }
+            *slot = keep.then_some(val);
+            any |= keep;
+        }
+        if !cmp || return_bool {
+            series.drop_name = true;
+        }
+        if any {
+            out.push(series);
+        }
+    }
+    out
+}
+
+fn set_op(
+    op: &str,
+    l: Vec<Series>,
+    rv: Vec<Series>,
+    lsig: &[Labels],
+    rsig: &[Labels],
+    n: usize,
+) -> Result<Vec<Series>> {
+    let mut lkeep = l;
+    let mut rkeep = rv;
+    for i in 0..n {
+        match op {
+            "and" | "unless" => {
+                let rs: HashSet<&Labels> = rkeep
+                    .iter()
+                    .zip(rsig)
+                    .filter(|(s, _)| s.vals[i].is_some())
+                    .map(|(_, g)| g)
+                    .collect();
+                for (s, g) in lkeep.iter_mut().zip(lsig) {
+                    let hit = rs.contains(g);
+                    if (op == "and") != hit {
+                        s.vals[i] = None;
+                    }
+                }
+            }
+            _ => {
+                let ls: HashSet<&Labels> = lkeep
+                    .iter()
+                    .zip(lsig)
+                    .filter(|(s, _)| s.vals[i].is_some())
+                    .map(|(_, g)| g)
+                    .collect();
+                for (s, g) in rkeep.iter_mut().zip(rsig) {
+                    if ls.contains(g) {
+                        s.vals[i] = None;
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<Series> = lkeep;
+    if op == "or" {
+        out.extend(rkeep);
+    }
+    out.retain(|s| s.vals.iter().any(|v| v.is_some()));
+    merge_same_labels(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vector_vector(
+    ev: &mut Evaluator,
+    op: &str,
+    l: Vec<Series>,
+    rv: Vec<Series>,
+    lsig: Vec<Labels>,
+    rsig: Vec<Labels>,
+    card: &VectorMatchCardinality,
+    on: bool,
+    names: &[String],
+    return_bool: bool,
+    n: usize,
+) -> Result<Val> {
+    let cmp = is_comparison(op);
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+    let (many, one, msig, osig) = if one_to_many {
+        (rv, l, rsig, lsig)
+    } else {
+        (l, rv, lsig, rsig)
+    };
+    let mut out: Vec<Series> = Vec::new();
+    let mut out_idx: HashMap<Labels, usize> = HashMap::new();
+    let mut metric_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    for i in 0..n {
+        if i % 64 == 0 {
+            ev.check_deadline()?;
+        }
+        let mut right: HashMap<&Labels, usize> = HashMap::new();
+        for (oi, s) in one.iter().enumerate() {
+            if s.vals[i].is_none() {
+                continue;
+            }
+            if let Some(&prev) = right.get(&osig[oi]) {
+                let side = if one_to_many { "left" } else { "right" };
+                return Err(QueryError::Execution(format!(
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    go_labels(&osig[oi]),
+                    go_labels(&s.labels),
+                    go_labels(&one[prev].labels)
+                )));
+            }
+            right.insert(&osig[oi], oi);
+        }
+        if right.is_empty() {
+            continue;
+        }
+        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
+        for (mi, ls) in many.iter().enumerate() {
+            let Some(lv) = ls.vals[i] else { continue };
+            let Some(&oi) = right.get(&msig[mi]) else {
+                continue;
+            };
+            let rs = &one[oi];
+            let rv = rs.vals[i].unwrap();
+            let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
+            let (mut val, keep) = apply(op, fl, fr);
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            let metric = metric_cache
+                .entry((mi, oi))
+                .or_insert_with(|| {
+                    let mut b = LabelsBuilder::new(&ls.labels);
+                    if matches!(card, VectorMatchCardinality::OneToOne) {
+                        if on {
+                            let keep: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+                            let kept = ls.labels.keep(&keep);
+                            b = LabelsBuilder::new(&kept);
+                        } else {
+                            for nm in names {
+                                b.del(nm);
+                            }
+                        }
+                    }
+                    for ln in &include {
+                        match rs.labels.get(ln) {
+                            Some(v) => {
+                                b.set(ln.clone(), v.to_string());
+                            }
+                            None => {
+                                b.del(ln);
+                            }
+                        }
+                    }
+                    b.labels()
+                })
+                .clone();
+            let set = matched.entry(&msig[mi]).or_default();
+            if matches!(card, VectorMatchCardinality::OneToOne) {
+                if !set.is_empty() {
+                    return Err(QueryError::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
+                }
+            } else if set.contains(&metric) {
+                return Err(QueryError::Execution(
+                    "multiple matches for matching labels; many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
+            set.insert(metric.clone());
+            let drop_name = ls.drop_name || return_bool || !cmp;
+            let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
+                out.push(Series {
+                    labels: metric,
+                    drop_name,
+                    vals: vec![None; n],
+                });
+                out.len() - 1
+            });
+            out[oidx].vals[i] = Some(val);
+        }
+    }
+    Ok(Val::Vector(out))
+}
