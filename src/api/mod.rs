@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::query::promql::Engine;
 use crate::storage::{MetricsReader, MetricsWriter, StoreAdmin};
 
-pub use tenant::TenantId;
+pub use tenant::{tenant_from_headers, TenantId};
 
 /// Everything the handlers need, shared by all requests.
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(|| async { crate::telemetry::render() }))
-        .merge(prom::routes())
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(prom::routes(state))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
 }

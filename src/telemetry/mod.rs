@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher as BucketMatcher, PrometheusBuilder, PrometheusHandle};
 
-/// Requests served, by route pattern, method and status code.
+/// Requests served, by route pattern, method and status code (`status`).
 pub const HTTP_REQUESTS_TOTAL: &str = "strata_http_requests_total";
 /// Request latency, by route pattern and method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "strata_http_request_duration_seconds";
@@ -60,7 +60,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "code" => status)
+    metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => status)
         .increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
         .record(start.elapsed().as_secs_f64());

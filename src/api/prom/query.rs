@@ -1,0 +1,398 @@
+//! `/api/v1/query` and `/api/v1/query_range`: parameters checked in
+//! Prometheus's order with its messages, evaluation on a blocking thread
+//! under the per-tenant concurrency limit and the query timeout, results
+//! rendered in Prometheus's JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::json::{self, ApiError, ErrorType};
+use super::params::{self, Form};
+use super::PromState;
+use crate::model::Tenant;
+use crate::query::promql::{QueryError, QueryOutput, QueryParams, Value};
+
+/// Query latency by endpoint (`query`, `query_range`).
+pub const QUERY_DURATION_SECONDS: &str = "strata_query_duration_seconds";
+
+/// Prometheus's cap on points per series in a range query.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Per-tenant limit on queries running at once; further queries wait.
+pub struct QueryLimiter {
+    per_tenant: usize,
+    sems: Mutex<HashMap<Tenant, Arc<Semaphore>>>,
+}
+
+impl QueryLimiter {
+    /// At most `per_tenant` concurrent queries per tenant (0 = unlimited).
+    pub fn new(per_tenant: usize) -> QueryLimiter {
+        QueryLimiter {
+            per_tenant,
+            sems: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a slot (None when unlimited).
+    pub async fn acquire(&self, tenant: &Tenant) -> Option<OwnedSemaphorePermit> {
+        if self.per_tenant == 0 {
+            return None;
+        }
+        let sem = self
+            .sems
+            .lock()
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
+            .clone();
+        sem.acquire_owned().await.ok()
+    }
+}
+
+/// Maps engine errors to Prometheus's error types; parse errors read
+/// `invalid parameter "query": ...` as in Prometheus.
+fn query_error(e: QueryError) -> ApiError {
+    let kind = ErrorType::parse(e.error_type());
+    let message = match (&e, kind) {
+        (QueryError::BadData(m), _) if !m.starts_with("invalid parameter") => {
+            format!("invalid parameter \"query\": {m}")
+        }
+        _ => e.to_string(),
+    };
+    ApiError { kind, message }
+}
+
+/// Runs `f` on a blocking thread under the tenant's concurrency limit and
+/// `timeout`; a panic inside (an unfinished engine) becomes a 500.
+pub async fn run_limited<T: Send + 'static>(
+    st: &PromState,
+    tenant: &Tenant,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let deadline = Instant::now() + timeout;
+    let permit = tokio::time::timeout(timeout, st.queries.acquire(tenant))
+        .await
+        .map_err(|_| query_error(QueryError::Timeout("query queue".into())))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    });
+    match tokio::time::timeout(left, job).await {
+        Err(_) => Err(query_error(QueryError::Timeout(
+            "expression evaluation".into(),
+        ))),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "query evaluation failed");
+            Err(ApiError::internal(format!(
+                "query evaluation failed unexpectedly: {join}"
+            )))
+        }
+        Ok(Ok(r)) => r,
+    }
+}
+
+struct Common {
+    tenant: Tenant,
+    form: Form,
+    limit: usize,
+    params: QueryParams,
+    timeout: Duration,
+}
+
+/// Reads the parts shared by both endpoints: tenant, form and `limit`.
+async fn common_start(
+    st: &PromState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Tenant, Form, usize), ApiError> {
+    let tenant = crate::api::tenant_from_headers(headers).map_err(ApiError::bad_data)?;
+    let body = super::read_body(body, headers, st.app.config.limits.max_request_body_bytes)
+        .await
+        .map_err(ApiError::bad_data)?;
+    let form = Form::parse(method, uri, headers, &body);
+    let limit = params::limit_param(&form)?;
+    Ok((tenant, form, limit))
+}
+
+/// `timeout`, `lookback_delta` and `stats`.
+fn options(st: &PromState, form: &Form) -> Result<(QueryParams, Duration), ApiError> {
+    let engine_timeout = st.app.promql.options().timeout;
+    let mut timeout = engine_timeout;
+    let mut p = QueryParams::default();
+    let v = form.get("timeout");
+    if !v.is_empty() {
+        let ms = params::parse_duration(v).map_err(|e| ApiError::invalid_param("timeout", e))?;
+        timeout = timeout.min(Duration::from_millis(ms.max(0) as u64));
+        p.timeout = Some(timeout);
+    }
+    let lb = form.get("lookback_delta");
+    if !lb.is_empty() {
+        let ms = params::parse_duration(lb).map_err(|e| {
+            ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
+        })?;
+        p.lookback_delta_ms = Some(ms);
+    }
+    p.stats = !form.get("stats").is_empty();
+    Ok((p, timeout))
+}
+
+/// `GET|POST /api/v1/query`.
+pub async fn instant(
+    State(st): State<PromState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let r = async {
+        let (tenant, form, limit) = common_start(&st, &method, &uri, &headers, body).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = params::time_param(&form, "time", now)?;
+        let (params, timeout) = options(&st, &form)?;
+        let c = Common {
+            tenant,
+            form,
+            limit,
+            params,
+            timeout,
+        };
+        let engine = st.app.promql.clone();
+        let query = c.form.get("query").to_string();
+        let (tenant, params) = (c.tenant.clone(), c.params.clone());
+        let out = run_limited(&st, &c.tenant, c.timeout, move || {
+            engine
+                .instant(&tenant, &query, t, &params)
+                .map_err(query_error)
+        })
+        .await?;
+        Ok::<_, ApiError>(render(out, c.limit, c.params.stats))
+    }
+    .await;
+    finish("query", started, r)
+}
+
+/// `GET|POST /api/v1/query_range`.
+pub async fn range(
+    State(st): State<PromState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let r = async {
+        let (tenant, form, limit) = common_start(&st, &method, &uri, &headers, body).await?;
+        let start = params::parse_time(form.get("start"))
+            .map_err(|e| ApiError::invalid_param("start", e))?;
+        let end =
+            params::parse_time(form.get("end")).map_err(|e| ApiError::invalid_param("end", e))?;
+        if end < start {
+            return Err(ApiError::bad_data(
+                "end timestamp must not be before start time",
+            ));
+        }
+        let step = params::parse_duration(form.get("step"))
+            .map_err(|e| ApiError::invalid_param("step", e))?;
+        if step <= 0 {
+            return Err(ApiError::bad_data(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if (end - start) / step > MAX_POINTS_PER_SERIES {
+            return Err(ApiError::bad_data(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
+        }
+        let (params, timeout) = options(&st, &form)?;
+        let engine = st.app.promql.clone();
+        let query = form.get("query").to_string();
+        let (t2, p2) = (tenant.clone(), params.clone());
+        let out = run_limited(&st, &tenant, timeout, move || {
+            engine
+                .range(&t2, &query, start, end, step, &p2)
+                .map_err(query_error)
+        })
+        .await?;
+        Ok(render(out, limit, params.stats))
+    }
+    .await;
+    finish("query_range", started, r)
+}
+
+fn finish(endpoint: &'static str, started: Instant, r: Result<Response, ApiError>) -> Response {
+    metrics::histogram!(QUERY_DURATION_SECONDS, "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    match r {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Renders a result as Prometheus's `data` object, truncated to `limit`
+/// series when asked.
+fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
+    let QueryOutput {
+        value,
+        mut warnings,
+        infos,
+        stats: st,
+    } = out;
+    let mut data = String::with_capacity(256);
+    data.push_str(r#"{"resultType":"#);
+    let truncate = |n: usize| limit > 0 && n > limit;
+    match value {
+        Value::Scalar { t, v } => {
+            data.push_str(r#""scalar","result":"#);
+            json::write_point(&mut data, t, v);
+        }
+        Value::String { t, s } => {
+            data.push_str(r#""string","result":["#);
+            json::write_ts(&mut data, t);
+            data.push(',');
+            json::write_str(&mut data, &s);
+            data.push(']');
+        }
+        Value::Vector(mut v) => {
+            if truncate(v.len()) {
+                v.truncate(limit);
+                warnings.push("results truncated due to limit".into());
+            }
+            data.push_str(r#""vector","result":["#);
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    data.push(',');
+                }
+                data.push_str(r#"{"metric":"#);
+                json::write_labels(&mut data, &s.labels);
+                data.push_str(r#","value":"#);
+                json::write_point(&mut data, s.t, s.v);
+                data.push('}');
+            }
+            data.push(']');
+        }
+        Value::Matrix(mut m) => {
+            if truncate(m.len()) {
+                m.truncate(limit);
+                warnings.push("results truncated due to limit".into());
+            }
+            data.push_str(r#""matrix","result":["#);
+            for (i, s) in m.iter().enumerate() {
+                if i > 0 {
+                    data.push(',');
+                }
+                data.push_str(r#"{"metric":"#);
+                json::write_labels(&mut data, &s.labels);
+                data.push_str(r#","values":["#);
+                for (j, p) in s.samples.iter().enumerate() {
+                    if j > 0 {
+                        data.push(',');
+                    }
+                    json::write_point(&mut data, p.t, p.v);
+                }
+                data.push_str("]}");
+            }
+            data.push(']');
+        }
+    }
+    if stats {
+        let t = st.exec_seconds;
+        data.push_str(&format!(
+            r#","stats":{{"timings":{{"evalTotalTime":{t},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{t},"execQueueTime":0,"execTotalTime":{t}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}"#,
+            st.total_queryable_samples, st.peak_samples
+        ));
+    }
+    data.push('}');
+    json::success(&data, &warnings, &infos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Sample};
+    use crate::query::promql::{QueryStats, VectorSample};
+    use crate::storage::SeriesSamples;
+
+    async fn body(r: Response) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    fn out(value: Value) -> QueryOutput {
+        QueryOutput {
+            value,
+            warnings: vec![],
+            infos: vec![],
+            stats: QueryStats::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn shapes_are_prometheus_bytes() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let cases = [
+            (
+                Value::Scalar { t: 1500, v: 2.0 },
+                r#"{"status":"success","data":{"resultType":"scalar","result":[1.500,"2"]}}"#,
+            ),
+            (
+                Value::String {
+                    t: 1000,
+                    s: "x".into(),
+                },
+                r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#,
+            ),
+            (
+                Value::Vector(vec![VectorSample {
+                    labels: l.clone(),
+                    t: 1000,
+                    v: f64::NAN,
+                }]),
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1,"NaN"]}]}}"#,
+            ),
+            (
+                Value::Matrix(vec![SeriesSamples {
+                    labels: l,
+                    samples: vec![Sample::new(1000, 1.0), Sample::new(2000, f64::INFINITY)],
+                }]),
+                r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1,"1"],[2,"+Inf"]]}]}}"#,
+            ),
+            (
+                Value::Vector(vec![]),
+                r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(body(render(out(v), 0, false)).await, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_truncates_with_a_warning() {
+        let v = Value::Vector(
+            (0..3)
+                .map(|i| VectorSample {
+                    labels: Labels::from_pairs([("i", i.to_string())]),
+                    t: 0,
+                    v: 0.0,
+                })
+                .collect(),
+        );
+        let b = body(render(out(v), 2, false)).await;
+        assert!(
+            b.ends_with(r#"]},"warnings":["results truncated due to limit"]}"#),
+            "{b}"
+        );
+    }
+}
