@@ -279,10 +279,7 @@ mod tests {
         type Case<'a> = (&'a [(&'a str, &'a str)], Option<Invalid>);
         let cases: &[Case] = &[
             (&[("__name__", "up"), ("job", "a")], None),
-            (
-                &[("__name__", "cpu use.x"), ("job name", "ü")],
-                None,
-            ),
+            (&[("__name__", "cpu use.x"), ("job name", "ü")], None),
             (&[("__name__", "up"), ("a", "")], None),
             (&[], Some(Invalid::EmptyLabels)),
             (&[("job", "a")], Some(Invalid::MissingMetricName)),
