@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-use strata::query::promql::parse::{parse_expr_with, to_promql, DurationContext};
+use promql_parser::parser::Expr;
+use strata::query::promql::parse::{
+    parse_expr_with, range_mode, to_promql, trim_op, DurationContext, RangeMode, TrimOp,
+};
 
 /// Queries that must parse. Raise it when the bridge improves; never lower
 /// it to make a regression pass.
@@ -52,6 +55,49 @@ fn duration_ms(s: &str) -> i64 {
         total += n * mult;
     }
     total
+}
+
+/// The `anchored`/`smoothed` modes and trim operators in `e`, in order.
+fn bridged(e: &Expr, modes: &mut Vec<RangeMode>, trims: &mut Vec<TrimOp>) {
+    match e {
+        Expr::VectorSelector(vs) => modes.extend(range_mode(vs)),
+        Expr::MatrixSelector(m) => modes.extend(range_mode(&m.vs)),
+        Expr::Binary(b) => {
+            bridged(&b.lhs, modes, trims);
+            trims.extend(trim_op(b.op));
+            bridged(&b.rhs, modes, trims);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                bridged(p, modes, trims);
+            }
+            bridged(&a.expr, modes, trims);
+        }
+        Expr::Unary(u) => bridged(&u.expr, modes, trims),
+        Expr::Paren(p) => bridged(&p.expr, modes, trims),
+        Expr::Subquery(s) => bridged(&s.expr, modes, trims),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| bridged(a, modes, trims)),
+        _ => {}
+    }
+}
+
+/// What the query text says the AST must carry: one mode per `anchored` /
+/// `smoothed` word and one trim operator per `</` / `>/`, in order.
+fn expected_bridged(q: &str) -> (Vec<RangeMode>, Vec<TrimOp>) {
+    let mut modes = Vec::new();
+    let mut trims = Vec::new();
+    for w in
+        q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '<' || c == '>' || c == '/'))
+    {
+        match w {
+            "anchored" => modes.push(RangeMode::Anchored),
+            "smoothed" => modes.push(RangeMode::Smoothed),
+            "</" => trims.push(TrimOp::Upper),
+            ">/" => trims.push(TrimOp::Lower),
+            _ => {}
+        }
+    }
+    (modes, trims)
 }
 
 struct Eval {
@@ -153,6 +199,15 @@ fn conformance_queries_parse() {
             match res {
                 Ok(expr) => {
                     ok += 1;
+                    let (mut modes, mut trims) = (Vec::new(), Vec::new());
+                    bridged(&expr, &mut modes, &mut trims);
+                    assert_eq!(
+                        (modes, trims),
+                        expected_bridged(&ev.query),
+                        "{}: {}",
+                        ev.place,
+                        ev.query
+                    );
                     // The printer's text parses again and prints the same
                     // (the crate's printer sorts matchers and drops `by ()`,
                     // so the ASTs themselves may differ in such details).

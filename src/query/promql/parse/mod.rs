@@ -9,8 +9,8 @@
 //!
 //! # How it works
 //!
-//! A small tokenizer ([`lexer`]) finds the constructs the crate lacks; a
-//! pre-pass ([`rewrite`]) rewrites them into text the crate parses, and a
+//! A small tokenizer (`lexer.rs`) finds the constructs the crate lacks; a
+//! pre-pass (`rewrite.rs`) rewrites them into text the crate parses, and a
 //! post-pass restores what the text could not carry. Everything else is
 //! passed to `promql_parser::parser::parse` byte for byte.
 //!
