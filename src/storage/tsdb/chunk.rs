@@ -317,7 +317,8 @@ impl<'a> XorIter<'a> {
             }
             1 => {
                 self.t_delta = self.r.read_uvarint()? as i64;
-                self.t += self.t_delta;
+                // Wrapping: corrupt input must end the iteration, never panic.
+                self.t = self.t.wrapping_add(self.t_delta);
                 self.read_value()?;
             }
             _ => {
@@ -335,8 +336,8 @@ impl<'a> XorIter<'a> {
                         sign_extend(self.r.read_bits(bits)?, bits)
                     }
                 };
-                self.t_delta += dod;
-                self.t += self.t_delta;
+                self.t_delta = self.t_delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.t_delta);
                 self.read_value()?;
             }
         }
@@ -353,7 +354,8 @@ impl<'a> XorIter<'a> {
             if sig == 0 {
                 sig = 64;
             }
-            self.trailing = 64 - self.leading - sig;
+            // A corrupt window (leading + significant bits > 64) ends the stream.
+            self.trailing = 64u8.checked_sub(self.leading)?.checked_sub(sig)?;
         }
         let sig = 64 - self.leading - self.trailing;
         let bits = self.r.read_bits(sig)?;
@@ -443,6 +445,23 @@ mod tests {
             samples.push((t, v));
         }
         round_trip(&samples);
+    }
+
+    #[test]
+    fn corrupt_bytes_never_panic() {
+        let mut c = XorChunk::new();
+        for i in 0..200i64 {
+            assert!(c.append(i * 15_000 + i % 3, (i % 17) as f64 / 3.0));
+        }
+        let bytes = c.to_bytes();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                let _ = XorIter::new(&bad).count();
+            }
+            let _ = XorIter::new(&bytes[..i]).count();
+        }
     }
 
     #[test]

@@ -9,15 +9,41 @@
 //! renamed). `BlockStore` implements [`MetricsReader`] over all of a tenant's
 //! blocks; `metadata` and `exemplars` answer empty (the head keeps those).
 
-use std::path::Path;
+mod dir;
+mod chunks;
+mod compact;
+mod format;
+mod index;
+mod query;
+#[cfg(test)]
+mod tests;
 
-use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Tenant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
 use crate::storage::{MetricsReader, SeriesSamples, StorageError};
+
+use dir::{write_block_dir, Block, BlockSpec, TMP_PREFIX};
+
+pub use dir::FORMAT_VERSION;
+
+/// Gauge: blocks currently loaded (all tenants).
+pub const BLOCKS_LOADED: &str = "strata_blocks_loaded";
+/// Counter: blocks written by compaction.
+pub const COMPACTIONS_TOTAL: &str = "strata_compactions_total";
+/// Gauge: bytes on disk of the loaded blocks.
+pub const BLOCK_BYTES: &str = "strata_block_bytes";
 
 /// Settings for the block store.
 #[derive(Debug, Clone)]
 pub struct BlockStoreOptions {
-    /// Blocks whose newest sample is older than `now - retention` are deleted.
+    /// Blocks whose newest sample is older than `now - retention` are deleted
+    /// (0 or less keeps blocks forever).
     pub retention_ms: i64,
     /// Range of blocks flushed from the head (the first compaction level).
     pub block_duration_ms: i64,
@@ -51,19 +77,144 @@ pub struct BlockMeta {
 }
 
 /// All blocks of all tenants under one directory.
-pub struct BlockStore {}
+pub struct BlockStore {
+    dir: PathBuf,
+    opts: BlockStoreOptions,
+    /// Per tenant, blocks sorted by `(min_t, id)`.
+    blocks: RwLock<BTreeMap<Tenant, Vec<Arc<Block>>>>,
+    /// Serialises compaction and retention (writers of the block lists).
+    maintenance: Mutex<()>,
+}
+
+fn sort_blocks(v: &mut [Arc<Block>]) {
+    v.sort_by(|a, b| (a.meta.min_t, &a.meta.id).cmp(&(b.meta.min_t, &b.meta.id)));
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove block directory");
+    }
+}
 
 impl BlockStore {
     /// Opens `dir` (`<data_dir>/tsdb/blocks`), creating it if needed, and
     /// loads every complete block; leftovers of interrupted writes are removed.
+    /// A block that fails verification is logged and skipped (left on disk
+    /// for inspection); a block superseded by a compacted one whose write
+    /// finished before the sources were deleted is removed.
     pub fn open(dir: &Path, opts: BlockStoreOptions) -> Result<BlockStore, StorageError> {
-        let _ = (dir, opts);
-        todo!("storage/tsdb/block: open")
+        fs::create_dir_all(dir)
+            .map_err(|e| StorageError::io(format!("create {}", dir.display()), e))?;
+        let mut all = BTreeMap::new();
+        let read = |d: &Path| {
+            fs::read_dir(d).map_err(|e| StorageError::io(format!("list {}", d.display()), e))
+        };
+        for entry in read(dir)? {
+            let entry =
+                entry.map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let tenant = match Tenant::new(&name) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "skipping directory that is not a tenant");
+                    continue;
+                }
+            };
+            let mut blocks: Vec<Arc<Block>> = Vec::new();
+            for b in read(&path)? {
+                let b = b.map_err(|e| StorageError::io(format!("list {}", path.display()), e))?;
+                let bname = b.file_name().to_string_lossy().into_owned();
+                let bpath = b.path();
+                if bname.starts_with(TMP_PREFIX) {
+                    tracing::info!(dir = %bpath.display(), "removing unfinished block");
+                    remove_dir(&bpath);
+                    continue;
+                }
+                if !bpath.is_dir() {
+                    continue;
+                }
+                match Block::open(&bpath) {
+                    Ok(block) => blocks.push(Arc::new(block)),
+                    Err(e) => {
+                        tracing::error!(dir = %bpath.display(), error = %e, "skipping unreadable block")
+                    }
+                }
+            }
+            let superseded: Vec<usize> = (0..blocks.len())
+                .filter(|&i| {
+                    let a = &blocks[i].meta;
+                    blocks.iter().any(|b| {
+                        let b = &b.meta;
+                        b.id != a.id
+                            && a.sources.iter().all(|s| b.sources.contains(s))
+                            && (b.sources.len() > a.sources.len() || b.id > a.id)
+                    })
+                })
+                .collect();
+            for &i in superseded.iter().rev() {
+                let b = blocks.remove(i);
+                tracing::info!(dir = %b.dir.display(), "removing block superseded by compaction");
+                remove_dir(&b.dir);
+            }
+            sort_blocks(&mut blocks);
+            if !blocks.is_empty() {
+                all.insert(tenant, blocks);
+            }
+        }
+        let store = BlockStore {
+            dir: dir.to_path_buf(),
+            opts,
+            blocks: RwLock::new(all),
+            maintenance: Mutex::new(()),
+        };
+        store.update_gauges();
+        Ok(store)
+    }
+
+    fn update_gauges(&self) {
+        let blocks = self.blocks.read();
+        let n: usize = blocks.values().map(Vec::len).sum();
+        metrics::gauge!(BLOCKS_LOADED).set(n as f64);
+        drop(blocks);
+        metrics::gauge!(BLOCK_BYTES).set(self.disk_bytes() as f64);
+    }
+
+    fn tenant_dir(&self, tenant: &Tenant) -> PathBuf {
+        self.dir.join(tenant.as_str())
+    }
+
+    /// Writes, opens and publishes a block.
+    fn write(
+        &self,
+        tenant: &Tenant,
+        spec: (i64, i64, u32, Vec<String>),
+        series: &mut dyn Iterator<Item = Result<SeriesSamples, StorageError>>,
+    ) -> Result<Option<Arc<Block>>, StorageError> {
+        let tenant_dir = self.tenant_dir(tenant);
+        let (min_t, max_t, level, sources) = spec;
+        let spec = BlockSpec {
+            tenant_dir: &tenant_dir,
+            tenant: tenant.as_str(),
+            min_t,
+            max_t,
+            level,
+            sources,
+        };
+        let Some((_, dir)) = write_block_dir(spec, series)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(Block::open(&dir)?)))
     }
 
     /// Writes one block for `tenant` covering `[min_t, max_t)` from series
     /// sorted by labels (samples sorted, all inside the range). Returns `None`
     /// when `series` is empty. The block is visible to readers on return.
+    /// (Unsorted series or samples are sorted; samples outside the range widen
+    /// the block's range rather than being lost.)
     pub fn write_block(
         &self,
         tenant: &Tenant,
@@ -71,36 +222,179 @@ impl BlockStore {
         max_t: i64,
         series: &mut dyn Iterator<Item = SeriesSamples>,
     ) -> Result<Option<BlockMeta>, StorageError> {
-        let _ = (tenant, min_t, max_t, series);
-        todo!("storage/tsdb/block: write_block")
+        let mut ok = series.map(Ok);
+        let Some(block) = self.write(tenant, (min_t, max_t, 1, vec![]), &mut ok)? else {
+            return Ok(None);
+        };
+        let meta = block.meta.clone();
+        let mut blocks = self.blocks.write();
+        let list = blocks.entry(tenant.clone()).or_default();
+        list.push(block);
+        sort_blocks(list);
+        drop(blocks);
+        self.update_gauges();
+        Ok(Some(meta))
     }
 
     /// Metas of a tenant's blocks, oldest first.
     pub fn blocks(&self, tenant: &Tenant) -> Vec<BlockMeta> {
-        let _ = tenant;
-        todo!("storage/tsdb/block: blocks")
+        self.snapshot(tenant)
+            .iter()
+            .map(|b| b.meta.clone())
+            .collect()
+    }
+
+    fn snapshot(&self, tenant: &Tenant) -> Vec<Arc<Block>> {
+        self.blocks.read().get(tenant).cloned().unwrap_or_default()
     }
 
     /// Tenants that have blocks.
     pub fn tenants(&self) -> Vec<Tenant> {
-        todo!("storage/tsdb/block: tenants")
+        self.blocks
+            .read()
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Replaces `old` blocks of `tenant` by `new` in the published list,
+    /// then deletes the old directories.
+    fn replace(&self, tenant: &Tenant, old: &[Arc<Block>], new: Option<Arc<Block>>) {
+        let mut blocks = self.blocks.write();
+        let list = blocks.entry(tenant.clone()).or_default();
+        list.retain(|b| !old.iter().any(|o| o.meta.id == b.meta.id));
+        list.extend(new);
+        sort_blocks(list);
+        if list.is_empty() {
+            blocks.remove(tenant);
+        }
+        drop(blocks);
+        for b in old {
+            remove_dir(&b.dir);
+        }
+        self.update_gauges();
     }
 
     /// Runs one round of compaction for every tenant; returns blocks written.
+    /// Overlapping blocks are merged first (samples deduplicated by
+    /// timestamp), then adjacent blocks inside one aligned range
+    /// (`block_duration * 3^k`, capped at `max_block_duration`).
     pub fn compact(&self) -> Result<usize, StorageError> {
-        todo!("storage/tsdb/block: compact")
+        let _guard = self.maintenance.lock();
+        let ranges = compact::ranges(self.opts.block_duration_ms, self.opts.max_block_duration_ms);
+        let mut written = 0;
+        for tenant in self.tenants() {
+            // Each step replaces two or more blocks by one, so this ends.
+            loop {
+                let current = self.snapshot(&tenant);
+                let metas: Vec<BlockMeta> = current.iter().map(|b| b.meta.clone()).collect();
+                let Some(pick) = compact::plan(&metas, &ranges) else {
+                    break;
+                };
+                let chosen: Vec<Arc<Block>> = pick.iter().map(|&i| current[i].clone()).collect();
+                let min_t = chosen.iter().map(|b| b.meta.min_t).min().unwrap_or(0);
+                let max_t = chosen.iter().map(|b| b.meta.max_t).max().unwrap_or(0);
+                let level = chosen.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+                let sources: BTreeSet<String> = chosen
+                    .iter()
+                    .flat_map(|b| b.meta.sources.iter().cloned())
+                    .collect();
+                let mut merged = compact::MergeIter::new(&chosen);
+                let new = self.write(
+                    &tenant,
+                    (min_t, max_t, level, sources.into_iter().collect()),
+                    &mut merged,
+                )?;
+                tracing::info!(
+                    tenant = tenant.as_str(),
+                    sources = chosen.len(),
+                    min_t,
+                    max_t,
+                    level,
+                    "compacted blocks"
+                );
+                written += usize::from(new.is_some());
+                self.replace(&tenant, &chosen, new);
+                metrics::counter!(COMPACTIONS_TOTAL).increment(1);
+            }
+        }
+        Ok(written)
     }
 
     /// Deletes whole blocks entirely older than `now_ms - retention`; returns
     /// how many were deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let _ = now_ms;
-        todo!("storage/tsdb/block: apply_retention")
+        if self.opts.retention_ms <= 0 {
+            return Ok(0);
+        }
+        let _guard = self.maintenance.lock();
+        let cutoff = now_ms.saturating_sub(self.opts.retention_ms);
+        let mut deleted = 0;
+        for tenant in self.tenants() {
+            let old: Vec<Arc<Block>> = self
+                .snapshot(&tenant)
+                .into_iter()
+                .filter(|b| b.meta.max_t <= cutoff)
+                .collect();
+            if !old.is_empty() {
+                deleted += old.len();
+                tracing::info!(
+                    tenant = tenant.as_str(),
+                    blocks = old.len(),
+                    cutoff,
+                    "retention deleted blocks"
+                );
+                self.replace(&tenant, &old, None);
+            }
+        }
+        Ok(deleted)
     }
 
     /// Bytes on disk of all blocks.
     pub fn disk_bytes(&self) -> u64 {
-        todo!("storage/tsdb/block: disk_bytes")
+        self.blocks.read().values().flatten().map(|b| b.bytes).sum()
+    }
+
+    /// Calls `f` with each block overlapping the range and the ids of its
+    /// series matching `matchers`.
+    fn each_match(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(&Block, u32) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        for b in self
+            .snapshot(tenant)
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+        {
+            for id in &query::matching_series(b, matchers)? {
+                f(b, id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Label sets of matching series with samples in the range.
+    fn matching_labels(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<BTreeSet<Labels>, StorageError> {
+        let mut out = BTreeSet::new();
+        self.each_match(tenant, matchers, mint, maxt, &mut |b, id| {
+            let e = b.series(id)?;
+            if !out.contains(&e.labels) && b.has_samples(&e.chunks, mint, maxt)? {
+                out.insert(e.labels);
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
@@ -112,8 +406,22 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let _ = (tenant, matchers, mint, maxt);
-        todo!("storage/tsdb/block: select")
+        let mut found: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
+        self.each_match(tenant, matchers, mint, maxt, &mut |b, id| {
+            let e = b.series(id)?;
+            let samples = b.samples(&e.chunks, mint, maxt)?;
+            if !samples.is_empty() {
+                found.entry(e.labels).or_default().push(samples);
+            }
+            Ok(())
+        })?;
+        Ok(found
+            .into_iter()
+            .map(|(labels, parts)| SeriesSamples {
+                labels,
+                samples: query::merge_samples(parts),
+            })
+            .collect())
     }
 
     fn series(
@@ -123,10 +431,14 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, StorageError> {
-        let _ = (tenant, matchers, mint, maxt);
-        todo!("storage/tsdb/block: series")
+        Ok(self
+            .matching_labels(tenant, matchers, mint, maxt)?
+            .into_iter()
+            .collect())
     }
 
+    /// Without matchers this answers from the dictionaries of the blocks
+    /// overlapping the range (block granularity, as Prometheus does).
     fn label_names(
         &self,
         tenant: &Tenant,
@@ -134,10 +446,25 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let _ = (tenant, matchers, mint, maxt);
-        todo!("storage/tsdb/block: label_names")
+        let mut out = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in self
+                .snapshot(tenant)
+                .iter()
+                .filter(|b| b.overlaps(mint, maxt))
+            {
+                out.extend(b.index.label_names().map_err(|r| b.corrupt_index(r))?);
+            }
+        } else {
+            for l in self.matching_labels(tenant, matchers, mint, maxt)? {
+                out.extend(l.iter().map(|l| l.name.clone()));
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
+    /// Without matchers this answers from the dictionaries of the blocks
+    /// overlapping the range (block granularity, as Prometheus does).
     fn label_values(
         &self,
         tenant: &Tenant,
@@ -146,8 +473,28 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let _ = (tenant, name, matchers, mint, maxt);
-        todo!("storage/tsdb/block: label_values")
+        let mut out = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in self
+                .snapshot(tenant)
+                .iter()
+                .filter(|b| b.overlaps(mint, maxt))
+            {
+                for t in b.index.terms_of(name) {
+                    out.insert(
+                        b.index
+                            .symbol(t.value)
+                            .map_err(|r| b.corrupt_index(r))?
+                            .to_string(),
+                    );
+                }
+            }
+        } else {
+            for l in self.matching_labels(tenant, matchers, mint, maxt)? {
+                out.extend(l.get(name).map(str::to_string));
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     fn metadata(

@@ -1,0 +1,247 @@
+//! The `chunks` file of a block and the per-chunk encodings.
+//!
+//! File: `MAGIC_CHUNKS`, version byte, then chunk records
+//! `uvarint len | payload | crc32c(payload) u32 BE`. A chunk reference is the
+//! record's byte offset. The payload starts with an encoding byte:
+//! - [`ENC_XOR`]: a Gorilla chunk ([`XorChunk`]: delta-of-delta timestamps,
+//!   XOR floats), for arbitrary floats;
+//! - [`ENC_PACKED`]: `uvarint count`, the timestamps as an integer sequence,
+//!   a decimal exponent `e` and the values as the integers `v * 10^e`
+//!   (exact round trip required), both with [`super::format::encode_ints`].
+//!   Counters and gauges with few distinct values cost a few bits per sample.
+//!
+//! The writer encodes both and keeps the smaller.
+
+use crate::model::Sample;
+use crate::storage::tsdb::chunk::{XorChunk, XorIter};
+
+use super::format::{decode_ints, encode_ints, put_uvarint, Decoder};
+
+/// Magic at the start of a `chunks` file.
+pub(crate) const MAGIC_CHUNKS: &[u8; 4] = b"STCK";
+/// Gorilla XOR encoding.
+pub(crate) const ENC_XOR: u8 = 1;
+/// Packed integer timestamps and decimal values.
+pub(crate) const ENC_PACKED: u8 = 2;
+/// Largest decimal exponent tried for [`ENC_PACKED`].
+const MAX_DECIMAL_EXP: u8 = 9;
+/// Most samples a packed chunk may claim (bounds allocation on corrupt input).
+const MAX_PACKED_SAMPLES: usize = 1 << 16;
+/// Samples per chunk written by blocks.
+pub(crate) const CHUNK_SAMPLES: usize = 240;
+
+/// Encodes samples (sorted, unique timestamps, at most
+/// [`crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES`]) as the smaller of the
+/// available encodings.
+pub(crate) fn encode_chunk(samples: &[Sample]) -> Vec<u8> {
+    let mut best = None;
+    if let Some(p) = encode_packed(samples) {
+        best = Some(p);
+    }
+    if samples.len() <= crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES {
+        let mut c = XorChunk::new();
+        let appended = samples.iter().all(|s| c.append(s.t, s.v));
+        if appended
+            && best
+                .as_ref()
+                .is_none_or(|b: &Vec<u8>| c.byte_len() + 1 < b.len())
+        {
+            let mut out = vec![ENC_XOR];
+            out.extend_from_slice(&c.to_bytes());
+            best = Some(out);
+        }
+    }
+    best.unwrap_or_else(|| {
+        // Only reachable for out-of-order input the XOR chunk refuses and a
+        // value set that is not decimal: store the floats' bit patterns.
+        let mut out = vec![ENC_PACKED];
+        put_uvarint(&mut out, samples.len() as u64);
+        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+        encode_ints(&ts, &mut out);
+        out.push(RAW_BITS);
+        let vs: Vec<i64> = samples.iter().map(|s| s.v.to_bits() as i64).collect();
+        encode_ints(&vs, &mut out);
+        out
+    })
+}
+
+/// Exponent byte meaning "the integers are the floats' raw bit patterns".
+const RAW_BITS: u8 = 0xff;
+
+fn pow10(e: u8) -> f64 {
+    10f64.powi(i32::from(e))
+}
+
+/// The smallest exponent `e` with every value exactly `m / 10^e`.
+fn decimal_exponent(samples: &[Sample]) -> Option<(u8, Vec<i64>)> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    'exp: for e in 0..=MAX_DECIMAL_EXP {
+        let scale = pow10(e);
+        let mut ms = Vec::with_capacity(samples.len());
+        for s in samples {
+            let m = (s.v * scale).round();
+            if !m.is_finite() || m.abs() >= LIMIT || (m / scale).to_bits() != s.v.to_bits() {
+                continue 'exp;
+            }
+            ms.push(m as i64);
+        }
+        return Some((e, ms));
+    }
+    None
+}
+
+fn encode_packed(samples: &[Sample]) -> Option<Vec<u8>> {
+    let (e, ms) = decimal_exponent(samples)?;
+    let mut out = vec![ENC_PACKED];
+    put_uvarint(&mut out, samples.len() as u64);
+    let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+    encode_ints(&ts, &mut out);
+    out.push(e);
+    encode_ints(&ms, &mut out);
+    Some(out)
+}
+
+/// Decodes a chunk payload; `None` when it is malformed.
+pub(crate) fn decode_chunk(payload: &[u8]) -> Option<Vec<Sample>> {
+    let (&enc, body) = payload.split_first()?;
+    match enc {
+        ENC_XOR => {
+            let mut it = XorIter::new(body);
+            let out: Vec<Sample> = it.by_ref().map(|(t, v)| Sample::new(t, v)).collect();
+            (!it.failed()).then_some(out)
+        }
+        ENC_PACKED => {
+            let mut d = Decoder::new(body);
+            let n = d.len(MAX_PACKED_SAMPLES)?;
+            let ts = decode_ints(&mut d, n)?;
+            let e = d.u8()?;
+            let ms = decode_ints(&mut d, n)?;
+            if !d.is_empty() {
+                return None;
+            }
+            let out = if e == RAW_BITS {
+                ts.into_iter()
+                    .zip(ms)
+                    .map(|(t, m)| Sample::new(t, f64::from_bits(m as u64)))
+                    .collect()
+            } else if e <= MAX_DECIMAL_EXP {
+                let scale = pow10(e);
+                ts.into_iter()
+                    .zip(ms)
+                    .map(|(t, m)| Sample::new(t, m as f64 / scale))
+                    .collect()
+            } else {
+                return None;
+            };
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Appends one chunk record (length, payload, CRC32C) to `buf`.
+pub(crate) fn put_record(buf: &mut Vec<u8>, payload: &[u8]) {
+    put_uvarint(buf, payload.len() as u64);
+    buf.extend_from_slice(payload);
+    buf.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+}
+
+/// Why a chunk record could not be read.
+pub(crate) fn read_record(file: &[u8], offset: u64) -> Result<&[u8], String> {
+    let start = usize::try_from(offset).map_err(|_| format!("chunk ref {offset} out of range"))?;
+    if start < MAGIC_CHUNKS.len() + 1 || start >= file.len() {
+        return Err(format!("chunk ref {offset} out of range"));
+    }
+    let mut d = Decoder::new(&file[start..]);
+    let len = d
+        .len(file.len())
+        .ok_or_else(|| format!("chunk at {offset}: bad length"))?;
+    let payload = d
+        .bytes(len)
+        .ok_or_else(|| format!("chunk at {offset}: truncated"))?;
+    let crc = d
+        .u32_be()
+        .ok_or_else(|| format!("chunk at {offset}: truncated checksum"))?;
+    if crc32c::crc32c(payload) != crc {
+        return Err(format!("chunk at {offset}: checksum mismatch"));
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(samples: &[Sample]) -> usize {
+        let enc = encode_chunk(samples);
+        let got = decode_chunk(&enc).unwrap_or_else(|| {
+            panic!(
+                "decodes {} samples, enc {:?}",
+                samples.len(),
+                &enc[..enc.len().min(20)]
+            )
+        });
+        assert_eq!(got.len(), samples.len());
+        for (g, w) in got.iter().zip(samples) {
+            assert_eq!(g.t, w.t);
+            assert_eq!(g.v.to_bits(), w.v.to_bits(), "{} vs {}", g.v, w.v);
+        }
+        enc.len()
+    }
+
+    #[test]
+    fn encodings_round_trip_exactly() {
+        let t0 = 1_700_000_000_000i64;
+        let counter: Vec<Sample> = (0..240)
+            .map(|i| Sample::new(t0 + i * 15_000, (1000 + i * i * 13) as f64))
+            .collect();
+        assert!(
+            check(&counter) < 240,
+            "integer counter packs below 1 byte/sample"
+        );
+        let cpu: Vec<Sample> = (0..240)
+            .map(|i| {
+                Sample::new(
+                    t0 + i * 15_000,
+                    (12345.67f64 + i as f64 * 14.93).mul_add(1.0, 0.0),
+                )
+            })
+            .collect();
+        check(&cpu);
+        let mixed = vec![
+            Sample::new(1, 0.1),
+            Sample::new(2, f64::NAN),
+            Sample::new(3, -0.0),
+            Sample::new(4, f64::from_bits(crate::model::STALE_NAN_BITS)),
+            Sample::new(9, 1e300),
+        ];
+        check(&mixed);
+        let constant: Vec<Sample> = (0..240)
+            .map(|i| Sample::new(t0 + i * 15_000, 1.0))
+            .collect();
+        assert!(check(&constant) < 16);
+        check(&[]);
+        check(&[Sample::new(-5, 0.5)]);
+    }
+
+    #[test]
+    fn corrupt_payloads_never_panic() {
+        let t0 = 1_700_000_000_000i64;
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| Sample::new(t0 + i * 15_000 + (i % 7), (i * 3) as f64 / 7.0))
+            .collect();
+        for enc in [
+            encode_chunk(&samples),
+            encode_packed(&samples[..1]).unwrap(),
+        ] {
+            for i in 0..enc.len() {
+                for bit in 0..8 {
+                    let mut bad = enc.clone();
+                    bad[i] ^= 1 << bit;
+                    let _ = decode_chunk(&bad);
+                }
+                let _ = decode_chunk(&enc[..i]);
+            }
+        }
+    }
+}
