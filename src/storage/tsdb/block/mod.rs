@@ -9,9 +9,9 @@
 //! renamed). `BlockStore` implements [`MetricsReader`] over all of a tenant's
 //! blocks; `metadata` and `exemplars` answer empty (the head keeps those).
 
-mod dir;
 mod chunks;
 mod compact;
+mod dir;
 mod format;
 mod index;
 mod query;
