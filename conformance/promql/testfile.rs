@@ -68,6 +68,11 @@ fn dur(s: &str) -> Result<i64, String> {
 
 /// Go's `strconv.ParseFloat` for the forms used in test files.
 pub fn parse_number(s: &str) -> Option<f64> {
+    parse_num(s, true)
+}
+
+/// Like [`parse_number`]; series values have no hex (`0x5` is `0` five times).
+fn parse_num(s: &str, hex: bool) -> Option<f64> {
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -76,7 +81,11 @@ pub fn parse_number(s: &str) -> Option<f64> {
         f64::INFINITY
     } else if body.eq_ignore_ascii_case("nan") {
         f64::NAN
-    } else if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+    } else if let Some(h) = body
+        .strip_prefix("0x")
+        .or_else(|| body.strip_prefix("0X"))
+        .filter(|_| hex)
+    {
         u64::from_str_radix(h, 16).ok()? as f64
     } else if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         body.parse::<f64>().ok()?
@@ -87,6 +96,10 @@ pub fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// Splits `a`, `a+bxN`, `a-bxN`, `axN` into their parts.
+fn parse_num_nohex(s: &str) -> Option<f64> {
+    parse_num(s, false)
+}
+
 fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     let bad = || format!("bad series item {tok:?}");
     if tok == "_" {
@@ -102,7 +115,7 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         out.extend(std::iter::repeat_n(None, n));
         return Ok(());
     }
-    if let Some(v) = parse_number(tok) {
+    if let Some(v) = parse_num_nohex(tok) {
         out.push(Some(v));
         return Ok(());
     }
@@ -110,7 +123,7 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     let xi = tok.rfind('x').ok_or_else(bad)?;
     let times: usize = tok[xi + 1..].parse().map_err(|_| bad())?;
     let head = &tok[..xi];
-    if let Some(v) = parse_number(head) {
+    if let Some(v) = parse_num_nohex(head) {
         out.extend(std::iter::repeat_n(Some(v), times + 1));
         return Ok(());
     }
@@ -124,8 +137,8 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         }
     }
     let i = split.ok_or_else(bad)?;
-    let a = parse_number(&head[..i]).ok_or_else(bad)?;
-    let mut d = parse_number(&head[i + 1..]).ok_or_else(bad)?;
+    let a = parse_num_nohex(&head[..i]).ok_or_else(bad)?;
+    let mut d = parse_num_nohex(&head[i + 1..]).ok_or_else(bad)?;
     if b[i] == b'-' {
         d = -d;
     }
@@ -368,7 +381,10 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
 
 fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
     let tenant = Tenant::anonymous();
-    let mut batch = WriteBatch::default();
+    // A later line for the same series overwrites values at the same time,
+    // as Prometheus's test storage does.
+    let mut merged: std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, f64>> =
+        Default::default();
     for l in lines {
         let (lab, vals) = split_series(l)?;
         if lab.ends_with("@st") || vals.contains("{{") {
@@ -378,14 +394,18 @@ fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
         }
         let labels = parse_labels(lab)?;
         let vals = expand_values(vals)?;
-        let samples = vals
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| Sample::new(i as i64 * step, v)))
-            .collect();
+        let m = merged.entry(labels).or_default();
+        for (i, v) in vals.into_iter().enumerate() {
+            if let Some(v) = v {
+                m.insert(i as i64 * step, v);
+            }
+        }
+    }
+    let mut batch = WriteBatch::default();
+    for (labels, m) in merged {
         batch.series.push(SeriesWrite {
             labels,
-            samples,
+            samples: m.into_iter().map(|(t, v)| Sample::new(t, v)).collect(),
             exemplars: vec![],
         });
     }
@@ -699,7 +719,11 @@ impl Runner {
         query: &str,
         e: &Expect,
     ) -> Result<(), String> {
-        let expr = match parse::parse_expr(query) {
+        let ctx = match instant {
+            Some(_) => parse::DurationContext::default(),
+            None => parse::DurationContext::range_query(range.0, range.1, range.2),
+        };
+        let expr = match parse::parse_expr_with(query, &ctx) {
             Ok(x) => x,
             Err(err) if e.fail => return check_error(e, &err),
             Err(err) => return Err(format!("parse error: {err}")),

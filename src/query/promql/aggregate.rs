@@ -116,23 +116,22 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
         Some(p) if op != "count_values" => Some(ev.eval_scalar(p, r)?),
         _ => None,
     };
-    let mut input = ev.eval_vector(&a.expr, r)?;
-    for s in &mut input {
-        if s.drop_name {
-            s.labels = s.labels.without_metric_name();
-            s.drop_name = false;
-        }
-    }
+    // Delayed name removal: groups are partitioned by the not yet removed
+    // `__name__`; a group drops it if any member does.
+    let input = ev.eval_vector(&a.expr, r)?;
     // Groups in order of first appearance.
     let mut gidx: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut gdrop: Vec<bool> = Vec::new();
     for (si, s) in input.iter().enumerate() {
         let key = group_key(&s.labels, &a.modifier);
         let gi = *gidx.entry(key.clone()).or_insert_with(|| {
             groups.push((key, vec![]));
+            gdrop.push(false);
             groups.len() - 1
         });
         groups[gi].1.push(si);
+        gdrop[gi] |= s.drop_name;
     }
     match op.as_str() {
         "topk" | "bottomk" | "limitk" | "limit_ratio" => {
@@ -148,14 +147,15 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     ))
                 }
             };
-            if label.is_empty() {
+            if !super::functions::valid_label_name(&label) {
                 return Err(QueryError::Execution(format!(
-                    "invalid label name {label:?}"
+                    "invalid label name {}",
+                    super::parse::go_quote(&label)
                 )));
             }
             let mut out: Vec<Series> = Vec::new();
             let mut idx: HashMap<Labels, usize> = HashMap::new();
-            for (key, members) in &groups {
+            for ((key, members), &drop_name) in groups.iter().zip(&gdrop) {
                 for i in 0..n {
                     for &si in members {
                         if let Some(v) = input[si].vals[i] {
@@ -165,7 +165,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                             let oi = *idx.entry(l.clone()).or_insert_with(|| {
                                 out.push(Series {
                                     labels: l,
-                                    drop_name: false,
+                                    drop_name,
                                     vals: vec![None; n],
                                 });
                                 out.len() - 1
@@ -188,7 +188,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                 ));
             }
             let mut out = Vec::with_capacity(groups.len());
-            for (key, members) in groups {
+            for ((key, members), drop_name) in groups.into_iter().zip(gdrop) {
                 let vals = (0..n)
                     .map(|i| {
                         let mut v: Vec<f64> =
@@ -198,7 +198,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     .collect();
                 out.push(Series {
                     labels: key,
-                    drop_name: false,
+                    drop_name,
                     vals,
                 });
             }
@@ -210,7 +210,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
         }
         "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
             let mut out = Vec::with_capacity(groups.len());
-            for (key, members) in groups {
+            for ((key, members), drop_name) in groups.into_iter().zip(gdrop) {
                 let vals: Vec<Option<f64>> = (0..n)
                     .map(|i| {
                         let mut acc = Acc::default();
@@ -225,7 +225,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                 if vals.iter().any(|v| v.is_some()) {
                     out.push(Series {
                         labels: key,
-                        drop_name: false,
+                        drop_name,
                         vals,
                     });
                 }

@@ -229,12 +229,13 @@ fn vector_vector(
                 continue;
             }
             if let Some(&prev) = right.get(&osig[oi]) {
+                let (a, b) = (&s.labels, &one[prev].labels);
                 let side = if one_to_many { "left" } else { "right" };
                 return Err(QueryError::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                     go_labels(&osig[oi]),
-                    go_labels(&s.labels),
-                    go_labels(&one[prev].labels)
+                    go_labels(a.min(b)),
+                    go_labels(a.max(b))
                 )));
             }
             right.insert(&osig[oi], oi);
@@ -251,12 +252,6 @@ fn vector_vector(
             let rs = &one[oi];
             let rv = rs.vals[i].unwrap();
             let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
-            let (mut val, keep) = apply(op, fl, fr);
-            if return_bool {
-                val = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
-            }
             let metric = metric_cache
                 .entry((mi, oi))
                 .or_insert_with(|| {
@@ -298,6 +293,12 @@ fn vector_vector(
                 ));
             }
             set.insert(metric.clone());
+            let (mut val, keep) = apply(op, fl, fr);
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
             let drop_name = ls.drop_name || return_bool || !cmp;
             let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
                 out.push(Series {

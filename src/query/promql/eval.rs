@@ -273,6 +273,9 @@ impl<'a> Evaluator<'a> {
                 out.push(Matcher::equal(METRIC_NAME, n.clone()));
             }
             for m in ms {
+                if m.name == super::parse::BRIDGE_LABEL {
+                    continue;
+                }
                 let op = match m.op {
                     PMatchOp::Equal => MatchOp::Equal,
                     PMatchOp::NotEqual => MatchOp::NotEqual,

@@ -7,26 +7,10 @@ use super::eval::{go_g, unparen, window, Evaluator, RangeArg, Result, Series, St
 use super::QueryError;
 use crate::model::{Labels, LabelsBuilder, MatchOp, Sample, METRIC_NAME};
 
-/// Functions Prometheus marks experimental.
-const EXPERIMENTAL: &[&str] = &[
-    "double_exponential_smoothing",
-    "info",
-    "sort_by_label",
-    "sort_by_label_desc",
-    "mad_over_time",
-    "ts_of_min_over_time",
-    "ts_of_max_over_time",
-    "ts_of_last_over_time",
-    "ts_of_first_over_time",
-    "first_over_time",
-    "limitk",
-    "limit_ratio",
-];
-
 pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
-    if !ev.experimental && EXPERIMENTAL.contains(&name) {
+    if !ev.experimental && super::parse::is_experimental_function(name) {
         return Err(QueryError::BadData(format!(
             "function \"{name}\" is not enabled"
         )));
@@ -376,8 +360,9 @@ pub(crate) fn merge_same_labels(vs: Vec<Series>) -> Result<Vec<Series>> {
     Ok(out)
 }
 
-fn valid_label_name(s: &str) -> bool {
-    !s.is_empty() && std::str::from_utf8(s.as_bytes()).is_ok()
+/// Prometheus 3 accepts any non-empty valid UTF-8 label name.
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    !s.is_empty() && !super::parse::has_raw_bytes(s)
 }
 
 fn label_replace(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
@@ -390,7 +375,7 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
             "invalid regular expression in label_replace(): {re_src}: {e}"
         ))
     })?;
-    if !valid_label_name(&dst) || dst.chars().any(|c| (c as u32) >= 0x80 && c == '\u{fffd}') {
+    if !valid_label_name(&dst) {
         return Err(QueryError::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -769,7 +754,7 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
         "deriv" => Box::new(|s, _, _, _| (s.len() >= 2).then(|| linear_regression(s, s[0].t).0)),
         "predict_linear" => Box::new(|s, i, _, _| {
             (s.len() >= 2).then(|| {
-                let t = if arg.at.is_some() { r.start } else { r.t(i) };
+                let t = r.t(i);
                 let (slope, icpt) = linear_regression(s, t);
                 slope * p0[i] + icpt
             })

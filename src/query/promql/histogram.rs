@@ -158,7 +158,9 @@ fn bucket_fraction(lower: f64, upper: f64, mut b: Vec<Bucket>) -> f64 {
         };
         let ub = x.upper;
         let interp = |v: f64| {
-            if ub.is_infinite() {
+            if lb.is_infinite() {
+                x.count
+            } else if ub.is_infinite() {
                 rank
             } else {
                 rank + (x.count - rank) * (v - lb) / (ub - lb)

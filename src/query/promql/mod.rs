@@ -196,7 +196,8 @@ impl Engine {
         step: i64,
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
-        let expr = parse::parse_expr(query).map_err(QueryError::BadData)?;
+        let ctx = parse::DurationContext::range_query(start, end, step);
+        let expr = parse::parse_expr_with(query, &ctx).map_err(QueryError::BadData)?;
         self.range_expr(tenant, &expr, start, end, step, params)
     }
 

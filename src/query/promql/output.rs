@@ -71,6 +71,19 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
                 .collect(),
         }])),
         (Val::Vector(vs), false) => {
+            // Series that became equal once names were dropped merge when
+            // their steps do not overlap (Prometheus checks per step).
+            let vs = super::functions::merge_same_labels(
+                vs.into_iter()
+                    .map(|mut s| {
+                        if s.drop_name {
+                            s.labels = s.labels.without_metric_name();
+                            s.drop_name = false;
+                        }
+                        s
+                    })
+                    .collect(),
+            )?;
             let mut out: Vec<SeriesSamples> = vs
                 .into_iter()
                 .filter_map(|s| {
