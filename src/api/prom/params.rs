@@ -194,11 +194,21 @@ fn walk(expr: &Expr, out: &mut Vec<Vec<Matcher>>) -> Result<(), String> {
     Ok(())
 }
 
+const ALL_EMPTY: &str = "match[] must contain at least one non-empty matcher";
+
 /// Parses `match[]` values (Prometheus's `parseMatchersParam`).
 pub fn matchers_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut sets = Vec::new();
     for v in values {
-        let expr = parse_expr(v).map_err(|e| ApiError::invalid_param("match[]", e))?;
+        let expr = parse_expr(v).map_err(|e| {
+            // The parser refuses all-empty selectors itself; Prometheus's
+            // selector parser leaves that to this function's own check.
+            if e.contains("at least one non-empty matcher") {
+                ApiError::bad_data(ALL_EMPTY)
+            } else {
+                ApiError::invalid_param("match[]", e)
+            }
+        })?;
         match &expr {
             Expr::VectorSelector(vs) => {
                 sets.extend(selector_sets(vs).map_err(|e| ApiError::invalid_param("match[]", e))?)
@@ -212,9 +222,7 @@ pub fn matchers_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
         }
     }
     if sets.iter().any(|set| set.iter().all(|m| m.matches_empty())) {
-        return Err(ApiError::bad_data(
-            "match[] must contain at least one non-empty matcher",
-        ));
+        return Err(ApiError::bad_data(ALL_EMPTY));
     }
     Ok(sets)
 }
