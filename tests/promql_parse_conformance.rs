@@ -263,7 +263,7 @@ fn invalid_queries_fail() {
         "x </",
         "{}",
         r#"{a=~".*"}"#,
-        r#"x{__strata_bridge__="anchored"}"#,
+        r#"x{__strata_bridge__="not_a_marker"}"#,
         "x[foo()]",
         "x[step(1)]",
     ] {

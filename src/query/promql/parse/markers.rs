@@ -43,7 +43,7 @@ impl Marker {
         }
     }
 
-    fn from_value(v: &str) -> Option<Marker> {
+    pub(crate) fn from_value(v: &str) -> Option<Marker> {
         [Marker::Anchored, Marker::Smoothed, Marker::InfoData]
             .into_iter()
             .find(|m| m.value() == v)

@@ -55,7 +55,10 @@
 //!   with `invalid label name "a\xc5z"`), [`go_quote`] prints it as Go's
 //!   `%q` does and [`raw_bytes`] gives the bytes.
 //! * Queries that use the label name `__strata_bridge__` themselves are
-//!   rejected.
+//!   rejected, except as an exact marker matcher
+//!   (`x{__strata_bridge__="anchored"}[1m]`), which is what the crate's
+//!   `Display` prints for a bridged selector, so that text parses back to
+//!   the same AST. Prefer [`to_promql`], which also prints trim operators.
 //!
 //! Keywords (`sum BY`, `AND`, `OR`, `UNLESS`, `BOOL`, `ON`, `IGNORING`,
 //! `GROUP_LEFT`, `OFFSET`, `WITHOUT`, `ANCHORED`, `STEP()`, ...) are

@@ -147,7 +147,10 @@ impl Pass<'_, '_> {
         Ok(i + 1)
     }
 
-    /// Rejects queries that use the reserved marker label themselves.
+    /// Rejects queries that use the reserved marker label themselves, except
+    /// as an exact marker matcher (`__strata_bridge__="anchored"`), which is
+    /// what the crate's `Display` prints for a bridged selector: such text
+    /// parses back to the same AST.
     fn check_reserved(&self) -> Result<(), BridgeError> {
         for (i, t) in self.toks.iter().enumerate() {
             let name = match t.kind {
@@ -159,7 +162,12 @@ impl Pass<'_, '_> {
                 .toks
                 .get(i + 1)
                 .is_some_and(|n| ["=", "!=", "=~", "!~"].iter().any(|op| n.is(op)));
-            if name == BRIDGE_LABEL && before_match_op {
+            let is_marker = self.toks.get(i + 1).is_some_and(|n| n.is("="))
+                && self.toks.get(i + 2).is_some_and(|v| {
+                    v.kind == Kind::Str
+                        && Marker::from_value(&v.text[1..v.text.len() - 1]).is_some()
+                });
+            if name == BRIDGE_LABEL && before_match_op && !is_marker {
                 return Err(err(
                     t.start,
                     format!("label name {BRIDGE_LABEL:?} is reserved"),
@@ -403,6 +411,12 @@ impl Pass<'_, '_> {
             } else if t.is(",") && depth == 0 {
                 if self.toks.get(j + 1).is_some_and(|n| n.is("{")) {
                     let brace_close = self.matching(j + 1)?;
+                    let has_marker = self.toks[j + 2..brace_close]
+                        .iter()
+                        .any(|t| t.text == BRIDGE_LABEL);
+                    if has_marker {
+                        break;
+                    }
                     let at = self.toks[brace_close].start;
                     let sep = if brace_close == j + 2 || self.toks[brace_close - 1].is(",") {
                         ""

@@ -284,8 +284,14 @@ fn errors_are_prometheus_style() {
     ] {
         assert_eq!(parse_expr(q).unwrap_err(), want, "{q}");
     }
-    let e = parse_expr(r#"x{__strata_bridge__="anchored"}"#).unwrap_err();
-    assert!(e.contains("reserved"), "{e}");
+    for q in [
+        r#"x{__strata_bridge__="other"}"#,
+        r#"x{__strata_bridge__=~"anchored"}"#,
+        r#"x{__strata_bridge__!="anchored"}"#,
+    ] {
+        let e = parse_expr(q).unwrap_err();
+        assert!(e.contains("reserved"), "{e}");
+    }
 }
 
 #[test]
@@ -331,6 +337,17 @@ fn to_promql_round_trips() {
         assert_eq!(again, e, "{q} -> {printed}");
     }
     assert_eq!(to_promql(&parse("h </ 2")), "h </ 2");
+    // The crate's Display shows markers as matchers; that text parses back
+    // (it sorts matchers, so compare the printed forms).
+    for q in [
+        "rate(x[1m] anchored)",
+        r#"x{a="b"} offset 5m smoothed"#,
+        r#"info(m, {a=~".*"})"#,
+    ] {
+        let e = parse(q);
+        let again = parse(&e.to_string());
+        assert_eq!(to_promql(&again), to_promql(&e), "{q} -> {e}");
+    }
     assert_eq!(
         to_promql(&parse(r#"count_values("a\xc5z", version)"#)),
         r#"count_values("a\xc5z", version)"#
