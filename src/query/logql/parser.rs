@@ -39,16 +39,14 @@ const PIPE_KEYWORDS: [&str; 11] = [
 
 impl Parser {
     fn peek(&self) -> &Tok {
-        &self.toks[self.pos].tok
+        &self.toks[self.pos.min(self.toks.len() - 1)].tok
     }
     fn peek_at(&self, n: usize) -> &Tok {
         &self.toks[(self.pos + n).min(self.toks.len() - 1)].tok
     }
     fn next(&mut self) -> Tok {
-        let t = self.toks[self.pos].tok.clone();
-        if self.pos < self.toks.len() - 1 {
-            self.pos += 1;
-        }
+        let t = self.peek().clone();
+        self.pos += 1;
         t
     }
     fn is_op(&self, op: &str) -> bool {
@@ -58,7 +56,7 @@ impl Parser {
         matches!(self.peek(), Tok::Ident(i) if i == name)
     }
     fn unexpected(&self, expecting: &str) -> ParseError {
-        let t = &self.toks[self.pos];
+        let t = &self.toks[self.pos.min(self.toks.len() - 1)];
         let mut msg = format!("syntax error: unexpected {}", t.tok.describe());
         if !expecting.is_empty() {
             msg.push_str(", expecting ");
@@ -67,7 +65,7 @@ impl Parser {
         ParseError::at(t.line, t.col, msg)
     }
     fn error_here(&self, msg: impl Into<String>) -> ParseError {
-        let t = &self.toks[self.pos];
+        let t = &self.toks[self.pos.min(self.toks.len() - 1)];
         ParseError::at(t.line, t.col, msg.into())
     }
     fn expect_op(&mut self, op: &str) -> Result<(), ParseError> {
@@ -432,7 +430,8 @@ impl Parser {
     }
 
     fn matcher(&mut self) -> Result<Matcher, ParseError> {
-        let (line, col) = (self.toks[self.pos].line, self.toks[self.pos].col);
+        let t = &self.toks[self.pos.min(self.toks.len() - 1)];
+        let (line, col) = (t.line, t.col);
         let name = self.ident()?;
         let op = match self.next() {
             Tok::Op("=") => MatchOp::Equal,
@@ -720,7 +719,8 @@ impl Parser {
             self.expect_op(")")?;
             return Ok(LabelFilter::Paren(Box::new(inner)));
         }
-        let (line, col) = (self.toks[self.pos].line, self.toks[self.pos].col);
+        let t = &self.toks[self.pos.min(self.toks.len() - 1)];
+        let (line, col) = (t.line, t.col);
         let name = self.ident()?;
         let op_tok = self.next();
         let op_str = match op_tok {

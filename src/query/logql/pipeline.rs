@@ -627,12 +627,14 @@ impl Pipeline {
                     value = Some(0.0);
                 }
             }
-            labels.remove(label);
             for p in post {
                 if !eval_pred(p, &mut labels) {
                     return None;
                 }
             }
+            // Loki drops the unwrapped label from the series only after the
+            // post filters, which may still test it.
+            labels.remove(label);
         }
         Some(Processed {
             line,
@@ -817,10 +819,34 @@ fn json_stage(
 }
 
 /// Splits a logfmt line into pairs; `Err` at the first malformed pair.
-fn logfmt_pairs(line: &str) -> (Vec<(String, Option<String>)>, Option<String>) {
+fn logfmt_pairs(line: &str, strict: bool) -> (Vec<(String, Option<String>)>, Option<String>) {
     let b: Vec<char> = line.chars().collect();
-    let mut i = 0;
+    let mut start = 0;
     let mut out = Vec::new();
+    loop {
+        let (pairs, err, pos) = logfmt_from(&b, start);
+        out.extend(pairs);
+        match err {
+            Some(e) if strict => return (out, Some(e)),
+            Some(_) => {
+                // skip the malformed token and go on
+                let mut i = pos;
+                while i < b.len() && !b[i].is_whitespace() {
+                    i += 1;
+                }
+                start = i;
+            }
+            None => return (out, None),
+        }
+    }
+}
+
+type LogfmtStep = (Vec<(String, Option<String>)>, Option<String>, usize);
+
+fn logfmt_from(b: &[char], mut i: usize) -> LogfmtStep {
+    let mut out = Vec::new();
+    let err =
+        |i: usize, what: String| Some(format!("logfmt syntax error at pos {}: {what}", i + 1));
     while i < b.len() {
         while i < b.len() && b[i].is_whitespace() {
             i += 1;
@@ -834,81 +860,56 @@ fn logfmt_pairs(line: &str) -> (Vec<(String, Option<String>)>, Option<String>) {
         }
         let key: String = b[ks..i].iter().collect();
         if key.is_empty() {
-            return (
-                out,
-                Some(format!(
-                    "logfmt syntax error at pos {}: unexpected '{}'",
-                    i + 1,
-                    b[i]
-                )),
-            );
+            return (out, err(i, format!("unexpected '{}'", b[i])), i);
         }
-        if i < b.len() && b[i] == '=' {
-            i += 1;
-            if i < b.len() && b[i] == '"' {
-                i += 1;
-                let mut v = String::new();
-                let mut closed = false;
-                while i < b.len() {
-                    match b[i] {
-                        '"' => {
-                            closed = true;
-                            i += 1;
-                            break;
-                        }
-                        '\\' if i + 1 < b.len() => {
-                            i += 1;
-                            v.push(match b[i] {
-                                'n' => '\n',
-                                't' => '\t',
-                                'r' => '\r',
-                                c => c,
-                            });
-                        }
-                        c => v.push(c),
-                    }
-                    i += 1;
-                }
-                if !closed {
-                    return (
-                        out,
-                        Some(format!(
-                            "logfmt syntax error at pos {}: unterminated quoted value",
-                            i + 1
-                        )),
-                    );
-                }
-                out.push((key, Some(v)));
-            } else {
-                let vs = i;
-                while i < b.len() && !b[i].is_whitespace() {
-                    if b[i] == '"' || b[i] == '=' {
-                        return (
-                            out,
-                            Some(format!(
-                                "logfmt syntax error at pos {}: unexpected '{}'",
-                                i + 1,
-                                b[i]
-                            )),
-                        );
-                    }
-                    i += 1;
-                }
-                out.push((key, Some(b[vs..i].iter().collect())));
-            }
-        } else if i < b.len() && b[i] == '"' {
-            return (
-                out,
-                Some(format!(
-                    "logfmt syntax error at pos {}: unexpected '\"'",
-                    i + 1
-                )),
-            );
-        } else {
+        if i < b.len() && b[i] == '"' {
+            return (out, err(i, "unexpected '\"'".into()), i);
+        }
+        if i >= b.len() || b[i] != '=' {
             out.push((key, None));
+            continue;
+        }
+        i += 1;
+        if i < b.len() && b[i] == '"' {
+            i += 1;
+            let mut v = String::new();
+            let mut closed = false;
+            while i < b.len() {
+                match b[i] {
+                    '"' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    '\\' if i + 1 < b.len() => {
+                        i += 1;
+                        v.push(match b[i] {
+                            'n' => '\n',
+                            't' => '\t',
+                            'r' => '\r',
+                            c => c,
+                        });
+                    }
+                    c => v.push(c),
+                }
+                i += 1;
+            }
+            if !closed {
+                return (out, err(i, "unterminated quoted value".into()), i);
+            }
+            out.push((key, Some(v)));
+        } else {
+            let vs = i;
+            while i < b.len() && !b[i].is_whitespace() {
+                if b[i] == '"' || b[i] == '=' {
+                    return (out, err(i, format!("unexpected '{}'", b[i])), i);
+                }
+                i += 1;
+            }
+            out.push((key, Some(b[vs..i].iter().collect())));
         }
     }
-    (out, None)
+    (out, None, i)
 }
 
 fn logfmt_stage(
@@ -919,7 +920,7 @@ fn logfmt_stage(
     labels: &mut LabelMap,
     base: &dyn Fn(&str) -> bool,
 ) {
-    let (pairs, err) = logfmt_pairs(line);
+    let (pairs, err) = logfmt_pairs(line, strict);
     let mut seen = Vec::new();
     let mut emit = |k: &str, v: Option<&str>| match v {
         Some(v) if !v.is_empty() || keep_empty => set_extracted(labels, base, &mut seen, k, v),
@@ -1062,12 +1063,15 @@ mod tests {
 
     #[test]
     fn logfmt_splits() {
-        let (p, e) = logfmt_pairs(r#"a=1 b="x y" c d="q\"r""#);
+        let (p, e) = logfmt_pairs(r#"a=1 b="x y" c d="q\"r""#, true);
         assert!(e.is_none());
         assert_eq!(p.len(), 4);
         assert_eq!(p[1].1.as_deref(), Some("x y"));
         assert_eq!(p[2].1, None);
         assert_eq!(p[3].1.as_deref(), Some("q\"r"));
-        assert!(logfmt_pairs("a=\"x").1.is_some());
+        assert!(logfmt_pairs("a=\"x", true).1.is_some());
+        let (p, e) = logfmt_pairs("a=1 =x b=2", false);
+        assert!(e.is_none());
+        assert_eq!(p.len(), 2);
     }
 }
