@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use crate::api::{router, AppState};
 use crate::config::Config;
 use crate::query::promql::{Engine, EngineOptions};
+use crate::rules::manager::RuleManager;
+use crate::rules::notifier::{Notifier, NotifierOptions};
 use crate::storage::mem::MemMetrics;
 
 /// Start-up failures.
@@ -44,12 +46,14 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    rules: Arc<RuleManager>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        self.rules.stop();
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -76,6 +80,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServerError> {
         metrics_writer: store.clone(),
         metrics_admin: store,
         promql: Arc::new(engine),
+        rules: None,
     })
 }
 
@@ -83,10 +88,11 @@ pub fn build_state(config: Config) -> Result<AppState, ServerError> {
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     crate::telemetry::install();
     let listen = config.listen.clone();
-    let state = build_state(config)?;
-    let app = router(state);
+    let mut state = build_state(config)?;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let rules = start_rules(&mut state, &mut tasks, &stop_rx);
+    let app = router(state);
     let mut addrs = Vec::new();
     for addr in listen {
         let listener = TcpListener::bind(&addr)
@@ -114,7 +120,76 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         });
         tracing::info!(addr = %local, "listening");
     }
-    Ok(Running { addrs, stop, tasks })
+    Ok(Running {
+        addrs,
+        stop,
+        tasks,
+        rules,
+    })
+}
+
+/// Loads the rule files and starts their evaluation thread, the
+/// Alertmanager notifier and the SIGHUP reload handler.
+fn start_rules(
+    state: &mut AppState,
+    tasks: &mut JoinSet<()>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Arc<RuleManager> {
+    let cfg = state.config.rules.clone();
+    let notifier = Notifier::new(NotifierOptions {
+        alertmanagers: cfg.alertmanagers.clone(),
+        queue_capacity: cfg.notification_queue_capacity,
+        max_batch: 64,
+        timeout: cfg.notification_timeout.to_std(),
+        max_attempts: 3,
+        external_labels: crate::model::Labels::from_pairs(cfg.external_labels.clone()),
+    });
+    let manager = RuleManager::new(
+        cfg,
+        std::path::Path::new("."),
+        state.promql.clone(),
+        state.metrics_reader.clone(),
+        state.metrics_writer.clone(),
+        notifier.clone(),
+    );
+    if let Err(e) = manager.reload() {
+        tracing::error!(error = %e, "loading rule files failed; no rules are evaluated");
+    }
+    let mut rx = stop_rx.clone();
+    tasks.spawn(notifier.run(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let m = manager.clone();
+    std::thread::Builder::new()
+        .name("rules".into())
+        .spawn(move || m.run())
+        .map_err(|e| tracing::error!(error = %e, "cannot start the rule evaluator"))
+        .ok();
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let m = manager.clone();
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = rx.changed() => {
+                        if r.is_err() || *rx.borrow() {
+                            return;
+                        }
+                    }
+                    _ = hup.recv() => {
+                        let m = m.clone();
+                        let res = tokio::task::spawn_blocking(move || m.reload()).await;
+                        if let Ok(Err(e)) = res {
+                            tracing::error!(error = %e, "reloading rule files failed");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    state.rules = Some(manager.clone());
+    manager
 }
 
 /// Runs until `signal` resolves, then shuts down gracefully within the

@@ -2,6 +2,7 @@
 //! function and encode (STYLE.md rule 3); no storage or query logic here.
 
 pub mod prom;
+mod rules;
 mod tenant;
 
 use std::sync::Arc;
@@ -28,12 +29,15 @@ pub struct AppState {
     pub promql: Arc<Engine>,
     /// Flush and disk usage of the metrics store.
     pub metrics_admin: Arc<dyn StoreAdmin>,
+    /// Recording and alerting rules (None in states built without them).
+    pub rules: Option<Arc<crate::rules::manager::RuleManager>>,
 }
 
 /// The router serving every protocol on one listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(|| async { crate::telemetry::render() }))
+        .merge(rules::routes())
         .with_state(state.clone())
         .merge(prom::routes(state))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))

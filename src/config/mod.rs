@@ -77,6 +77,8 @@ pub struct Config {
     pub tsdb: TsdbConfig,
     /// Query engine.
     pub query: QueryConfig,
+    /// Recording and alerting rules, and where alerts go.
+    pub rules: RulesConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             wal: WalConfig::default(),
             tsdb: TsdbConfig::default(),
             query: QueryConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -209,6 +212,47 @@ impl Default for QueryConfig {
             lookback_delta: DurationMs(5 * 60_000),
             timeout: DurationMs(2 * 60_000),
             enable_experimental_functions: false,
+        }
+    }
+}
+
+/// Rules and notification settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Prometheus rule files (globs allowed), relative to the config file's
+    /// directory or the working directory.
+    pub files: Vec<String>,
+    /// Tenant the rule files are evaluated in.
+    pub tenant: String,
+    /// Interval of groups that set none.
+    pub evaluation_interval: DurationMs,
+    /// Alertmanager base URLs alerts are sent to (API v2).
+    pub alertmanagers: Vec<String>,
+    /// Labels added to alerts sent and available to templates.
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    /// URL Strata is reached at (for generatorURL and templates).
+    pub external_url: String,
+    /// Firing alerts are re-sent this often.
+    pub resend_delay: DurationMs,
+    /// Alerts queued for sending at most; the oldest are dropped beyond it.
+    pub notification_queue_capacity: usize,
+    /// Timeout of one request to an Alertmanager.
+    pub notification_timeout: DurationMs,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: vec![],
+            tenant: "anonymous".into(),
+            evaluation_interval: DurationMs(60_000),
+            alertmanagers: vec![],
+            external_labels: Default::default(),
+            external_url: "http://localhost:9090".into(),
+            resend_delay: DurationMs(60_000),
+            notification_queue_capacity: 10_000,
+            notification_timeout: DurationMs(10_000),
         }
     }
 }

@@ -665,3 +665,272 @@ fn url_escape(s: &str) -> String {
         .map(|e| e.trim_start_matches('=').to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::file::{parse_rule_file, Lang};
+    use crate::storage::mem::MemMetrics;
+
+    /// Answers every query from a script: time -> samples. Stands in for
+    /// the engine so the state machine is tested on its own; the engine
+    /// path is covered by the promtool suite.
+    type ScriptFn = dyn Fn(&str, i64) -> Vec<(Labels, f64)> + Send + Sync;
+    struct Script(Box<ScriptFn>);
+
+    impl RuleQuerier for Script {
+        fn query(&self, _: &Tenant, expr: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+            Ok((self.0)(expr, t))
+        }
+    }
+
+    fn group(yaml: &str) -> Group {
+        let f = parse_rule_file(std::path::Path::new("t.yml"), yaml, Lang::PromQL, false).unwrap();
+        Group::new(f.groups[0].clone(), "t.yml", 60_000, false)
+    }
+
+    fn up(instance: &str) -> Labels {
+        Labels::from_pairs([("__name__", "up"), ("instance", instance), ("job", "node")])
+    }
+
+    const MIN: i64 = 60_000;
+
+    fn run(g: &mut Group, q: &Script, store: &MemMetrics, t: i64) -> Vec<OutgoingAlert> {
+        let tenant = Tenant::anonymous();
+        let ext = Labels::from_pairs([("cluster", "c1")]);
+        let ctx = EvalContext {
+            querier: q,
+            writer: store,
+            reader: store,
+            tenant: &tenant,
+            external_labels: &ext,
+            external_url: "http://strata:9090",
+        };
+        let (out, err) = g.eval(t, &ctx, MIN);
+        assert_eq!(err, None);
+        out
+    }
+
+    fn series(store: &MemMetrics, name: &str) -> Vec<crate::storage::SeriesSamples> {
+        store
+            .select(
+                &Tenant::anonymous(),
+                &[Matcher::equal(METRIC_NAME, name)],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn alert_goes_pending_firing_resolved() {
+        let mut g = group(
+            r#"
+groups:
+- name: g
+  rules:
+  - alert: Down
+    expr: up == 0
+    for: 5m
+    labels: {severity: page}
+    annotations:
+      summary: "{{ $labels.instance }} down ({{ $value }}) in {{ $externalLabels.cluster }}"
+"#,
+        );
+        // Down from 0 to 10m, up afterwards.
+        let q = Script(Box::new(|_, t| {
+            if t <= 10 * MIN {
+                vec![(up("a"), 0.0)]
+            } else {
+                vec![]
+            }
+        }));
+        let store = MemMetrics::new();
+        for m in 0..5 {
+            assert!(
+                run(&mut g, &q, &store, m * MIN).is_empty(),
+                "pending alerts are not sent"
+            );
+        }
+        let a = g.rules[0].active.values().next().unwrap().clone();
+        assert_eq!(a.state, AlertState::Pending);
+        assert_eq!(a.annotations["summary"], "a down (0) in c1");
+        assert_eq!(
+            a.labels,
+            Labels::from_pairs([
+                ("alertname", "Down"),
+                ("instance", "a"),
+                ("job", "node"),
+                ("severity", "page")
+            ])
+        );
+        let sent = run(&mut g, &q, &store, 5 * MIN);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].starts_at, 5 * MIN);
+        assert_eq!(sent[0].ends_at, 5 * MIN + 4 * MIN);
+        assert!(sent[0]
+            .generator_url
+            .starts_with("http://strata:9090/graph?g0.expr=up+%3D%3D+0"));
+        // Re-sent only after the resend delay.
+        assert!(run(&mut g, &q, &store, 5 * MIN + 30_000).is_empty());
+        assert_eq!(run(&mut g, &q, &store, 6 * MIN + 30_000).len(), 1);
+        // Resolution is sent once with endsAt = resolution time.
+        let sent = run(&mut g, &q, &store, 11 * MIN);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].ends_at, 11 * MIN);
+        assert_eq!(
+            g.rules[0].active.values().next().unwrap().state,
+            AlertState::Inactive
+        );
+        // Forgotten after the retention.
+        run(&mut g, &q, &store, 27 * MIN);
+        assert!(g.rules[0].active.is_empty());
+        // ALERTS: none at the first evaluation (restoration runs after it,
+        // as in Prometheus), pending from 1m, firing from 5m, stale at 11m.
+        let alerts = series(&store, "ALERTS");
+        assert_eq!(alerts.len(), 2);
+        let pending = alerts
+            .iter()
+            .find(|s| s.labels.get("alertstate") == Some("pending"))
+            .unwrap();
+        assert_eq!(pending.samples.first().unwrap().t, MIN);
+        assert!(crate::model::is_stale_nan(
+            pending.samples.last().unwrap().v
+        ));
+        assert_eq!(pending.samples.last().unwrap().t, 5 * MIN);
+        let firing = alerts
+            .iter()
+            .find(|s| s.labels.get("alertstate") == Some("firing"))
+            .unwrap();
+        assert_eq!(firing.samples.first().unwrap().t, 5 * MIN);
+        assert!(crate::model::is_stale_nan(firing.samples.last().unwrap().v));
+        let for_state = series(&store, "ALERTS_FOR_STATE");
+        assert_eq!(for_state[0].samples[0].v, 0.0);
+    }
+
+    #[test]
+    fn keep_firing_for_holds_the_alert() {
+        let mut g = group(
+            r#"
+groups:
+- name: g
+  rules:
+  - alert: Flap
+    expr: up == 0
+    keep_firing_for: 3m
+"#,
+        );
+        let q = Script(Box::new(
+            |_, t| if t == 0 { vec![(up("a"), 0.0)] } else { vec![] },
+        ));
+        let store = MemMetrics::new();
+        assert_eq!(run(&mut g, &q, &store, 0).len(), 1, "for: 0 fires at once");
+        for m in 1..=3 {
+            run(&mut g, &q, &store, m * MIN);
+            let state = g.rules[0].active.values().next().unwrap().state;
+            assert_eq!(state, AlertState::Firing, "kept firing at {m}m");
+        }
+        run(&mut g, &q, &store, 4 * MIN);
+        assert_eq!(
+            g.rules[0].active.values().next().unwrap().state,
+            AlertState::Inactive
+        );
+    }
+
+    #[test]
+    fn recording_rule_writes_and_marks_stale() {
+        let mut g = group(
+            r#"
+groups:
+- name: g
+  rules:
+  - record: job:up:sum
+    expr: sum by (job) (up)
+    labels: {source: rule}
+"#,
+        );
+        let q = Script(Box::new(|_, t| {
+            if t < 2 * MIN {
+                vec![(Labels::from_pairs([("job", "node")]), 3.0)]
+            } else {
+                vec![]
+            }
+        }));
+        let store = MemMetrics::new();
+        for m in 0..3 {
+            run(&mut g, &q, &store, m * MIN);
+        }
+        let s = series(&store, "job:up:sum");
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s[0].labels,
+            Labels::from_pairs([
+                ("__name__", "job:up:sum"),
+                ("job", "node"),
+                ("source", "rule")
+            ])
+        );
+        assert_eq!(s[0].samples.len(), 3);
+        assert_eq!(s[0].samples[1], Sample::new(MIN, 3.0));
+        assert!(crate::model::is_stale_nan(s[0].samples[2].v));
+    }
+
+    #[test]
+    fn duplicate_labelsets_are_an_error() {
+        let mut g = group(
+            r#"
+groups:
+- name: g
+  rules:
+  - record: x
+    expr: up
+    labels: {instance: same}
+"#,
+        );
+        let q = Script(Box::new(|_, _| vec![(up("a"), 1.0), (up("b"), 1.0)]));
+        let store = MemMetrics::new();
+        let tenant = Tenant::anonymous();
+        let ext = Labels::empty();
+        let ctx = EvalContext {
+            querier: &q,
+            writer: &store,
+            reader: &store,
+            tenant: &tenant,
+            external_labels: &ext,
+            external_url: "",
+        };
+        let (_, err) = g.eval(0, &ctx, MIN);
+        assert!(err.unwrap().contains("same labelset"));
+        assert_eq!(g.rules[0].health.health, "err");
+    }
+
+    #[test]
+    fn for_state_is_restored_after_restart() {
+        let yaml = r#"
+groups:
+- name: g
+  rules:
+  - alert: Slow
+    expr: up == 0
+    for: 30m
+"#;
+        let q = Script(Box::new(|_, _| vec![(up("a"), 0.0)]));
+        let store = MemMetrics::new();
+        let mut g = group(yaml);
+        g.rules[0].restored = true;
+        for m in 0..=20 {
+            run(&mut g, &q, &store, m * MIN);
+        }
+        // Restart 2 minutes later: a new group restores activeAt from
+        // ALERTS_FOR_STATE, shifted by the downtime.
+        let mut g2 = group(yaml);
+        run(&mut g2, &q, &store, 22 * MIN);
+        let a = g2.rules[0].active.values().next().unwrap();
+        assert_eq!(
+            a.active_at,
+            2 * MIN,
+            "20m pending before the outage are kept"
+        );
+        assert_eq!(a.state, AlertState::Pending);
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod file;
 pub mod group;
+pub mod manager;
 pub mod notifier;
 pub mod unittest;
 

@@ -112,6 +112,17 @@ pub fn format_float_g(v: f64, prec: Option<usize>) -> String {
     out
 }
 
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)` (Prometheus's alert values).
+pub fn format_float_e(v: f64) -> String {
+    if let Some(s) = special(v) {
+        return s;
+    }
+    let (d, dp) = digits(v, None);
+    let mut out = String::new();
+    fmt_e(v < 0.0, &d, dp, d.len().saturating_sub(1), &mut out);
+    out
+}
+
 fn format_f(v: f64, prec: usize) -> String {
     special(v).unwrap_or_else(|| format!("{v:.prec$}"))
 }

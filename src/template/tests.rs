@@ -33,6 +33,10 @@ fn go_float_formatting() {
     for (v, want) in cases {
         assert_eq!(format_float_g(v, None), want, "{v}");
     }
+    assert_eq!(format_float_e(1.0), "1e+00");
+    assert_eq!(format_float_e(0.5), "5e-01");
+    assert_eq!(format_float_e(123.4), "1.234e+02");
+    assert_eq!(format_float_e(0.0), "0e+00");
     assert_eq!(format_float_g(1.5, Some(4)), "1.5");
     assert_eq!(format_float_g(12345.0, Some(4)), "1.234e+04");
     assert_eq!(format_float_g(999.96, Some(4)), "1000");
