@@ -90,19 +90,16 @@ pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Resu
                 .as_ref()
                 .map(|m| m.card.clone())
                 .unwrap_or(VectorMatchCardinality::OneToOne);
-            vector_vector(
-                ev,
-                &op,
-                l,
-                rv,
-                lsig,
-                rsig,
-                &card,
+            let fill = b.modifier.as_ref().map(|m| m.fill_values.clone());
+            let m = Matching {
+                card: &card,
                 on,
-                &names,
+                names: &names,
                 return_bool,
-                r.len(),
-            )
+                fill_lhs: fill.as_ref().and_then(|f| f.lhs),
+                fill_rhs: fill.as_ref().and_then(|f| f.rhs),
+            };
+            vector_vector(ev, &op, l, rv, lsig, rsig, &m, r.len())
         }
         _ => Err(QueryError::BadData(format!(
             "binary operator {op} is not defined on these operand types"
@@ -194,7 +191,48 @@ fn set_op(
     merge_same_labels(out)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How two vectors are matched.
+pub(crate) struct Matching<'a> {
+    pub card: &'a VectorMatchCardinality,
+    pub on: bool,
+    pub names: &'a [String],
+    pub return_bool: bool,
+    /// `fill_left(v)` / `fill_right(v)`: values for a missing side.
+    pub fill_lhs: Option<f64>,
+    pub fill_rhs: Option<f64>,
+}
+
+impl Matching<'_> {
+    /// Prometheus's `resultMetric`: labels of `ls` op `rs` (`rs` absent when
+    /// the "one" side was filled).
+    fn result_metric(&self, ls: &Labels, rs: Option<&Labels>) -> Labels {
+        let mut b = LabelsBuilder::new(ls);
+        if matches!(self.card, VectorMatchCardinality::OneToOne) {
+            if self.on {
+                let keep: Vec<&str> = self.names.iter().map(|s| s.as_str()).collect();
+                b = LabelsBuilder::new(&ls.keep(&keep));
+            } else {
+                for nm in self.names {
+                    b.del(nm);
+                }
+            }
+        }
+        if let Some(include) = self.card.labels() {
+            for ln in &include.labels {
+                match rs.and_then(|r| r.get(ln)) {
+                    Some(v) => {
+                        b.set(ln.clone(), v.to_string());
+                    }
+                    None => {
+                        b.del(ln);
+                    }
+                }
+            }
+        }
+        b.labels()
+    }
+}
+
 fn vector_vector(
     ev: &mut Evaluator,
     op: &str,
@@ -202,23 +240,43 @@ fn vector_vector(
     rv: Vec<Series>,
     lsig: Vec<Labels>,
     rsig: Vec<Labels>,
-    card: &VectorMatchCardinality,
-    on: bool,
-    names: &[String],
-    return_bool: bool,
+    m: &Matching,
     n: usize,
 ) -> Result<Val> {
     let cmp = is_comparison(op);
+    let card = m.card;
+    let return_bool = m.return_bool;
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
-    let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
     let (many, one, msig, osig) = if one_to_many {
         (rv, l, rsig, lsig)
     } else {
         (l, rv, lsig, rsig)
     };
+    // Prometheus applies the fill values after swapping the sides.
+    let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
     let mut out: Vec<Series> = Vec::new();
     let mut out_idx: HashMap<Labels, usize> = HashMap::new();
     let mut metric_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    let mut emit = |metric: Labels, drop_name: bool, i: usize, val: f64| {
+        let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
+            out.push(Series {
+                labels: metric,
+                drop_name,
+                vals: vec![None; n],
+            });
+            out.len() - 1
+        });
+        out[oidx].vals[i] = Some(val);
+    };
+    // The value of `fl op fr`, or None when a comparison filters it out.
+    let compute = |fl: f64, fr: f64| -> Option<f64> {
+        let (val, keep) = apply(op, fl, fr);
+        if return_bool {
+            Some(if keep { 1.0 } else { 0.0 })
+        } else {
+            keep.then_some(val)
+        }
+    };
     for i in 0..n {
         if i % 64 == 0 {
             ev.check_deadline()?;
@@ -240,13 +298,20 @@ fn vector_vector(
             }
             right.insert(&osig[oi], oi);
         }
-        if right.is_empty() {
+        if right.is_empty() && fill_one.is_none() {
             continue;
         }
         let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (mi, ls) in many.iter().enumerate() {
             let Some(lv) = ls.vals[i] else { continue };
+            let drop_name = ls.drop_name || return_bool || !cmp;
             let Some(&oi) = right.get(&msig[mi]) else {
+                if let Some(fv) = fill_one {
+                    let (fl, fr) = if one_to_many { (fv, lv) } else { (lv, fv) };
+                    if let Some(val) = compute(fl, fr) {
+                        emit(m.result_metric(&ls.labels, None), drop_name, i, val);
+                    }
+                }
                 continue;
             };
             let rs = &one[oi];
@@ -254,31 +319,7 @@ fn vector_vector(
             let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
             let metric = metric_cache
                 .entry((mi, oi))
-                .or_insert_with(|| {
-                    let mut b = LabelsBuilder::new(&ls.labels);
-                    if matches!(card, VectorMatchCardinality::OneToOne) {
-                        if on {
-                            let keep: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-                            let kept = ls.labels.keep(&keep);
-                            b = LabelsBuilder::new(&kept);
-                        } else {
-                            for nm in names {
-                                b.del(nm);
-                            }
-                        }
-                    }
-                    for ln in &include {
-                        match rs.labels.get(ln) {
-                            Some(v) => {
-                                b.set(ln.clone(), v.to_string());
-                            }
-                            None => {
-                                b.del(ln);
-                            }
-                        }
-                    }
-                    b.labels()
-                })
+                .or_insert_with(|| m.result_metric(&ls.labels, Some(&rs.labels)))
                 .clone();
             let set = matched.entry(&msig[mi]).or_default();
             if matches!(card, VectorMatchCardinality::OneToOne) {
@@ -293,22 +334,23 @@ fn vector_vector(
                 ));
             }
             set.insert(metric.clone());
-            let (mut val, keep) = apply(op, fl, fr);
-            if return_bool {
-                val = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
+            if let Some(val) = compute(fl, fr) {
+                emit(metric, drop_name, i, val);
             }
-            let drop_name = ls.drop_name || return_bool || !cmp;
-            let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
-                out.push(Series {
-                    labels: metric,
-                    drop_name,
-                    vals: vec![None; n],
-                });
-                out.len() - 1
-            });
-            out[oidx].vals[i] = Some(val);
+        }
+        if let Some(fv) = fill_many {
+            for (oi, rs) in one.iter().enumerate() {
+                let Some(rv) = rs.vals[i] else { continue };
+                if matched.contains_key(&osig[oi]) {
+                    continue;
+                }
+                let (fl, fr) = if one_to_many { (rv, fv) } else { (fv, rv) };
+                if let Some(val) = compute(fl, fr) {
+                    let drop_name = rs.drop_name || return_bool || !cmp;
+                    // The filled series has the match group's labels.
+                    emit(osig[oi].clone(), drop_name, i, val);
+                }
+            }
         }
     }
     Ok(Val::Vector(out))

@@ -96,6 +96,8 @@ pub(crate) struct Evaluator<'a> {
     pub lookback: i64,
     pub qstart: i64,
     pub qend: i64,
+    /// The range query's step, ms (0 for instant queries).
+    pub qstep: i64,
     pub deadline: Instant,
     pub max_samples: usize,
     pub experimental: bool,

@@ -21,6 +21,25 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
             (0..n).map(|i| r.t(i) as f64 / 1000.0).collect(),
         )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "step" => Ok(Val::Scalar(vec![ev.qstep as f64 / 1000.0; n])),
+        "range" => Ok(Val::Scalar(vec![(ev.qend - ev.qstart) as f64 / 1000.0; n])),
+        "start" => Ok(Val::Scalar(vec![ev.qstart as f64 / 1000.0; n])),
+        "min_of" | "max_of" => {
+            let a = ev.eval_scalar(args[0], r)?;
+            let b = ev.eval_scalar(args[1], r)?;
+            Ok(Val::Scalar(
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| match (x.is_nan() || y.is_nan(), name) {
+                        (true, _) => f64::NAN,
+                        (_, "min_of") => x.min(*y),
+                        _ => x.max(*y),
+                    })
+                    .collect(),
+            ))
+        }
+        "histogram_quantiles" => super::histogram::histogram_quantiles(ev, &args, r),
+        "end" => Ok(Val::Scalar(vec![ev.qend as f64 / 1000.0; n])),
         "vector" => {
             let v = ev.eval_scalar(args[0], r)?;
             Ok(Val::Vector(vec![Series {
@@ -79,7 +98,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
             let mut vs = ev.eval_vector(args[0], r)?;
             if n > 1 || r.start != r.end {
-                if name == "sort" || name == "sort_desc" {
+                {
                     ev.warn(format!(
                         "sort is ineffective for range queries since results are always ordered by labels {}",
                         ev.pos(&Expr::Call(c.clone()))
@@ -826,6 +845,9 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
             Some(quantile(p0[i], &mut v))
         }),
         "mad_over_time" => Box::new(|s, _, _, _| {
+            if s.iter().any(|p| p.v.is_nan()) {
+                return Some(f64::NAN);
+            }
             let mut v: Vec<f64> = s.iter().map(|p| p.v).collect();
             let med = quantile(0.5, &mut v);
             let mut d: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();

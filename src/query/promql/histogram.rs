@@ -247,22 +247,57 @@ pub(crate) fn histogram_quantile(
 ) -> Result<Val> {
     let q = ev.eval_scalar(args[0], r)?;
     let vs = ev.eval_vector(args[1], r)?;
+    warn_quantile(ev, &q, args[0]);
+    let pos = ev.pos(args[1]);
+    Ok(Val::Vector(quantiles_of(ev, &vs, &q, &pos)))
+}
+
+fn warn_quantile(ev: &mut Evaluator, q: &[f64], arg: &Expr) {
     if let Some(bad) = q.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
         let m = format!(
             "quantile value should be between 0 and 1, got {} {}",
             go_g(*bad),
-            ev.pos(args[0])
+            ev.pos(arg)
         );
         ev.warn(m);
     }
-    let pos = ev.pos(args[1]);
-    let groups = group_buckets(ev, &vs, &pos);
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, ...)`: one series per quantile,
+/// labelled with it.
+pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
+    let vs = ev.eval_vector(args[0], r)?;
+    let label = match super::eval::unparen(args[1]) {
+        Expr::StringLiteral(s) => s.val.clone(),
+        _ => return Err(super::QueryError::BadData("expected a label name".into())),
+    };
+    let pos = ev.pos(args[0]);
+    let mut out = Vec::new();
+    for qe in &args[2..] {
+        let q = ev.eval_scalar(qe, r)?;
+        warn_quantile(ev, &q, qe);
+        let mut qs = super::eval::go_f(q[0]);
+        if q[0].is_finite() && !qs.contains(['.', 'e']) {
+            qs.push_str(".0");
+        }
+        for mut s in quantiles_of(ev, &vs, &q, &pos) {
+            let mut b = crate::model::LabelsBuilder::new(&s.labels);
+            b.set(label.clone(), qs.clone());
+            s.labels = b.labels();
+            out.push(s);
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+fn quantiles_of(ev: &mut Evaluator, vs: &[Series], q: &[f64], pos: &str) -> Vec<Series> {
+    let groups = group_buckets(ev, vs, pos);
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
         let mut forced_any = false;
-        let vals: Vec<Option<f64>> = (0..r.len())
+        let vals: Vec<Option<f64>> = (0..q.len())
             .map(|i| {
-                let b = buckets_at(&g, &vs, i);
+                let b = buckets_at(&g, vs, i);
                 if b.is_empty() {
                     return None;
                 }
@@ -285,7 +320,7 @@ pub(crate) fn histogram_quantile(
             });
         }
     }
-    Ok(Val::Vector(out))
+    out
 }
 
 pub(crate) fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {

@@ -277,6 +277,7 @@ impl Engine {
                 .unwrap_or(self.opts.lookback_delta_ms),
             qstart: start,
             qend: end,
+            qstep: if instant { 0 } else { step },
             deadline: began + timeout,
             max_samples: self.opts.max_samples,
             experimental: self.opts.enable_experimental_functions,
