@@ -378,6 +378,48 @@ mod tests {
         }
     }
 
+    fn state(per_tenant: usize) -> (PromState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        cfg.limits.max_concurrent_queries_per_tenant = per_tenant;
+        let app = crate::server::build_state(cfg).unwrap();
+        (PromState::new(app), dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn panics_become_500_and_slow_queries_time_out() {
+        let (st, _dir) = state(1);
+        let t = Tenant::anonymous();
+        let long = Duration::from_secs(5);
+        let r: Result<(), _> = run_limited(&st, &t, long, || panic!("unfinished engine")).await;
+        assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
+        let r: Result<(), _> = run_limited(&st, &t, Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorType::Timeout,
+                "query timed out in expression evaluation"
+            )
+        );
+        // The one slot of the tenant is held: the next query waits in the
+        // queue and times out there; another tenant is not held up.
+        let held = st.queries.acquire(&t).await;
+        let r: Result<(), _> = run_limited(&st, &t, Duration::from_millis(50), || Ok(())).await;
+        assert_eq!(r.unwrap_err().message, "query timed out in query queue");
+        let other = Tenant::new("other").unwrap();
+        assert!(run_limited(&st, &other, long, || Ok(())).await.is_ok());
+        drop(held);
+        assert!(run_limited(&st, &t, long, || Ok(())).await.is_ok());
+    }
+
     #[tokio::test]
     async fn limit_truncates_with_a_warning() {
         let v = Value::Vector(
