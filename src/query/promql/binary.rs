@@ -233,6 +233,7 @@ impl Matching<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     ev: &mut Evaluator,
     op: &str,
