@@ -28,7 +28,7 @@ const MAX_DECIMAL_EXP: u8 = 9;
 /// Most samples a packed chunk may claim (bounds allocation on corrupt input).
 const MAX_PACKED_SAMPLES: usize = 1 << 16;
 /// Samples per chunk written by blocks.
-pub(crate) const CHUNK_SAMPLES: usize = 240;
+pub(crate) const CHUNK_SAMPLES: usize = 480;
 
 /// Encodes samples (sorted, unique timestamps, at most
 /// [`crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES`]) as the smaller of the

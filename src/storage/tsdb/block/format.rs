@@ -173,6 +173,32 @@ pub(crate) const GROUP: usize = 16;
 
 /// Flag in the mode byte: every residual is zero and no bit stream follows.
 const ALL_ZERO: u8 = 0x80;
+/// Flag in the mode byte: residuals use per-value prefix buckets
+/// ([`BUCKETS`]) instead of group packing; better when a few large values
+/// sit among many small ones.
+const BUCKETED: u8 = 0x40;
+/// Value widths of the prefix buckets: a residual of zero is the single bit
+/// `0`; bucket `i` is `i + 1` one bits, a zero bit (except the last) and
+/// `BUCKETS[i]` value bits.
+const BUCKETS: [u32; 5] = [4, 8, 16, 32, 64];
+/// Flag in the mode byte: a uvarint divisor follows the first values and
+/// every residual is a multiple of it (memory gauges move in 4 KiB pages).
+const SCALED: u8 = 0x20;
+/// Flag in the mode byte: delta residuals are all non-negative (counters)
+/// and stored without zig-zag, saving a bit each.
+const UNSIGNED: u8 = 0x10;
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The largest divisor of every (signed) residual, zig-zagged.
+fn residual_gcd(res: &[u64]) -> u64 {
+    res.iter().map(|&z| unzigzag(z).unsigned_abs()).fold(0, gcd)
+}
 
 fn residuals(vals: &[i64], order: u8) -> Vec<u64> {
     let mut out = Vec::with_capacity(vals.len());
@@ -201,6 +227,40 @@ fn pack(res: &[u64]) -> Vec<u8> {
     w.finish()
 }
 
+fn pack_bucketed(res: &[u64]) -> Vec<u8> {
+    let mut w = BitWriter::default();
+    for &v in res {
+        if v == 0 {
+            w.write(0, 1);
+            continue;
+        }
+        let width = 64 - v.leading_zeros();
+        let i = BUCKETS
+            .iter()
+            .position(|&b| width <= b)
+            .unwrap_or(BUCKETS.len() - 1);
+        let ones = i as u32 + 1;
+        if i + 1 < BUCKETS.len() {
+            w.write(((1u64 << ones) - 1) << 1, ones + 1);
+        } else {
+            w.write((1u64 << ones) - 1, ones);
+        }
+        w.write(v, BUCKETS[i]);
+    }
+    w.finish()
+}
+
+fn read_bucketed(r: &mut BitReader<'_>) -> Option<u64> {
+    let mut ones = 0usize;
+    while ones < BUCKETS.len() && r.read(1)? == 1 {
+        ones += 1;
+    }
+    match ones {
+        0 => Some(0),
+        n => r.read(BUCKETS[n - 1]),
+    }
+}
+
 /// Encodes an integer sequence (its length is stored by the caller): the
 /// smaller of delta and delta-of-delta residual packings.
 pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
@@ -210,19 +270,44 @@ pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
     };
     let mut best: Option<Vec<u8>> = None;
     for order in [1u8, 2] {
-        let res = residuals(vals, order);
-        let mut buf = Vec::new();
+        let mut res = residuals(vals, order);
+        let mut buf: Vec<u8> = Vec::new();
         let all_zero = res.iter().all(|&r| r == 0);
-        buf.push(order | if all_zero { ALL_ZERO } else { 0 });
+        let divisor = residual_gcd(&res);
+        let scaled = !all_zero && divisor > 1;
+        let unsigned = order == 1 && !all_zero && res.iter().all(|&z| z & 1 == 0);
+        let flags = [(all_zero, ALL_ZERO), (scaled, SCALED), (unsigned, UNSIGNED)];
+        buf.push(flags.iter().filter(|f| f.0).fold(order, |m, f| m | f.1));
         put_varint(&mut buf, first);
         if order == 2 && vals.len() >= 2 {
             put_varint(&mut buf, vals[1].wrapping_sub(first));
         }
-        if !all_zero {
-            buf.extend_from_slice(&pack(&res));
+        if scaled {
+            put_uvarint(&mut buf, divisor);
+            for r in &mut res {
+                // Exact: the divisor divides the magnitude; the quotient of
+                // i64::MIN by a divisor > 1 fits.
+                let q = (unzigzag(*r) as i128 / i128::from(divisor)) as i64;
+                *r = zigzag(q);
+            }
         }
-        if best.as_ref().is_none_or(|b| buf.len() < b.len()) {
-            best = Some(buf);
+        if unsigned {
+            for r in &mut res {
+                *r >>= 1;
+            }
+        }
+        let bodies = if all_zero {
+            vec![(0, vec![])]
+        } else {
+            vec![(0, pack(&res)), (BUCKETED, pack_bucketed(&res))]
+        };
+        for (flag, body) in bodies {
+            let mut cand = buf.clone();
+            cand[0] |= flag;
+            cand.extend_from_slice(&body);
+            if best.as_ref().is_none_or(|b| cand.len() < b.len()) {
+                best = Some(cand);
+            }
         }
     }
     out.extend_from_slice(&best.unwrap_or_default());
@@ -232,7 +317,8 @@ pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
 /// `d`'s input when a bit stream follows.
 pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
     let mode = d.u8()?;
-    let order = mode & !ALL_ZERO;
+    let order = mode & !(ALL_ZERO | BUCKETED | SCALED | UNSIGNED);
+    let unsigned = mode & UNSIGNED != 0;
     if order != 1 && order != 2 {
         return None;
     }
@@ -247,9 +333,14 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
         delta = d.varint()?;
         out.push(first.wrapping_add(delta));
     }
+    let divisor = if mode & SCALED != 0 {
+        d.uvarint()? as i64
+    } else {
+        1
+    };
     let nres = n - out.len();
     let mut next = |r: u64, out: &mut Vec<i64>| {
-        let r = unzigzag(r);
+        let r = if unsigned { r as i64 } else { unzigzag(r) }.wrapping_mul(divisor);
         if order == 2 {
             delta = delta.wrapping_add(r);
         } else {
@@ -267,6 +358,13 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
     let rest = d.rest();
     let mut r = BitReader::new(rest);
     let mut left = nres;
+    if mode & BUCKETED != 0 {
+        for _ in 0..nres {
+            let v = read_bucketed(&mut r)?;
+            next(v, &mut out);
+        }
+        left = 0;
+    }
     while left > 0 {
         let width = r.read(7)? as u32;
         if width > 64 {
@@ -296,6 +394,15 @@ mod tests {
             (0..100).map(|i| i * i * 37 - 5000).collect(),
             vec![i64::MIN, i64::MAX, 0, -1, i64::MAX, i64::MIN, 3],
             (0..50).map(|i| if i % 3 == 0 { 7 } else { -7 }).collect(),
+            (0..200)
+                .map(|i| {
+                    if i % 50 == 7 {
+                        i * 1_000_000_007
+                    } else {
+                        i % 2
+                    }
+                })
+                .collect(),
         ];
         for vals in cases {
             let mut buf = Vec::new();

@@ -552,6 +552,10 @@ fn fixture_series() -> Vec<SeriesSamples> {
 #[test]
 #[ignore = "regenerates testdata/blocks/v1; run only when changing the fixture on purpose"]
 fn regenerate_v1_fixture() {
+    if std::env::var_os("STRATA_REGENERATE_FIXTURES").is_none() {
+        println!("set STRATA_REGENERATE_FIXTURES=1 to rewrite testdata/blocks/v1");
+        return;
+    }
     let root = fixture_dir();
     let _ = std::fs::remove_dir_all(&root);
     let store = BlockStore::open(&root, opts()).unwrap();
@@ -597,43 +601,132 @@ fn v1_fixture_still_reads() {
     assert_eq!(sel.len(), 1);
 }
 
+/// A node-exporter-like host over `[from, to)` every 15s, 100 series in
+/// the proportions of a real `/metrics` page: 30 constants (sizes, info,
+/// error counters at 0), 25 slow integer counters (0-20 per scrape, mostly
+/// 0), 15 CPU-seconds counters (2 decimals, USER_HZ; idle near 15 s per
+/// scrape, other modes random small), 10 busy byte counters (uniformly
+/// 0-100000 per scrape), 10 memory gauges (4 KiB pages, changing in a third
+/// of the scrapes), 5 load-like gauges (2 decimals, random walk), 5 random
+/// collector durations (0-50 ms in nanoseconds / 1e9, as Go computes them).
+fn realistic_host(host: usize, from: i64, to: i64, rng: &mut Rng) -> Vec<SeriesSamples> {
+    let mut out = Vec::new();
+    for k in 0..100usize {
+        let labels = Labels::from_pairs([
+            ("__name__", format!("node_metric_{k:03}")),
+            ("instance", format!("host-{host:04}:9100")),
+            ("job", "node".to_string()),
+        ]);
+        let mut v: f64 = match k {
+            0..=29 => (rng.next() % 1_000_000_000) as f64,
+            _ => (rng.next() % 1_000_000) as f64,
+        };
+        let mut samples = Vec::new();
+        let mut t = from;
+        while t < to {
+            v = match k {
+                0..=29 => v,
+                30..=54 => {
+                    v + if rng.next() % 4 == 0 {
+                        (rng.next() % 21) as f64
+                    } else {
+                        0.0
+                    }
+                }
+                // Idle ticks near 1500 per 15 s, other modes a few.
+                55..=69 if k % 5 == 0 => {
+                    ((v * 100.0).round() + (1450 + rng.next() % 50) as f64) / 100.0
+                }
+                55..=69 => {
+                    ((v * 100.0).round() + (rng.next() % (k as u64 % 5 * 40)) as f64) / 100.0
+                }
+                70..=79 => v + (rng.next() % 100_000) as f64,
+                80..=89 => {
+                    if rng.next() % 3 == 0 {
+                        (v + ((rng.next() % 201) as f64 - 100.0) * 4096.0).max(0.0)
+                    } else {
+                        v
+                    }
+                }
+                90..=94 => ((v * 100.0).round() + (rng.next() % 11) as f64 - 5.0).max(0.0) / 100.0,
+                // Go's Duration.Seconds(): nanoseconds / 1e9.
+                _ => (rng.next() % 50_000_000) as f64 / 1.0e9,
+            };
+            samples.push(Sample::new(t, v));
+            t += 15_000;
+        }
+        out.push(SeriesSamples { labels, samples });
+    }
+    out
+}
+
 /// Bytes per sample (all block files) for realistic mixes.
 #[test]
 #[ignore = "size report; run with --ignored --nocapture"]
 fn size_report() {
-    let mixes: Vec<(&str, Vec<SeriesSamples>)> = vec![
-        ("node-exporter mix, 2h", node_series(50, T0, T0 + 2 * H, 1)),
-        ("node-exporter mix, 6h", node_series(20, T0, T0 + 6 * H, 2)),
-        (
-            "integer counters only",
-            node_series(50, T0, T0 + 2 * H, 3)
-                .into_iter()
-                .filter(|s| s.labels.metric_name() == Some("node_network_receive_bytes_total"))
-                .collect(),
-        ),
-        (
-            "cpu seconds only",
-            node_series(50, T0, T0 + 2 * H, 4)
-                .into_iter()
-                .filter(|s| s.labels.metric_name() == Some("node_cpu_seconds_total"))
-                .collect(),
-        ),
-        (
-            "few-valued gauges only",
-            node_series(50, T0, T0 + 2 * H, 5)
-                .into_iter()
-                .filter(|s| s.labels.metric_name() == Some("node_procs_running"))
-                .collect(),
-        ),
-        (
-            "random float gauges only",
-            node_series(50, T0, T0 + 2 * H, 6)
-                .into_iter()
-                .filter(|s| s.labels.metric_name() == Some("node_load1"))
-                .collect(),
-        ),
+    let mut rng = Rng(42);
+    let mut hosts = |n: usize, hours: i64| -> Vec<SeriesSamples> {
+        let mut v: Vec<SeriesSamples> = (0..n)
+            .flat_map(|h| realistic_host(h, T0, T0 + hours * H, &mut rng))
+            .collect();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v
+    };
+    let mut mixes: Vec<(&str, Vec<SeriesSamples>)> = vec![
+        ("realistic hosts, 2h", hosts(20, 2)),
+        ("realistic hosts, 6h", hosts(10, 6)),
     ];
+    let realistic = hosts(10, 2);
+    let kinds: [(&str, std::ops::RangeInclusive<usize>); 7] = [
+        ("  constants", 0..=29),
+        ("  slow integer counters", 30..=54),
+        ("  cpu seconds", 55..=69),
+        ("  busy byte counters", 70..=79),
+        ("  memory pages", 80..=89),
+        ("  load-like", 90..=94),
+        ("  random durations", 95..=99),
+    ];
+    for (name, ks) in kinds {
+        let part = realistic
+            .iter()
+            .filter(|s| {
+                let k = s
+                    .labels
+                    .metric_name()
+                    .and_then(|n| n.get(12..))
+                    .and_then(|k| k.parse().ok());
+                k.is_some_and(|k| ks.contains(&k))
+            })
+            .cloned()
+            .collect();
+        mixes.push((name, part));
+    }
+    let busy = |metric: &str, seed| {
+        node_series(50, T0, T0 + 2 * H, seed)
+            .into_iter()
+            .filter(|s| s.labels.metric_name() == Some(metric))
+            .collect::<Vec<_>>()
+    };
+    mixes.push(("busy test mix, 2h", node_series(50, T0, T0 + 2 * H, 1)));
+    mixes.push((
+        "  random byte counters",
+        busy("node_network_receive_bytes_total", 3),
+    ));
+    mixes.push(("  random cpu seconds", busy("node_cpu_seconds_total", 4)));
+    mixes.push(("  few-valued gauges", busy("node_procs_running", 5)));
+    mixes.push(("  random float gauges", busy("node_load1", 6)));
     for (name, data) in mixes {
+        // For comparison: the same samples as Gorilla XOR chunks of 120
+        // samples (Prometheus's layout), chunk bytes only.
+        let xor_bytes: usize = data
+            .iter()
+            .flat_map(|s| s.samples.chunks(120))
+            .map(|c| {
+                let mut x = crate::storage::tsdb::chunk::XorChunk::new();
+                c.iter().for_each(|s| assert!(x.append(s.t, s.v)));
+                x.byte_len()
+            })
+            .sum();
         let dir = tempfile::tempdir().unwrap();
         let store = BlockStore::open(dir.path(), opts()).unwrap();
         let meta = store
@@ -642,11 +735,12 @@ fn size_report() {
             .unwrap();
         let bytes = store.disk_bytes();
         println!(
-            "{name:<28} series={:<5} samples={:<8} bytes={:<8} bytes/sample={:.3}",
+            "{name:<26} series={:<5} samples={:<8} bytes={:<8} bytes/sample={:.3} (gorilla chunks alone {:.3})",
             meta.num_series,
             meta.num_samples,
             bytes,
-            bytes as f64 / meta.num_samples as f64
+            bytes as f64 / meta.num_samples as f64,
+            xor_bytes as f64 / meta.num_samples as f64
         );
     }
 }
