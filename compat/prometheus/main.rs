@@ -1,11 +1,11 @@
 //! compat/prometheus: Debian's Prometheus 2.42 scrapes node-exporter and
-//! itself every second and remote-writes to Strata; after about a minute,
+//! itself every second and remote-writes to Strata; after 90 s,
 //! a fixed list of PromQL queries is run as `query_range` against both over
 //! the same window and step, and the answers must agree (same label sets,
 //! values within 1e-6 relative). Skips when the peers are not installed,
 //! unless `STRATA_COMPAT_REQUIRE=1`.
 //!
-//! Env: `STRATA_COMPAT_WAIT_SECONDS` (default 60) sets how long data is
+//! Env: `STRATA_COMPAT_WAIT_SECONDS` (default 90) sets how long data is
 //! collected before querying; `STRATA_COMPAT_CONTROL=1` puts a second
 //! Prometheus (remote-write receiver) in Strata's place, to check the
 //! harness itself.
@@ -88,23 +88,48 @@ fn first_up(client: &reqwest::blocking::Client, base: &str, from: f64, to: f64) 
         .min_by(f64::total_cmp)
 }
 
+/// The raw `up` sample times (seconds) of the last 30 s at `base`, per series.
+fn raw_up(client: &reqwest::blocking::Client, base: &str) -> Vec<Vec<f64>> {
+    let url = format!("{base}/api/v1/query?query=up%5B30s%5D&time={}", now_secs());
+    let Ok(body) = client
+        .get(&url)
+        .send()
+        .and_then(|r| r.json::<serde_json::Value>())
+    else {
+        return Vec::new();
+    };
+    body["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p[0].as_f64())
+                .collect()
+        })
+        .collect()
+}
+
+/// The oldest of the newest raw `up` sample times of each series at `base`.
+fn newest_raw_up(client: &reqwest::blocking::Client, base: &str) -> Option<f64> {
+    raw_up(client, base)
+        .iter()
+        .map(|ts| ts.last().copied().unwrap_or(f64::NEG_INFINITY))
+        .min_by(f64::total_cmp)
+}
+
 /// The fraction of a second (0..1) farthest from the millisecond phase of
 /// every raw `up` sample Prometheus holds (1 s scrapes keep their phase).
 fn eval_phase(client: &reqwest::blocking::Client, base: &str) -> f64 {
-    let url = format!("{base}/api/v1/query?query=up%5B30s%5D&time={}", now_secs());
-    let body: serde_json::Value = client
-        .get(&url)
-        .send()
-        .and_then(|r| r.json())
-        .expect("raw samples of up from prometheus");
-    let mut phases: Vec<i64> = Vec::new();
-    for s in body["data"]["result"].as_array().into_iter().flatten() {
-        for p in s["values"].as_array().into_iter().flatten() {
-            if let Some(t) = p[0].as_f64() {
-                phases.push(((t * 1000.0).round() as i64).rem_euclid(1000));
-            }
-        }
-    }
+    let phases: Vec<i64> = raw_up(client, base)
+        .into_iter()
+        .flatten()
+        .map(|t| ((t * 1000.0).round() as i64).rem_euclid(1000))
+        .collect();
+    assert!(!phases.is_empty(), "no raw `up` samples from prometheus");
     let distance = |f: i64| {
         phases
             .iter()
@@ -141,7 +166,6 @@ remote_write:
 }
 
 #[test]
-#[ignore = "needs remote write and the PromQL evaluator on main; run with --ignored"]
 fn strata_answers_like_prometheus_2_42() {
     let Some(bins) = require_peers(
         "compat_prometheus",
@@ -163,7 +187,7 @@ fn strata_answers_like_prometheus_2_42() {
     let wait_secs: f64 = std::env::var("STRATA_COMPAT_WAIT_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60.0);
+        .unwrap_or(90.0);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let client = http();
@@ -271,19 +295,35 @@ fn strata_answers_like_prometheus_2_42() {
     let first_prom =
         first_up(&client, &prom_url, started - 10.0, now_secs()).expect("prometheus has no `up`");
     // The window lies inside what both hold: it starts after the first
-    // sample either side has, and ends 10 s before now so that samples
+    // sample either side has plus the longest range any query uses (see
+    // LONGEST_LOOKBACK_SECS), and ends 10 s before now so that samples
     // still queued in remote write do not matter. Evaluation times are put
     // as far as possible from every scrape's millisecond phase, so no range
     // boundary falls on a sample (Prometheus 3 ranges are left-open, 2.x
     // ones closed: see compat/prometheus.md).
     let phase = eval_phase(&client, &prom_url);
-    let start = first_prom.max(first_strata).ceil() + 1.0 + phase;
+    let start = first_prom.max(first_strata).ceil() + queries::LONGEST_LOOKBACK_SECS + 1.0 + phase;
     let step = 1.0;
     let end = start + ((now_secs() - 10.0 - start) / step).floor() * step;
     assert!(
         end - start >= 20.0,
         "window too short: {start}..{end} (first up: prometheus {first_prom}, strata {first_strata})"
     );
+
+    // Remote write may lag on a busy machine: wait until Strata holds every
+    // `up` series past the window's end.
+    let caught_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let newest = newest_raw_up(&client, &strata_url);
+        if newest.is_some_and(|t| t >= end) {
+            break;
+        }
+        assert!(
+            Instant::now() < caught_up,
+            "strata's newest `up` sample ({newest:?}) is still before the window end {end} after 60 s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     let mut report = String::new();
     let _ = writeln!(

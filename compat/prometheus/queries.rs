@@ -2,6 +2,12 @@
 //! Every query must give Prometheus a non-empty answer on one minute of
 //! node-exporter and self-scrape data at a 1 s scrape interval.
 
+/// No query looks further back than this (range plus offset), in seconds.
+/// The comparison window starts this long after the first sample, so no
+/// range window holds the start of a series: there Prometheus 2.42 and 3.x
+/// extrapolate `rate` differently (compat/prometheus.md).
+pub const LONGEST_LOOKBACK_SECS: f64 = 40.0;
+
 /// `(name, query)`; the name is what the report table prints.
 pub const QUERIES: &[(&str, &str)] = &[
     // Raw selectors and matchers.
