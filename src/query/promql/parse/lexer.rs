@@ -46,6 +46,25 @@ pub(crate) struct LexError {
     pub msg: String,
 }
 
+/// Keywords that never end an expression (so a following word is not a
+/// postfix modifier such as `offset` or `anchored`).
+pub(crate) const NON_ENDING_WORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "atan2",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "anchored",
+    "smoothed",
+];
+
 /// Longest first, so `</` wins over `<`.
 const PUNCTS: &[&str] = &[
     "</", ">/", "==", "!=", "<=", ">=", "=~", "!~", "(", ")", "{", "}", "[", "]", ",", ":", "@",

@@ -73,6 +73,7 @@
 //! `query.enable_experimental_functions` is set, using
 //! [`is_experimental_function`].
 
+mod diag;
 mod duration;
 mod lexer;
 mod markers;
@@ -129,12 +130,21 @@ pub fn parse_expr_with(query: &str, ctx: &DurationContext) -> Result<Expr, Strin
         let (line, col) = lexer::line_col(query, e.pos);
         format!("{line}:{col}: parse error: {}", e.msg)
     })?;
-    let mut expr = crate_parse(&rewritten.text)?;
+    let mut expr = match crate_parse(&rewritten.text) {
+        Ok(e) => e,
+        Err(e) if e.ends_with(GENERIC_CRATE_ERROR) => {
+            return Err(diag::diagnose(query, &toks).unwrap_or(e))
+        }
+        Err(e) => return Err(e),
+    };
     if rewritten.has_trim() {
         markers::restore_trim_ops(&mut expr, &rewritten.atan_tags)?;
     }
     Ok(expr)
 }
+
+/// The crate's message when it cannot say more.
+const GENERIC_CRATE_ERROR: &str = "invalid promql query";
 
 fn crate_parse(text: &str) -> Result<Expr, String> {
     promql_parser::parser::parse(text)

@@ -3,7 +3,7 @@
 //! what the AST post-pass must restore (see the module docs in `mod.rs`).
 
 use super::duration::{eval_seconds, seconds_to_ms};
-use super::lexer::{Kind, Token};
+use super::lexer::{Kind, Token, NON_ENDING_WORDS};
 use super::markers::{Marker, BRIDGE_LABEL};
 use super::strings::rewrite_literal;
 use super::DurationContext;
@@ -41,25 +41,6 @@ impl Rewritten {
         self.atan_tags.iter().any(|t| *t != AtanTag::Atan2)
     }
 }
-
-/// Keywords that never end an expression (so a following word is not a
-/// postfix modifier such as `offset` or `anchored`).
-const NON_ENDING_WORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "atan2",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "anchored",
-    "smoothed",
-];
 
 fn ends_expr(t: &Token<'_>) -> bool {
     match t.kind {

@@ -281,6 +281,13 @@ fn errors_are_prometheus_style() {
             "label_replace(x)",
             r#"parse error: expected 5 argument(s) in call to "label_replace", got 1"#,
         ),
+        (
+            "foo bar",
+            r#"1:5: parse error: unexpected identifier "bar""#,
+        ),
+        ("foo +", "1:6: parse error: unexpected end of input"),
+        ("1 +* 2", "1:4: parse error: unexpected <op:*>"),
+        ("foo 5", r#"1:5: parse error: unexpected number "5""#),
     ] {
         assert_eq!(parse_expr(q).unwrap_err(), want, "{q}");
     }
