@@ -360,7 +360,11 @@ fn main() {
             println!(
                 "targets: >= 2x Prometheus samples per CPU-second: {} ({cpu_ratio:.2}x); <= 1.0 byte/sample: {} ({:.3}); peak RSS <= 0.5x Prometheus: {} ({rss_ratio:.2}x)",
                 verdict(cpu_ratio >= 2.0),
-                verdict(s.bytes_per_sample <= 1.0),
+                if s.bytes_per_sample == 0.0 {
+                    "NOT MEASURED (nothing on disk: is the store in-memory?)"
+                } else {
+                    verdict(s.bytes_per_sample <= 1.0)
+                },
                 s.bytes_per_sample,
                 verdict(rss_ratio <= 0.5)
             );
