@@ -79,6 +79,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Recording and alerting rules, and where alerts go.
     pub rules: RulesConfig,
+    /// LogQL engine limits.
+    pub logql: LogqlConfig,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             tsdb: TsdbConfig::default(),
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
+            logql: LogqlConfig::default(),
         }
     }
 }
@@ -317,6 +320,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// LogQL engine limits (Loki's names and defaults).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogqlConfig {
+    /// Most series a metric query may return.
+    pub max_query_series: usize,
+    /// Most evaluation steps of a range query.
+    pub max_query_points: usize,
+    /// Most log entries a log query returns, whatever `limit` asks.
+    pub max_entries_limit_per_query: usize,
+}
+
+impl Default for LogqlConfig {
+    fn default() -> Self {
+        LogqlConfig {
+            max_query_series: 500,
+            max_query_points: 11_000,
+            max_entries_limit_per_query: 5000,
+        }
     }
 }
 

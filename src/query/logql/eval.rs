@@ -98,14 +98,23 @@ pub struct EngineLimits {
     pub max_series: usize,
     /// Maximum evaluation steps of a range query.
     pub max_points: usize,
+    /// Maximum entries of a log query.
+    pub max_entries: usize,
+}
+
+impl From<&crate::config::LogqlConfig> for EngineLimits {
+    fn from(c: &crate::config::LogqlConfig) -> Self {
+        EngineLimits {
+            max_series: c.max_query_series,
+            max_points: c.max_query_points,
+            max_entries: c.max_entries_limit_per_query,
+        }
+    }
 }
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        EngineLimits {
-            max_series: 500,
-            max_points: 11_000,
-        }
+        (&crate::config::LogqlConfig::default()).into()
     }
 }
 
@@ -297,7 +306,7 @@ impl Engine {
             Direction::Forward => all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))),
             Direction::Backward => all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))),
         }
-        all.truncate(p.limit);
+        all.truncate(p.limit.min(self.limits.max_entries));
         let mut by: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
         for (ts, labels, line) in all {
             by.entry(labels).or_default().push(LogEntry::new(ts, line));
@@ -672,5 +681,62 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("SampleExtractionErr"), "{err}");
+    }
+
+    #[test]
+    fn limits_apply() {
+        let (e, t) = engine();
+        let e = Engine::new(
+            e.reader,
+            EngineLimits {
+                max_series: 1,
+                max_points: 3,
+                max_entries: 2,
+            },
+        );
+        let p = LogParams {
+            start: 0,
+            end: 10_000_000_000,
+            limit: 100,
+            direction: Direction::Forward,
+        };
+        let QueryResult::Streams(s) = e.query_logs(&t, r#"{app="api"}"#, p).unwrap() else {
+            panic!("not streams")
+        };
+        assert_eq!(s[0].entries.len(), 2);
+        let s = 1_000_000_000;
+        let rp = RangeParams {
+            start: 0,
+            end: 5 * s,
+            step: s,
+        };
+        let err = e
+            .query(
+                &t,
+                r#"count_over_time({app="api"}[1s])"#,
+                rp,
+                false,
+                (10, Direction::Forward),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("maximum resolution of 3 points"),
+            "{err}"
+        );
+        let rp = RangeParams {
+            start: 3 * s,
+            end: 3 * s,
+            step: s,
+        };
+        let err = e
+            .query(
+                &t,
+                r#"count_over_time({app="api"} | logfmt [5s])"#,
+                rp,
+                true,
+                (10, Direction::Forward),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("maximum of series (1)"), "{err}");
     }
 }
