@@ -597,7 +597,7 @@ fn query_api_shapes_and_errors() {
             s.get_json("/api/v1/series", &[], None),
         ),
         (
-            serde_json::json!("match[] must contain at least one non-empty matcher"),
+            serde_json::json!(r#"invalid parameter "match[]": match[] must contain at least one non-empty matcher"#),
             s.get_json("/api/v1/series", &[("match[]", "{job=~\".*\"}")], None),
         ),
     ];

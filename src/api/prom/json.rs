@@ -77,6 +77,25 @@ pub fn format_value(v: f64) -> String {
     format!("{v}")
 }
 
+/// Appends a scalar or string result's `[t, ...]` timestamp the way Go's
+/// encoding/json writes `float64(t)/1000` (Prometheus marshals those two
+/// result types with the standard library): `1.5`, not `1.500`.
+pub fn write_float_ts(out: &mut String, ms: i64) {
+    let _ = write!(out, "{}", ms as f64 / 1000.0);
+}
+
+/// Appends a scalar result's value: Prometheus formats it with
+/// `strconv.FormatFloat(v, 'f', -1, 64)`, never in exponent form.
+pub fn write_scalar_value(out: &mut String, v: f64) {
+    out.push('"');
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
+    out.push('"');
+}
+
 /// Appends a sample value as a JSON string.
 pub fn write_value(out: &mut String, v: f64) {
     out.push('"');

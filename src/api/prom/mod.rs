@@ -27,6 +27,12 @@
 //!   `revision` `strata-<version>`.
 //! - `stats=all` returns the timings and sample counts the engine measures;
 //!   the per-step sample counts are not returned.
+//! - Error messages follow Prometheus 3.x wording (`invalid time value for
+//!   'time'`, lowercase; 2.42 writes `Invalid`). `match[]` values that are
+//!   not plain selectors get `expected a metric selector` instead of the
+//!   parser's `unexpected "("`.
+//! - `/api/v1/metadata?limit=N` returns the first N metrics by name;
+//!   Prometheus returns N in Go map order (arbitrary).
 //! - `POST /api/v1/admin/tsdb/flush` is Strata's own: it writes the head into
 //!   blocks (used by benchmarks).
 

@@ -204,7 +204,7 @@ pub fn matchers_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
             // The parser refuses all-empty selectors itself; Prometheus's
             // selector parser leaves that to this function's own check.
             if e.contains("at least one non-empty matcher") {
-                ApiError::bad_data(ALL_EMPTY)
+                ApiError::invalid_param("match[]", ALL_EMPTY)
             } else {
                 ApiError::invalid_param("match[]", e)
             }
@@ -222,7 +222,7 @@ pub fn matchers_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
         }
     }
     if sets.iter().any(|set| set.iter().all(|m| m.matches_empty())) {
-        return Err(ApiError::bad_data(ALL_EMPTY));
+        return Err(ApiError::invalid_param("match[]", ALL_EMPTY));
     }
     Ok(sets)
 }

@@ -254,12 +254,15 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
     let truncate = |n: usize| limit > 0 && n > limit;
     match value {
         Value::Scalar { t, v } => {
-            data.push_str(r#""scalar","result":"#);
-            json::write_point(&mut data, t, v);
+            data.push_str(r#""scalar","result":["#);
+            json::write_float_ts(&mut data, t);
+            data.push(',');
+            json::write_scalar_value(&mut data, v);
+            data.push(']');
         }
         Value::String { t, s } => {
             data.push_str(r#""string","result":["#);
-            json::write_ts(&mut data, t);
+            json::write_float_ts(&mut data, t);
             data.push(',');
             json::write_str(&mut data, &s);
             data.push(']');
@@ -343,8 +346,8 @@ mod tests {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
         let cases = [
             (
-                Value::Scalar { t: 1500, v: 2.0 },
-                r#"{"status":"success","data":{"resultType":"scalar","result":[1.500,"2"]}}"#,
+                Value::Scalar { t: 1500, v: 1e-9 },
+                r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"0.000000001"]}}"#,
             ),
             (
                 Value::String {
