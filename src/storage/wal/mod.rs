@@ -16,9 +16,30 @@
 //! - `Wal::cut()` starts a new segment and returns its index; records appended
 //!   afterwards go to segments `>=` that index.
 //! - `Wal::truncate_before(n)` deletes segments with index `< n`.
+//!
+//! Layout: [`format`] is the byte format, `segment` the files and the `LOCK`,
+//! `writer` the group commit, `reader` replay and torn-tail repair.
 
-use std::path::{Path, PathBuf};
+pub mod format;
+mod reader;
+mod segment;
+mod writer;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
 use std::time::Duration;
+
+/// fdatasync latency of segment writes.
+pub const FSYNC_DURATION_SECONDS: &str = "strata_wal_fsync_duration_seconds";
+/// Records appended (acknowledged).
+pub const RECORDS_TOTAL: &str = "strata_wal_records_total";
+/// Bytes written to segments, framing included.
+pub const BYTES_WRITTEN_TOTAL: &str = "strata_wal_bytes_written_total";
+/// fdatasync calls on segments.
+pub const FSYNCS_TOTAL: &str = "strata_wal_fsyncs_total";
+/// Segment files in the WAL directory.
+pub const SEGMENTS: &str = "strata_wal_segments";
 
 /// WAL errors.
 #[derive(Debug, thiserror::Error)]
@@ -81,39 +102,42 @@ pub struct ReplayStats {
     pub torn_tail_bytes: u64,
 }
 
-/// An open write-ahead log.
+/// An open write-ahead log. Share it between threads behind an `Arc`;
+/// dropping it releases the directory lock (call [`Wal::close`] first to
+/// learn about a failing final fsync).
 pub struct Wal {
-    #[allow(dead_code)]
-    dir: PathBuf,
+    writer: writer::Writer,
 }
 
 impl Wal {
-    /// Opens (creating if needed) the WAL in `dir` for appending.
+    /// Opens (creating if needed) the WAL in `dir` for appending: takes the
+    /// directory lock, cuts a torn tail a crash left, and starts a new segment.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
-        let _ = (dir, opts);
-        todo!("storage/wal: open")
+        Ok(Wal {
+            writer: writer::Writer::open(dir, opts)?,
+        })
     }
 
     /// Appends records; returns after they are durable.
     pub fn append(&self, records: &[&[u8]]) -> Result<(), WalError> {
-        let _ = records;
-        todo!("storage/wal: append")
+        self.writer.append(records)
     }
 
     /// Starts a new segment; returns its index.
     pub fn cut(&self) -> Result<u64, WalError> {
-        todo!("storage/wal: cut")
+        self.writer.cut()
     }
 
-    /// Deletes segments whose index is below `segment`.
+    /// Deletes segments whose index is below `segment` (never the one being
+    /// appended to).
     pub fn truncate_before(&self, segment: u64) -> Result<(), WalError> {
-        let _ = segment;
-        todo!("storage/wal: truncate_before")
+        self.writer.truncate_before(segment)
     }
 
-    /// fsyncs and closes the current segment.
+    /// Writes what is queued, fsyncs and closes the current segment; later
+    /// appends fail. Closing twice is harmless.
     pub fn close(&self) -> Result<(), WalError> {
-        todo!("storage/wal: close")
+        self.writer.close()
     }
 }
 
@@ -121,7 +145,8 @@ impl Wal {
 pub type RecordSink<'a> = dyn FnMut(u64, &[u8]) -> Result<(), WalError> + 'a;
 
 /// Calls `f(segment, payload)` for every record in `dir`, in order.
+/// A torn tail is cut off the files (see the module doc); a missing `dir`
+/// replays nothing.
 pub fn replay(dir: &Path, f: &mut RecordSink<'_>) -> Result<ReplayStats, WalError> {
-    let _ = (dir, f);
-    todo!("storage/wal: replay")
+    reader::replay(dir, f)
 }
