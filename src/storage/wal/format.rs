@@ -58,7 +58,9 @@ pub fn check_header(buf: &[u8], index: u64) -> Result<(), String> {
     }
     let stored = u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"));
     if stored != index {
-        return Err(format!("header names segment {stored}, file name says {index}"));
+        return Err(format!(
+            "header names segment {stored}, file name says {index}"
+        ));
     }
     Ok(())
 }
@@ -92,7 +94,9 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
     let len = u32::from_le_bytes(len_bytes) as usize;
     let want = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
     if len > MAX_RECORD_LEN {
-        return Decoded::Bad(format!("record length {len} over the limit {MAX_RECORD_LEN}"));
+        return Decoded::Bad(format!(
+            "record length {len} over the limit {MAX_RECORD_LEN}"
+        ));
     }
     let end = RECORD_HEADER_LEN + len;
     if buf.len() < end {

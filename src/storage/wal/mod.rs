@@ -23,9 +23,9 @@
 pub mod format;
 mod reader;
 mod segment;
-mod writer;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::path::Path;
 use std::time::Duration;

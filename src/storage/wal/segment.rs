@@ -105,7 +105,10 @@ impl DirLock {
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             let context = if err.kind() == std::io::ErrorKind::WouldBlock {
-                format!("lock {}: the WAL is already open (another process?)", path.display())
+                format!(
+                    "lock {}: the WAL is already open (another process?)",
+                    path.display()
+                )
             } else {
                 format!("lock {}", path.display())
             };
