@@ -49,7 +49,7 @@ pub(crate) fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
     for &r in ranges.iter().skip(1) {
         let mut i = 0;
         while i < metas.len() {
-            let start = metas[i].min_t.div_euclid(r) * r;
+            let start = metas[i].min_t.saturating_sub(metas[i].min_t.rem_euclid(r));
             let end = start.saturating_add(r);
             let bucket: Vec<usize> = (i..metas.len())
                 .take_while(|&j| metas[j].min_t < end)
@@ -57,7 +57,9 @@ pub(crate) fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
             i += bucket.len().max(1);
             let inside: Vec<usize> = bucket
                 .into_iter()
-                .filter(|&j| metas[j].max_t <= end && metas[j].max_t - metas[j].min_t < r)
+                .filter(|&j| {
+                    metas[j].max_t <= end && metas[j].max_t.saturating_sub(metas[j].min_t) < r
+                })
                 .collect();
             if inside.len() > 1 && end <= newest {
                 return Some(inside);

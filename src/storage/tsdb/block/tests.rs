@@ -274,6 +274,12 @@ fn compaction_merges_levels_and_keeps_answers() {
     ];
     assert_same_answers(&store, &mem, &ranges);
 
+    // Keep copies of the sources to simulate a crash after the compacted
+    // block became visible but before the sources were deleted.
+    let saved = tempfile::tempdir().unwrap();
+    for id in &ids[..3] {
+        copy_dir(&dir.path().join("team-a").join(id), &saved.path().join(id));
+    }
     assert_eq!(store.compact().unwrap(), 1);
     let blocks = store.blocks(&tenant());
     assert_eq!(blocks.len(), 2, "{blocks:?}");
@@ -296,11 +302,27 @@ fn compaction_merges_levels_and_keeps_answers() {
         "nothing more until the range is complete"
     );
 
-    // Survives a restart, and a crash that left the sources behind.
+    // Survives a restart, and a crash that left the sources behind: they
+    // are recognised as superseded and removed.
     drop(store);
+    for id in &ids[..3] {
+        copy_dir(&saved.path().join(id), &dir.path().join("team-a").join(id));
+    }
     let store = BlockStore::open(dir.path(), opts()).unwrap();
     assert_eq!(store.blocks(&tenant()), blocks);
     assert_same_answers(&store, &mem, &ranges);
+    let on_disk = std::fs::read_dir(dir.path().join("team-a"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, 2, "superseded sources deleted at open");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
 }
 
 #[test]
@@ -571,11 +593,7 @@ fn v1_fixture_still_reads() {
     let dst = dir.path().join("team-a");
     for b in std::fs::read_dir(&src).unwrap() {
         let b = b.unwrap();
-        std::fs::create_dir_all(dst.join(b.file_name())).unwrap();
-        for f in std::fs::read_dir(b.path()).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), dst.join(b.file_name()).join(f.file_name())).unwrap();
-        }
+        copy_dir(&b.path(), &dst.join(b.file_name()));
     }
     let store = BlockStore::open(dir.path(), opts()).unwrap();
     let blocks = store.blocks(&tenant());
@@ -743,4 +761,91 @@ fn size_report() {
             xor_bytes as f64 / meta.num_samples as f64
         );
     }
+}
+
+#[test]
+fn compaction_plans() {
+    assert_eq!(
+        compact::ranges(2 * H, 36 * H),
+        vec![2 * H, 6 * H, 18 * H, 36 * H]
+    );
+    assert_eq!(compact::ranges(2 * H, 2 * H), vec![2 * H]);
+    assert_eq!(compact::ranges(2 * H, 744 * H).last(), Some(&(744 * H)));
+    let meta = |a: i64, b: i64| BlockMeta {
+        id: format!("{a}-{b}"),
+        tenant: "t".into(),
+        min_t: a * H,
+        max_t: b * H,
+        num_series: 1,
+        num_samples: 1,
+        num_chunks: 1,
+        level: 1,
+        sources: vec![],
+        version: 1,
+    };
+    let r = compact::ranges(2 * H, 36 * H);
+    // (blocks sorted by min_t, expected pick)
+    let table: Vec<(Vec<BlockMeta>, Option<Vec<usize>>)> = vec![
+        (vec![], None),
+        (vec![meta(0, 2)], None),
+        (vec![meta(0, 2), meta(2, 4)], None),
+        (
+            vec![meta(0, 2), meta(2, 4), meta(4, 6)],
+            Some(vec![0, 1, 2]),
+        ),
+        (vec![meta(0, 2), meta(2, 4), meta(6, 8)], Some(vec![0, 1])),
+        (vec![meta(0, 2), meta(1, 3), meta(6, 8)], Some(vec![0, 1])),
+        (vec![meta(0, 6), meta(4, 6), meta(6, 8)], Some(vec![0, 1])),
+        (vec![meta(0, 6), meta(6, 12), meta(12, 14)], None),
+        (
+            vec![meta(0, 6), meta(6, 12), meta(12, 18)],
+            Some(vec![0, 1, 2]),
+        ),
+        (vec![meta(0, 18), meta(18, 36)], Some(vec![0, 1])),
+        (vec![meta(0, 36), meta(36, 72)], None),
+        (
+            vec![meta(-4, -2), meta(-2, 0), meta(0, 2)],
+            Some(vec![0, 1]),
+        ),
+    ];
+    for (metas, want) in table {
+        assert_eq!(compact::plan(&metas, &r), want, "{metas:?}");
+    }
+}
+
+#[test]
+fn reads_stay_correct_during_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(BlockStore::open(dir.path(), opts()).unwrap());
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
+        let data = node_series(2, a, b, 21 + i as u64);
+        write(&store, &data, a, b);
+        all.extend(data);
+    }
+    let mem = reference(&all);
+    let want = mem.select(&tenant(), &[], T0, T0 + 12 * H).unwrap();
+    let want_after = want.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n == 0 {
+                assert_eq!(store.select(&tenant(), &[], T0, T0 + 12 * H).unwrap(), want);
+                n += 1;
+            }
+            n
+        })
+    };
+    // Two 6h blocks, merged further when the 18h/36h grid allows it.
+    assert!(store.compact().unwrap() >= 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert!(store.blocks(&tenant()).len() <= 2);
+    assert_eq!(
+        store.select(&tenant(), &[], T0, T0 + 12 * H).unwrap(),
+        want_after
+    );
 }
