@@ -114,6 +114,19 @@ fn write(store: &BlockStore, series: &[SeriesSamples], min_t: i64, max_t: i64) -
         .unwrap()
 }
 
+/// Writes `n` consecutive 2h blocks from `T0` of `instances` hosts each;
+/// returns everything written.
+fn write_2h_blocks(store: &BlockStore, n: i64, instances: usize, seed: u64) -> Vec<SeriesSamples> {
+    let mut all = Vec::new();
+    for i in 0..n {
+        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
+        let data = node_series(instances, a, b, seed + i as u64);
+        write(store, &data, a, b);
+        all.extend(data);
+    }
+    all
+}
+
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value).unwrap()
 }
@@ -333,13 +346,7 @@ fn compaction_reaches_the_configured_maximum() {
         ..opts()
     };
     let store = BlockStore::open(dir.path(), o).unwrap();
-    let mut all = Vec::new();
-    for i in 0..10 {
-        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
-        let data = node_series(1, a, b, 3 + i as u64);
-        write(&store, &data, a, b);
-        all.extend(data);
-    }
+    let all = write_2h_blocks(&store, 10, 1, 3);
     store.compact().unwrap();
     let spans: Vec<(i64, u32)> = store
         .blocks(&tenant())
@@ -416,10 +423,7 @@ fn retention_deletes_whole_old_blocks() {
         },
     )
     .unwrap();
-    for i in 0..3 {
-        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
-        write(&store, &node_series(1, a, b, 1), a, b);
-    }
+    write_2h_blocks(&store, 3, 1, 1);
     let before = store.disk_bytes();
     assert_eq!(store.apply_retention(T0 + 6 * H).unwrap(), 1);
     assert_eq!(store.blocks(&tenant())[0].min_t, T0 + 2 * H);
@@ -817,13 +821,7 @@ fn compaction_plans() {
 fn reads_stay_correct_during_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(BlockStore::open(dir.path(), opts()).unwrap());
-    let mut all = Vec::new();
-    for i in 0..6 {
-        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
-        let data = node_series(2, a, b, 21 + i as u64);
-        write(&store, &data, a, b);
-        all.extend(data);
-    }
+    let all = write_2h_blocks(&store, 6, 2, 21);
     let mem = reference(&all);
     let want = mem.select(&tenant(), &[], T0, T0 + 12 * H).unwrap();
     let want_after = want.clone();
