@@ -121,10 +121,26 @@ pub fn parse_expr(query: &str) -> Result<Expr, String> {
 
 /// [`parse_expr`] with the evaluation context duration expressions need.
 pub fn parse_expr_with(query: &str, ctx: &DurationContext) -> Result<Expr, String> {
+    let res = bridge_parse(query, ctx);
+    let outcome = match &res {
+        Ok((_, false)) => "ok",
+        Ok((_, true)) => "bridged",
+        Err(_) => "error",
+    };
+    metrics::counter!(PARSES_TOTAL, "outcome" => outcome).increment(1);
+    res.map(|(expr, _)| expr)
+}
+
+/// PromQL parses by outcome: `ok` (the crate alone would have parsed the
+/// query), `bridged` (the bridge rewrote Prometheus 3.x syntax) or `error`.
+const PARSES_TOTAL: &str = "strata_promql_parses_total";
+
+/// Parses `query`; also says whether the text needed rewriting.
+fn bridge_parse(query: &str, ctx: &DurationContext) -> Result<(Expr, bool), String> {
     let toks = match lexer::lex(query) {
         Ok(t) => t,
         // The crate gives its own message for text it cannot lex either.
-        Err(_) => return crate_parse(query),
+        Err(_) => return crate_parse(query).map(|e| (e, false)),
     };
     let rewritten = rewrite::rewrite(query, &toks, ctx).map_err(|e| {
         let (line, col) = lexer::line_col(query, e.pos);
@@ -140,7 +156,7 @@ pub fn parse_expr_with(query: &str, ctx: &DurationContext) -> Result<Expr, Strin
     if rewritten.has_trim() {
         markers::restore_trim_ops(&mut expr, &rewritten.atan_tags)?;
     }
-    Ok(expr)
+    Ok((expr, rewritten.text != query))
 }
 
 /// The crate's message when it cannot say more.
