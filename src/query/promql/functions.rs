@@ -152,11 +152,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
             ev.eval_vector(args[0], r)?;
             Ok(Val::Vector(vec![]))
         }
-        "info" => {
-            // Best effort: the data labels of info metrics are not joined.
-            let vs = ev.eval_vector(args[0], r)?;
-            Ok(Val::Vector(vs))
-        }
+        "info" => super::info::info(ev, &args, r),
         "round" => {
             let to = if args.len() > 1 {
                 ev.eval_scalar(args[1], r)?

@@ -14,6 +14,7 @@ mod binary;
 mod eval;
 mod functions;
 mod histogram;
+mod info;
 mod output;
 pub mod parse;
 #[cfg(test)]
