@@ -239,3 +239,68 @@ pub fn header(resp: &Response, name: &str) -> Option<String> {
         .get(name)
         .map(|v| v.to_str().unwrap().to_string())
 }
+
+/// A Prometheus process scraping itself every second and remote-writing to
+/// a Strata server; killed on drop.
+pub struct PrometheusPeer {
+    pub url: String,
+    pub strata: Server,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusPeer {
+    /// None (after saying why) when no `prometheus` binary is installed.
+    pub fn start_writing_to(strata: Server) -> Option<PrometheusPeer> {
+        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+        if std::process::Command::new(&bin)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!(
+                "skipping: no {bin} binary (apt-get install prometheus, or set PROMETHEUS_BIN)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n    metadata_config:\n      send_interval: 1s\n",
+            strata.base
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Some(PrometheusPeer {
+            url: format!("http://127.0.0.1:{port}"),
+            strata,
+            child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for PrometheusPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
