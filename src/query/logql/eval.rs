@@ -346,8 +346,20 @@ impl Engine {
                     },
                 )?;
                 let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+                let fast = pipeline.line_only();
+                let bytes = matches!(r.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
                 for s in &streams {
+                    // Line-only pipelines keep the stream's labels: one key
+                    // per stream instead of a label map per entry.
+                    let mut stream_samples = Vec::new();
                     for e in &s.entries {
+                        if fast && e.metadata.is_empty() {
+                            if let Some(line) = pipeline.filter_line(&e.line) {
+                                stream_samples
+                                    .push((e.ts, if bytes { line.len() as f64 } else { 1.0 }));
+                            }
+                            continue;
+                        }
                         let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata)
                         else {
                             continue;
@@ -364,11 +376,19 @@ impl Engine {
                         if let Some(g) = &r.grouping {
                             labels = vector::group_labels(&labels, g);
                         }
-                        let v = match r.op {
-                            RangeOp::BytesOverTime | RangeOp::BytesRate => out.line.len() as f64,
-                            _ => out.value.unwrap_or(1.0),
+                        let v = if bytes {
+                            out.line.len() as f64
+                        } else {
+                            out.value.unwrap_or(1.0)
                         };
                         series.entry(labels).or_default().push((e.ts, v));
+                    }
+                    if !stream_samples.is_empty() {
+                        let key = match &r.grouping {
+                            Some(g) => vector::group_labels(&s.labels, g),
+                            None => s.labels.clone(),
+                        };
+                        series.entry(key).or_default().extend(stream_samples);
                     }
                 }
                 let mut series: Vec<SeriesData> = series

@@ -505,6 +505,39 @@ impl Pipeline {
         Ok(Pipeline { stages, unwrap })
     }
 
+    /// True when no stage reads or changes labels (only line filters and
+    /// `decolorize`, no unwrap): the engine then keys series by stream.
+    pub fn line_only(&self) -> bool {
+        self.unwrap.is_none()
+            && self
+                .stages
+                .iter()
+                .all(|s| matches!(s, CStage::Line(..) | CStage::Decolorize))
+    }
+
+    /// For [`Pipeline::line_only`] pipelines: the line after the stages, or
+    /// `None` when a filter drops it. Borrows unless `decolorize` rewrote it.
+    pub fn filter_line<'a>(&self, line: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        let mut line = std::borrow::Cow::Borrowed(line);
+        for st in &self.stages {
+            match st {
+                CStage::Line(negated, ms) if line_passes(*negated, ms, &line) => {}
+                CStage::Line(..) => return None,
+                CStage::Decolorize => line = std::borrow::Cow::Owned(decolorize(&line)),
+                _ => {}
+            }
+        }
+        Some(line)
+    }
+
+    fn filter_stage(&self, st: &CStage, line: String) -> Option<String> {
+        match st {
+            CStage::Line(negated, ms) => line_passes(*negated, ms, &line).then_some(line),
+            CStage::Decolorize => Some(decolorize(&line)),
+            _ => Some(line),
+        }
+    }
+
     /// Runs the pipeline over one entry; `None` when a filter drops it.
     pub fn process(
         &self,
@@ -522,11 +555,8 @@ impl Pipeline {
         let base = |k: &str| stream.get(k).is_some();
         for st in &self.stages {
             match st {
-                CStage::Line(negated, ms) => {
-                    let any = ms.iter().any(|m| m.matches(&line));
-                    if any == *negated {
-                        return None;
-                    }
+                CStage::Line(..) | CStage::Decolorize => {
+                    line = self.filter_stage(st, line)?;
                 }
                 CStage::Json(params) => json_stage(&line, params, &mut labels, &base),
                 CStage::Logfmt(strict, keep_empty, params) => {
@@ -614,7 +644,6 @@ impl Pipeline {
                             })
                     });
                 }
-                CStage::Decolorize => line = decolorize(&line),
             }
         }
         let mut value = None;
@@ -642,6 +671,11 @@ impl Pipeline {
             value,
         })
     }
+}
+
+/// A line filter stage: any value matches (or, negated, none does).
+fn line_passes(negated: bool, ms: &[LineMatch], line: &str) -> bool {
+    ms.iter().any(|m| m.matches(line)) != negated
 }
 
 fn convert(raw: &str, conv: UnwrapConv) -> Result<f64, String> {
