@@ -276,7 +276,8 @@ impl BlockStore {
         self.update_gauges();
     }
 
-    /// Runs one round of compaction for every tenant; returns blocks written.
+    /// Runs one round of compaction for every tenant; returns blocks written,
+    /// or the first error after every tenant was tried.
     /// Overlapping blocks are merged first (samples deduplicated by
     /// timestamp), then adjacent blocks inside one aligned range
     /// (`block_duration * 3^k`, capped at `max_block_duration`).
@@ -284,6 +285,7 @@ impl BlockStore {
         let _guard = self.maintenance.lock();
         let ranges = compact::ranges(self.opts.block_duration_ms, self.opts.max_block_duration_ms);
         let mut written = 0;
+        let mut first_err = None;
         for tenant in self.tenants() {
             // Each step replaces two or more blocks by one, so this ends.
             loop {
@@ -301,11 +303,18 @@ impl BlockStore {
                     .flat_map(|b| b.meta.sources.iter().cloned())
                     .collect();
                 let mut merged = compact::MergeIter::new(&chosen);
-                let new = self.write(
-                    &tenant,
-                    (min_t, max_t, level, sources.into_iter().collect()),
-                    &mut merged,
-                )?;
+                let spec = (min_t, max_t, level, sources.into_iter().collect());
+                let new = match self.write(&tenant, spec, &mut merged) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        // A corrupt source stops this tenant's compaction
+                        // (its blocks stay readable where intact); other
+                        // tenants still compact.
+                        tracing::error!(tenant = tenant.as_str(), error = %e, "compaction failed");
+                        first_err.get_or_insert(e);
+                        break;
+                    }
+                };
                 tracing::info!(
                     tenant = tenant.as_str(),
                     sources = chosen.len(),
@@ -319,7 +328,10 @@ impl BlockStore {
                 metrics::counter!(COMPACTIONS_TOTAL).increment(1);
             }
         }
-        Ok(written)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     /// Deletes whole blocks entirely older than `now_ms - retention`; returns

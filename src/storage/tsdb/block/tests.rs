@@ -847,3 +847,41 @@ fn reads_stay_correct_during_compaction() {
         want_after
     );
 }
+
+#[test]
+fn a_corrupt_block_stops_only_its_tenants_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlockStore::open(dir.path(), opts()).unwrap();
+    let other = Tenant::new("other").unwrap();
+    for i in 0..3 {
+        let (a, b) = (T0 + i * 2 * H, T0 + (i + 1) * 2 * H);
+        for t in [tenant(), other.clone()] {
+            store
+                .write_block(&t, a, b, &mut node_series(1, a, b, 5).into_iter())
+                .unwrap();
+        }
+    }
+    drop(store);
+    let victim = std::fs::read_dir(dir.path().join("team-a"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let chunks = victim.join("chunks");
+    let mut bytes = std::fs::read(&chunks).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&chunks, &bytes).unwrap();
+    let store = BlockStore::open(dir.path(), opts()).unwrap();
+    match store.compact() {
+        Err(StorageError::Corrupt { path, .. }) => assert!(path.ends_with("chunks"), "{path}"),
+        other => panic!("expected a corrupt chunk error, got {other:?}"),
+    }
+    assert_eq!(store.blocks(&tenant()).len(), 3, "nothing replaced");
+    assert_eq!(store.blocks(&other).len(), 1, "the other tenant compacted");
+    let leftovers = std::fs::read_dir(dir.path().join("team-a"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 3, "no temporary directory left behind");
+}
