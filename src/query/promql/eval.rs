@@ -61,6 +61,10 @@ pub(crate) struct RangeArg {
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
+    /// `anchored` / `smoothed` on the range selector.
+    pub mode: Option<super::parse::RangeMode>,
+    /// How far before (and, smoothed, after) the window samples were loaded.
+    pub lookback: i64,
 }
 
 impl RangeArg {
@@ -389,7 +393,13 @@ impl<'a> Evaluator<'a> {
                     Some(a) => (a - off, a - off),
                     None => (r.start - off, r.end - off),
                 };
-                let mut series = self.select(&ms.vs, lo - range + 1, hi)?;
+                let mode = super::parse::range_mode(&ms.vs);
+                let (pre, post) = match mode {
+                    None => (0, 0),
+                    Some(super::parse::RangeMode::Anchored) => (self.lookback, 0),
+                    Some(super::parse::RangeMode::Smoothed) => (self.lookback, self.lookback),
+                };
+                let mut series = self.select(&ms.vs, lo - range - pre + 1, hi + post)?;
                 let mut held = 0;
                 for s in &mut series {
                     s.samples.retain(|x| !is_stale_nan(x.v));
@@ -402,6 +412,8 @@ impl<'a> Evaluator<'a> {
                     range,
                     offset: off,
                     at,
+                    mode,
+                    lookback: self.lookback,
                 })
             }
             Expr::Subquery(sq) => self.eval_subquery(sq, r),
@@ -456,6 +468,8 @@ impl<'a> Evaluator<'a> {
             range,
             offset: off,
             at,
+            mode: None,
+            lookback: self.lookback,
         })
     }
 }

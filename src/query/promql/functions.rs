@@ -701,6 +701,9 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
     let p1 = scalar_param(ev, args, 2, r)?;
     let arg: RangeArg = ev.eval_range_arg(marg, r)?;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    if let Some(mode) = arg.mode {
+        return super::extended::anchored_or_smoothed(ev, name, mode, &arg, r);
+    }
     if name == "absent_over_time" {
         let vals = (0..n)
             .map(|i| {

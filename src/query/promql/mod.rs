@@ -12,6 +12,7 @@
 mod aggregate;
 mod binary;
 mod eval;
+mod extended;
 mod functions;
 mod histogram;
 mod info;
