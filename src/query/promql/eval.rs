@@ -344,7 +344,9 @@ impl<'a> Evaluator<'a> {
             Some(a) => (a - off, a - off),
             None => (r.start - off, r.end - off),
         };
-        let raws = self.select(vs, lo - self.lookback + 1, hi)?;
+        let smoothed = super::parse::range_mode(vs) == Some(super::parse::RangeMode::Smoothed);
+        let post = if smoothed { self.lookback } else { 0 };
+        let raws = self.select(vs, lo - self.lookback + 1, hi + post)?;
         let mut out = Vec::with_capacity(raws.len());
         let mut held = 0;
         for raw in raws {
@@ -358,8 +360,18 @@ impl<'a> Evaluator<'a> {
                 }
                 let v = if j > 0 {
                     let s = raw.samples[j - 1];
+                    let next = raw.samples.get(j).filter(|n| {
+                        smoothed && s.t < t && n.t < t + self.lookback && !is_stale_nan(n.v)
+                    });
                     if s.t > t - self.lookback && !is_stale_nan(s.v) {
-                        Some(if timestamps { s.t as f64 / 1000.0 } else { s.v })
+                        Some(match next {
+                            // `x smoothed`: interpolated between the samples around t.
+                            Some(n) if !timestamps => {
+                                s.v + (n.v - s.v) * (t - s.t) as f64 / (n.t - s.t) as f64
+                            }
+                            _ if timestamps => s.t as f64 / 1000.0,
+                            _ => s.v,
+                        })
                     } else {
                         None
                     }

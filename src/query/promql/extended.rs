@@ -98,9 +98,11 @@ pub(crate) fn anchored_or_smoothed(
             .map(|i| {
                 let (mint, maxt) = arg.window(r, i);
                 let p = points(&s.samples, mint, maxt, mode, arg.lookback);
-                if p.is_empty()
-                    || window(&s.samples, mint, maxt).is_empty() && mode == RangeMode::Anchored
-                {
+                let empty = window(&s.samples, mint, maxt).is_empty();
+                // Smoothed needs data on both sides of an empty window.
+                let both_sides = s.samples.first().is_some_and(|f| f.t <= mint)
+                    && s.samples.last().is_some_and(|l| l.t > maxt);
+                if p.is_empty() || (empty && (mode == RangeMode::Anchored || !both_sides)) {
                     return None;
                 }
                 Some(match name {
