@@ -12,9 +12,15 @@ fn same_labelset() -> QueryError {
     QueryError::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
+/// Drops `__name__` and, as Prometheus does with type-and-unit labels, the
+/// `__type__` and `__unit__` that describe it.
+fn without_name(l: &Labels) -> Labels {
+    l.drop_names(&[crate::model::METRIC_NAME, "__type__", "__unit__"])
+}
+
 fn final_labels(l: Labels, drop_name: bool) -> Labels {
     if drop_name {
-        l.without_metric_name()
+        without_name(&l)
     } else {
         l
     }
@@ -77,7 +83,7 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
                 vs.into_iter()
                     .map(|mut s| {
                         if s.drop_name {
-                            s.labels = s.labels.without_metric_name();
+                            s.labels = without_name(&s.labels);
                             s.drop_name = false;
                         }
                         s
