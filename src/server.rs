@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::query::promql::{Engine, EngineOptions};
 use crate::rules::manager::RuleManager;
 use crate::rules::notifier::{Notifier, NotifierOptions};
-use crate::storage::mem::MemMetrics;
+use crate::storage::tsdb::{Tsdb, TsdbOptions};
+use crate::storage::StorageError;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,15 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics store could not be opened (unreadable or corrupt WAL, ...).
+    #[error("cannot open the metrics store in {path}: {source}")]
+    Storage {
+        /// The store's directory.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: StorageError,
+    },
 }
 
 /// A started server: its bound addresses and a way to stop it.
@@ -47,24 +57,53 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     rules: Arc<RuleManager>,
+    tsdb: Arc<Tsdb>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, then returns.
+    /// Stops accepting, lets in-flight requests finish, then closes storage
+    /// (the WAL is fsynced) and returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.rules.stop();
         while self.tasks.join_next().await.is_some() {}
+        close_storage(self.tsdb).await;
     }
 }
 
-/// Builds the state shared by all handlers.
+/// Closes the metrics store on a blocking thread (it waits for in-flight
+/// appends and fsyncs the WAL).
+async fn close_storage(tsdb: Arc<Tsdb>) {
+    match tokio::task::spawn_blocking(move || tsdb.close()).await {
+        Ok(Ok(())) => tracing::info!("metrics store closed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "closing the metrics store failed"),
+        Err(e) => tracing::error!(error = %e, "closing the metrics store panicked"),
+    }
+}
+
+/// Builds the state shared by all handlers. The metrics store's maintenance
+/// thread stops once the state and every clone of it are dropped.
 pub fn build_state(config: Config) -> Result<AppState, ServerError> {
+    build(config).map(|(state, _)| state)
+}
+
+/// Opens storage (`<data_dir>/tsdb`, replaying its WAL), starts its
+/// maintenance and builds the handlers' state.
+fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Arc::new(MemMetrics::new());
+    let tsdb_dir = config.data_dir.join("tsdb");
+    let store = Arc::new(
+        Tsdb::open(&tsdb_dir, TsdbOptions::from_config(&config)).map_err(|source| {
+            ServerError::Storage {
+                path: tsdb_dir.display().to_string(),
+                source,
+            }
+        })?,
+    );
+    store.start_maintenance();
     let engine = Engine::new(
         store.clone(),
         EngineOptions {
@@ -74,21 +113,22 @@ pub fn build_state(config: Config) -> Result<AppState, ServerError> {
             enable_experimental_functions: config.query.enable_experimental_functions,
         },
     );
-    Ok(AppState {
+    let state = AppState {
         config: Arc::new(config),
         metrics_reader: store.clone(),
         metrics_writer: store.clone(),
-        metrics_admin: store,
+        metrics_admin: store.clone(),
         promql: Arc::new(engine),
         rules: None,
-    })
+    };
+    Ok((state, store))
 }
 
 /// Binds every configured listener and serves until [`Running::shutdown`].
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     crate::telemetry::install();
     let listen = config.listen.clone();
-    let mut state = build_state(config)?;
+    let (mut state, tsdb) = build(config)?;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let rules = start_rules(&mut state, &mut tasks, &stop_rx);
@@ -125,6 +165,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         stop,
         tasks,
         rules,
+        tsdb,
     })
 }
 
@@ -202,11 +243,60 @@ pub async fn run_until(
     let running = start(config).await?;
     signal.await;
     tracing::info!("shutting down");
+    let tsdb = running.tsdb.clone();
     if tokio::time::timeout(timeout, running.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+        // Appends still running finish or are refused; the WAL is fsynced.
+        close_storage(tsdb).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Matcher, Sample, Tenant};
+    use crate::storage::{MetricsWriter, SeriesWrite, WriteBatch};
+
+    #[tokio::test]
+    async fn acknowledged_writes_survive_a_restart_of_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: vec!["127.0.0.1:0".into()],
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let running = start(config.clone()).await.unwrap();
+        let t = Tenant::anonymous();
+        let batch = WriteBatch {
+            series: vec![SeriesWrite {
+                labels: Labels::from_pairs([("__name__", "up")]),
+                samples: vec![Sample::new(1_000, 1.0)],
+                exemplars: vec![],
+            }],
+            metadata: vec![],
+        };
+        let w = running.tsdb.clone();
+        let out = tokio::task::spawn_blocking(move || w.append(&t, batch))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.samples_written, 1);
+        running.shutdown().await;
+        assert!(dir.path().join("tsdb/wal").is_dir());
+        let state = build_state(config).unwrap();
+        let got = state
+            .metrics_reader
+            .select(
+                &Tenant::anonymous(),
+                &[Matcher::equal("__name__", "up")],
+                0,
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(got[0].samples, vec![Sample::new(1_000, 1.0)]);
+    }
 }

@@ -19,6 +19,8 @@ mod postings;
 mod record;
 mod replay;
 mod series;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -221,13 +223,16 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Stops maintenance, refuses further writes and fsyncs the WAL.
+    /// Stops maintenance, refuses further writes, waits for appends in
+    /// flight and fsyncs the WAL. Later calls do nothing.
     pub fn close(&self) -> Result<(), StorageError> {
         if let Some((tx, handle)) = self.maintenance.lock().take() {
             drop(tx);
             let _ = handle.join();
         }
-        self.closed.store(true, Ordering::Release);
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         // Wait for in-flight appends.
         let _g = self.gate.write();
         self.wal.close().map_err(|e| wal_error(&self.dir, e))
