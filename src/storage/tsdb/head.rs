@@ -189,30 +189,45 @@ impl TenantHead {
         let mut series_rec = Encoder::series(&self.tenant);
         let mut samples_rec = Encoder::samples(&self.tenant);
         let mut exemplars_rec = Encoder::exemplars(&self.tenant);
-        // Samples accepted earlier in this batch, per series.
-        let mut pending: HashMap<u32, BTreeMap<i64, u64>> = HashMap::new();
         let mut sorted = Vec::new();
-        let mut logged = HashSet::new();
+        let mut seen = HashSet::new();
         for sw in batch.series.iter().filter(wanted) {
             let id = match d.lookup(&sw.labels) {
                 Some(id) => id,
                 None => d.create(&sw.labels),
             };
             let series = &d.series[&id];
-            if !series.logged && logged.insert(id) {
+            let repeat = !seen.insert(id);
+            if !series.logged && !repeat {
                 series_rec.add_series(id, &sw.labels);
                 p.logged.push(id);
             }
             sorted.clear();
             sorted.extend_from_slice(&sw.samples);
             sorted.sort_by_key(|s| s.t);
-            let pend = pending.entry(id).or_default();
+            // Samples of this series accepted earlier in the batch: the
+            // previous one of this entry (samples are sorted), and those of
+            // earlier entries with the same labels (rare: built only then).
+            let mut last: Option<(i64, u64)> = None;
+            let earlier: BTreeMap<i64, u64> = if repeat {
+                p.samples
+                    .iter()
+                    .filter(|x| x.0 == id)
+                    .map(|x| (x.1, x.2.to_bits()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
             for s in &sorted {
-                let placement = match pend.get(&s.t) {
-                    Some(&bits) if bits == s.v.to_bits() => Placement::Identical,
+                let pending = match last {
+                    Some((t, bits)) if t == s.t => Some(bits),
+                    _ => earlier.get(&s.t).copied(),
+                };
+                let placement = match pending {
+                    Some(bits) if bits == s.v.to_bits() => Placement::Identical,
                     Some(_) => Placement::Conflict,
                     None => {
-                        let batch_max = pend.keys().next_back().copied();
+                        let batch_max = last.map(|l| l.0).max(earlier.keys().next_back().copied());
                         match (series.max_t(), batch_max) {
                             (series_max, Some(bm))
                                 if s.t < bm && series_max.is_none_or(|m| s.t > m) =>
@@ -233,7 +248,7 @@ impl TenantHead {
                         p.outcome.reject(RejectReason::TooOld, 1, &sw.labels)
                     }
                     Placement::InOrder | Placement::OutOfOrder => {
-                        pend.insert(s.t, s.v.to_bits());
+                        last = Some((s.t, s.v.to_bits()));
                         samples_rec.add_sample(id, s.t, s.v);
                         p.samples.push((id, s.t, s.v));
                         p.outcome.samples_written += 1;

@@ -56,7 +56,7 @@ pub const WAL_REPLAY_DURATION_SECONDS: &str = "strata_wal_replay_duration_second
 
 /// True once `block::BlockStore` is implemented on main: until then the head
 /// keeps everything and flushes do not move data.
-const BLOCKS_AVAILABLE: bool = false;
+const BLOCKS_AVAILABLE: bool = true;
 
 type Heads = RwLock<HashMap<Tenant, Arc<TenantHead>>>;
 
