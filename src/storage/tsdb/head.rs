@@ -5,7 +5,9 @@
 //! assigns ids, validates samples and encodes the WAL records; after the WAL
 //! has them, [`TenantHead::commit`] applies them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
@@ -49,10 +51,41 @@ pub(crate) struct HeadStats {
     pub chunks: usize,
 }
 
+/// Hashes integer keys by one multiplication: series ids are dense and
+/// label-set keys are already xxh3 hashes, so SipHash would only cost time.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct HeadData {
-    series: HashMap<u32, MemSeries>,
-    by_hash: HashMap<u64, Vec<u32>>,
+    series: IdMap<u32, MemSeries>,
+    /// Series id by the stable hash of its labels.
+    by_hash: IdMap<u64, u32>,
+    /// Further ids whose labels hash like the one in `by_hash` (64-bit
+    /// collisions: kept correct, never expected in practice).
+    collisions: IdMap<u64, Vec<u32>>,
     postings: Postings,
     next_id: u32,
     exemplars: VecDeque<(Labels, Exemplar)>,
@@ -66,18 +99,26 @@ struct HeadData {
 
 impl HeadData {
     fn lookup(&self, labels: &Labels) -> Option<u32> {
-        self.by_hash
-            .get(&labels.stable_hash())?
-            .iter()
-            .copied()
-            .find(|id| self.series.get(id).is_some_and(|s| &s.labels == labels))
+        self.lookup_hashed(labels.stable_hash(), labels)
+    }
+
+    fn lookup_hashed(&self, h: u64, labels: &Labels) -> Option<u32> {
+        let is = |id: &u32| self.series.get(id).is_some_and(|s| &s.labels == labels);
+        let first = *self.by_hash.get(&h)?;
+        if is(&first) {
+            return Some(first);
+        }
+        self.collisions.get(&h)?.iter().copied().find(is)
     }
 
     fn insert_series(&mut self, id: u32, labels: Labels) {
-        self.by_hash
-            .entry(labels.stable_hash())
-            .or_default()
-            .push(id);
+        let h = labels.stable_hash();
+        match self.by_hash.entry(h) {
+            Entry::Occupied(_) => self.collisions.entry(h).or_default().push(id),
+            Entry::Vacant(v) => {
+                v.insert(id);
+            }
+        }
         self.postings.add(id, &labels);
         self.series.insert(id, MemSeries::new(labels));
         self.next_id = self.next_id.max(id.saturating_add(1));
@@ -90,16 +131,22 @@ impl HeadData {
     }
 
     fn remove_series(&mut self, id: u32) {
-        if let Some(s) = self.series.remove(&id) {
-            let h = s.labels.stable_hash();
-            if let Some(ids) = self.by_hash.get_mut(&h) {
-                ids.retain(|x| *x != id);
-                if ids.is_empty() {
-                    self.by_hash.remove(&h);
-                }
+        let Some(s) = self.series.remove(&id) else {
+            return;
+        };
+        let h = s.labels.stable_hash();
+        if self.by_hash.get(&h) == Some(&id) {
+            self.by_hash.remove(&h);
+            if let Some(more) = self.collisions.get_mut(&h) {
+                self.by_hash.insert(h, more.remove(0));
             }
-            self.postings.remove(id, &s.labels);
+        } else if let Some(more) = self.collisions.get_mut(&h) {
+            more.retain(|x| *x != id);
         }
+        if self.collisions.get(&h).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&h);
+        }
+        self.postings.remove(id, &s.labels);
     }
 
     /// Forgets series holding no sample (after a flush, or created by an
@@ -160,13 +207,17 @@ impl TenantHead {
         let mut d = self.data.write();
         let wanted =
             |sw: &&crate::storage::SeriesWrite| !sw.samples.is_empty() || !sw.exemplars.is_empty();
+        let writes: Vec<&crate::storage::SeriesWrite> =
+            batch.series.iter().filter(wanted).collect();
+        // Existing ids, resolved once (hashing and comparing labels is the
+        // dominant cost of an append).
+        let resolved: Vec<Option<u32>> = writes.iter().map(|sw| d.lookup(&sw.labels)).collect();
         if lim.max_series > 0 {
-            let new: HashSet<&Labels> = batch
-                .series
+            let new: HashSet<&Labels> = writes
                 .iter()
-                .filter(wanted)
-                .filter(|sw| d.lookup(&sw.labels).is_none())
-                .map(|sw| &sw.labels)
+                .zip(&resolved)
+                .filter(|(_, r)| r.is_none())
+                .map(|(sw, _)| &sw.labels)
                 .collect();
             if d.series.len() + new.len() > lim.max_series {
                 return Err(StorageError::LimitExceeded(format!(
@@ -190,9 +241,11 @@ impl TenantHead {
         let mut samples_rec = Encoder::samples(&self.tenant);
         let mut exemplars_rec = Encoder::exemplars(&self.tenant);
         let mut sorted = Vec::new();
-        let mut seen = HashSet::new();
-        for sw in batch.series.iter().filter(wanted) {
-            let id = match d.lookup(&sw.labels) {
+        let mut seen: HashSet<u32, BuildHasherDefault<IdHasher>> = HashSet::default();
+        for (sw, resolved) in writes.into_iter().zip(resolved) {
+            // A series new to the head may have been created by an earlier
+            // entry of this batch.
+            let id = match resolved.or_else(|| d.lookup(&sw.labels)) {
                 Some(id) => id,
                 None => d.create(&sw.labels),
             };

@@ -417,7 +417,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 impl StoreAdmin for Tsdb {
     fn flush(&self) -> Result<(), StorageError> {
         self.check_open()?;
-        self.flush_all()
+        self.flush_all()?;
+        self.update_gauges();
+        Ok(())
     }
 
     fn disk_bytes(&self) -> u64 {
