@@ -13,6 +13,7 @@ use super::block::BlockStore;
 use super::head::TenantHead;
 use super::series::align_down;
 use super::{wal_error, Tsdb};
+use crate::storage::wal::Wal;
 use crate::storage::StorageError;
 
 /// WAL records handed to one `Wal::append` during a checkpoint.
@@ -30,7 +31,8 @@ impl Tsdb {
         if !self.all_heads().iter().any(|h| due(h)) {
             return Ok(0);
         }
-        let _g = self.gate.write();
+        let gate = self.gate.write();
+        let wal = gate.as_ref().ok_or_else(Tsdb::closed)?;
         let mut flushed = 0;
         for h in self.all_heads() {
             while let Some((lo, _)) = h.time_bounds().filter(|_| due(&h)) {
@@ -41,7 +43,7 @@ impl Tsdb {
             }
         }
         if flushed > 0 {
-            self.checkpoint()?;
+            self.checkpoint(wal)?;
         }
         Ok(flushed)
     }
@@ -54,7 +56,8 @@ impl Tsdb {
             return Ok(());
         };
         let bd = self.opts.block_duration_ms;
-        let _g = self.gate.write();
+        let gate = self.gate.write();
+        let wal = gate.as_ref().ok_or_else(Tsdb::closed)?;
         for h in self.all_heads() {
             let Some((lo, hi)) = h.time_bounds() else {
                 continue;
@@ -66,15 +69,15 @@ impl Tsdb {
             }
             h.truncate_before(hi.saturating_add(1), false);
         }
-        self.checkpoint()
+        self.checkpoint(wal)
     }
 
     /// Cuts the WAL, rewrites the heads into the new segment and deletes the
     /// segments before it. The caller holds the append gate exclusively.
-    fn checkpoint(&self) -> Result<(), StorageError> {
+    fn checkpoint(&self, wal: &Wal) -> Result<(), StorageError> {
         let start = Instant::now();
         let wal_dir = self.dir.join("wal");
-        let first = self.wal.cut().map_err(|e| wal_error(&wal_dir, e))?;
+        let first = wal.cut().map_err(|e| wal_error(&wal_dir, e))?;
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut records = 0usize;
         let mut append = |pending: &mut Vec<Vec<u8>>| -> Result<(), StorageError> {
@@ -82,7 +85,7 @@ impl Tsdb {
                 return Ok(());
             }
             let refs: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            self.wal.append(&refs).map_err(|e| wal_error(&wal_dir, e))?;
+            wal.append(&refs).map_err(|e| wal_error(&wal_dir, e))?;
             records += pending.len();
             pending.clear();
             Ok(())
@@ -97,8 +100,7 @@ impl Tsdb {
             })?;
         }
         append(&mut pending)?;
-        self.wal
-            .truncate_before(first)
+        wal.truncate_before(first)
             .map_err(|e| wal_error(&wal_dir, e))?;
         tracing::info!(
             segment = first,

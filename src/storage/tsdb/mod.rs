@@ -24,7 +24,6 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 
@@ -64,14 +63,13 @@ type Heads = RwLock<HashMap<Tenant, Arc<TenantHead>>>;
 pub struct Tsdb {
     dir: PathBuf,
     opts: TsdbOptions,
-    wal: Wal,
     blocks: Option<BlockStore>,
     heads: Heads,
     /// Appends hold it shared from validation to commit; flush and checkpoint
     /// hold it exclusively so no acknowledged sample falls between the head
     /// snapshot and the WAL truncation.
-    gate: RwLock<()>,
-    closed: AtomicBool,
+    /// The WAL, `None` once closed (dropping it releases its directory lock).
+    gate: RwLock<Option<Wal>>,
     maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     replay: ReplayFigures,
 }
@@ -129,11 +127,9 @@ impl Tsdb {
         let db = Tsdb {
             dir: dir.to_path_buf(),
             opts,
-            wal,
             blocks,
             heads,
-            gate: RwLock::new(()),
-            closed: AtomicBool::new(false),
+            gate: RwLock::new(Some(wal)),
             maintenance: Mutex::new(None),
             replay,
         };
@@ -163,13 +159,8 @@ impl Tsdb {
         self.heads.read().values().cloned().collect()
     }
 
-    fn check_open(&self) -> Result<(), StorageError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StorageError::Unavailable(
-                "the metrics store is closed".into(),
-            ));
-        }
-        Ok(())
+    fn closed() -> StorageError {
+        StorageError::Unavailable("the metrics store is closed".into())
     }
 
     /// Sets the head gauges of every tenant.
@@ -230,12 +221,13 @@ impl Tsdb {
             drop(tx);
             let _ = handle.join();
         }
-        if self.closed.swap(true, Ordering::AcqRel) {
+        // Waits for in-flight appends; later ones find no WAL and are refused.
+        let Some(wal) = self.gate.write().take() else {
             return Ok(());
-        }
-        // Wait for in-flight appends.
-        let _g = self.gate.write();
-        self.wal.close().map_err(|e| wal_error(&self.dir, e))
+        };
+        let res = wal.close().map_err(|e| wal_error(&self.dir.join("wal"), e));
+        drop(wal);
+        res
     }
 }
 
@@ -249,15 +241,14 @@ pub(crate) fn now_ms() -> i64 {
 
 impl MetricsWriter for Tsdb {
     fn append(&self, tenant: &Tenant, batch: WriteBatch) -> Result<AppendOutcome, StorageError> {
-        let _g = self.gate.read();
-        self.check_open()?;
+        let gate = self.gate.read();
+        let wal = gate.as_ref().ok_or_else(Tsdb::closed)?;
         let head = head_for(&self.heads, tenant);
         let lim = self.limits();
         let prepared = head.prepare(&batch, &lim)?;
         if !prepared.records.is_empty() {
             let refs: Vec<&[u8]> = prepared.records.iter().map(Vec::as_slice).collect();
-            self.wal
-                .append(&refs)
+            wal.append(&refs)
                 .map_err(|e| wal_error(&self.dir.join("wal"), e))?;
         }
         let (outcome, ooo, series) = head.commit(prepared, &lim);
@@ -416,7 +407,6 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 impl StoreAdmin for Tsdb {
     fn flush(&self) -> Result<(), StorageError> {
-        self.check_open()?;
         self.flush_all()?;
         self.update_gauges();
         Ok(())
