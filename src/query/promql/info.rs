@@ -46,9 +46,19 @@ pub(crate) fn info(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val>
     }
     if name_matchers.is_empty() {
         name_matchers.push(PMatcher::new(PMatchOp::Equal, METRIC_NAME, "target_info"));
+    } else if !name_matchers
+        .iter()
+        .any(|m| matches!(m.op, PMatchOp::Equal | PMatchOp::Re(_)))
+    {
+        // Only negative name matchers: info metrics are still `*_info`.
+        let re = regex::Regex::new("^(?s:.+_info)$").expect("static regex");
+        name_matchers.push(PMatcher::new(PMatchOp::Re(re), METRIC_NAME, ".+_info"));
     }
     let name_model: Vec<Matcher> = name_matchers.iter().map(to_model).collect::<Result<_>>()?;
     let data_model: Vec<Matcher> = data_matchers.iter().map(to_model).collect::<Result<_>>()?;
+    let has_positive = name_model
+        .iter()
+        .any(|m| matches!(m.op, MatchOp::Equal | MatchOp::Regex));
     let empty_ok = data_model.iter().all(|m| m.matches_empty());
     let mut sel = VectorSelector::new(None, Matchers::new(name_matchers.clone()));
     sel.matchers.matchers.extend(data_matchers.iter().cloned());
@@ -69,10 +79,12 @@ pub(crate) fn info(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val>
     let n = r.len();
     let mut out: Vec<Series> = Vec::new();
     for b in base {
-        let is_info = b
-            .labels
-            .metric_name()
-            .is_some_and(|nm| name_model.iter().all(|m| m.matches(nm)));
+        // A base series that is itself an info metric (it matches every
+        // `__name__` matcher, at least one of them positive) passes as is.
+        let is_info = has_positive
+            && b.labels
+                .metric_name()
+                .is_some_and(|nm| name_model.iter().all(|m| m.matches(nm)));
         let id: Option<Vec<String>> = IDENTIFYING
             .iter()
             .map(|l| b.labels.get(l).map(str::to_string))
