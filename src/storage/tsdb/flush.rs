@@ -23,9 +23,7 @@ impl Tsdb {
     /// Flushes due ranges of every tenant, then checkpoints the WAL when
     /// anything was flushed. Returns the number of ranges flushed.
     pub(crate) fn flush_due(&self) -> Result<usize, StorageError> {
-        let Some(blocks) = &self.blocks else {
-            return Ok(0);
-        };
+        let blocks = &self.blocks;
         let bd = self.opts.block_duration_ms;
         let due = |h: &TenantHead| h.time_bounds().is_some_and(|(lo, hi)| hi - lo > bd * 3 / 2);
         if !self.all_heads().iter().any(|h| due(h)) {
@@ -51,10 +49,7 @@ impl Tsdb {
     /// Writes everything in the head into blocks (one per block-aligned
     /// range), empties the head and checkpoints the WAL.
     pub(crate) fn flush_all(&self) -> Result<(), StorageError> {
-        let Some(blocks) = &self.blocks else {
-            tracing::info!("no block store yet: the head keeps all data");
-            return Ok(());
-        };
+        let blocks = &self.blocks;
         let bd = self.opts.block_duration_ms;
         let gate = self.gate.write();
         let wal = gate.as_ref().ok_or_else(Tsdb::closed)?;

@@ -53,17 +53,13 @@ pub const OUT_OF_ORDER_SAMPLES_TOTAL: &str = "strata_out_of_order_samples_total"
 /// Duration of the WAL replay at the last start.
 pub const WAL_REPLAY_DURATION_SECONDS: &str = "strata_wal_replay_duration_seconds";
 
-/// True once `block::BlockStore` is implemented on main: until then the head
-/// keeps everything and flushes do not move data.
-const BLOCKS_AVAILABLE: bool = true;
-
 type Heads = RwLock<HashMap<Tenant, Arc<TenantHead>>>;
 
 /// The WAL-backed metrics store.
 pub struct Tsdb {
     dir: PathBuf,
     opts: TsdbOptions,
-    blocks: Option<BlockStore>,
+    blocks: BlockStore,
     heads: Heads,
     /// Appends hold it shared from validation to commit; flush and checkpoint
     /// hold it exclusively so no acknowledged sample falls between the head
@@ -109,18 +105,14 @@ impl Tsdb {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| StorageError::io(format!("create {}", wal_dir.display()), e))?;
-        let blocks = if BLOCKS_AVAILABLE {
-            Some(BlockStore::open(
-                &dir.join("blocks"),
-                BlockStoreOptions {
-                    retention_ms: opts.retention_ms,
-                    block_duration_ms: opts.block_duration_ms,
-                    max_block_duration_ms: opts.max_block_duration_ms,
-                },
-            )?)
-        } else {
-            None
-        };
+        let blocks = BlockStore::open(
+            &dir.join("blocks"),
+            BlockStoreOptions {
+                retention_ms: opts.retention_ms,
+                block_duration_ms: opts.block_duration_ms,
+                max_block_duration_ms: opts.max_block_duration_ms,
+            },
+        )?;
         let heads = Heads::default();
         let replay = replay::replay(&wal_dir, &heads, &opts)?;
         let wal = Wal::open(&wal_dir, opts.wal.clone()).map_err(|e| wal_error(&wal_dir, e))?;
@@ -203,12 +195,10 @@ impl Tsdb {
     /// WAL), compact blocks and apply retention.
     pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
         self.flush_due()?;
-        if let Some(b) = &self.blocks {
-            let written = b.compact()?;
-            let deleted = b.apply_retention(now_ms)?;
-            if written > 0 || deleted > 0 {
-                tracing::info!(written, deleted, "blocks compacted and retention applied");
-            }
+        let written = self.blocks.compact()?;
+        let deleted = self.blocks.apply_retention(now_ms)?;
+        if written > 0 || deleted > 0 {
+            tracing::info!(written, deleted, "blocks compacted and retention applied");
         }
         self.update_gauges();
         Ok(())
@@ -308,10 +298,10 @@ impl MetricsReader for Tsdb {
             .head(tenant)
             .map(|h| h.select(matchers, mint, maxt))
             .unwrap_or_default();
-        match &self.blocks {
-            Some(b) => Ok(merge_series(head, b.select(tenant, matchers, mint, maxt)?)),
-            None => Ok(head),
-        }
+        Ok(merge_series(
+            head,
+            self.blocks.select(tenant, matchers, mint, maxt)?,
+        ))
     }
 
     fn series(
@@ -327,9 +317,7 @@ impl MetricsReader for Tsdb {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        if let Some(b) = &self.blocks {
-            out.extend(b.series(tenant, matchers, mint, maxt)?);
-        }
+        out.extend(self.blocks.series(tenant, matchers, mint, maxt)?);
         Ok(out.into_iter().collect())
     }
 
@@ -344,9 +332,7 @@ impl MetricsReader for Tsdb {
             .head(tenant)
             .map(|h| h.label_names(matchers, mint, maxt))
             .unwrap_or_default();
-        if let Some(b) = &self.blocks {
-            out.extend(b.label_names(tenant, matchers, mint, maxt)?);
-        }
+        out.extend(self.blocks.label_names(tenant, matchers, mint, maxt)?);
         Ok(out.into_iter().collect())
     }
 
@@ -362,9 +348,10 @@ impl MetricsReader for Tsdb {
             .head(tenant)
             .map(|h| h.label_values(name, matchers, mint, maxt))
             .unwrap_or_default();
-        if let Some(b) = &self.blocks {
-            out.extend(b.label_values(tenant, name, matchers, mint, maxt)?);
-        }
+        out.extend(
+            self.blocks
+                .label_values(tenant, name, matchers, mint, maxt)?,
+        );
         Ok(out.into_iter().collect())
     }
 
@@ -413,6 +400,6 @@ impl StoreAdmin for Tsdb {
     }
 
     fn disk_bytes(&self) -> u64 {
-        dir_bytes(&self.dir.join("wal")) + self.blocks.as_ref().map_or(0, BlockStore::disk_bytes)
+        dir_bytes(&self.dir.join("wal")) + self.blocks.disk_bytes()
     }
 }

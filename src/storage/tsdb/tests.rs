@@ -466,10 +466,6 @@ fn head_samples(db: &Tsdb) -> usize {
 
 #[test]
 fn admin_flush_moves_everything_into_blocks_and_reads_merge_overlaps() {
-    if !BLOCKS_AVAILABLE {
-        eprintln!("skipped: the block store is not on main yet");
-        return;
-    }
     let tenants = [Tenant::anonymous(), Tenant::new("team-b").unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts();
@@ -481,7 +477,7 @@ fn admin_flush_moves_everything_into_blocks_and_reads_merge_overlaps() {
     write_both(&db, &mem, first.to_vec());
     db.flush().unwrap();
     assert_eq!(head_samples(&db), 0, "the admin flush empties the head");
-    assert!(!db.blocks.as_ref().unwrap().blocks(&tenants[0]).is_empty());
+    assert!(!db.blocks.blocks(&tenants[0]).is_empty());
     assert_same(&db, &mem, &tenants, "after flush");
     // Later writes overlap the flushed ranges (re-sends, out-of-order
     // samples): reads merge head and overlapping blocks.
@@ -505,10 +501,6 @@ fn admin_flush_moves_everything_into_blocks_and_reads_merge_overlaps() {
 
 #[test]
 fn periodic_flush_writes_the_oldest_range_and_restart_keeps_the_rest() {
-    if !BLOCKS_AVAILABLE {
-        eprintln!("skipped: the block store is not on main yet");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let o = opts();
     let db = open(dir.path(), &o);
@@ -533,7 +525,7 @@ fn periodic_flush_writes_the_oldest_range_and_restart_keeps_the_rest() {
         write_both(&db, &mem, vec![(t.clone(), b)]);
     }
     assert_eq!(db.flush_due().unwrap(), 1);
-    let metas = db.blocks.as_ref().unwrap().blocks(&t);
+    let metas = db.blocks.blocks(&t);
     assert_eq!((metas[0].min_t, metas[0].max_t), (0, 2 * HOUR));
     assert_eq!(head_samples(&db), 20 * 180);
     assert_same(&db, &mem, std::slice::from_ref(&t), "after periodic flush");
@@ -553,7 +545,7 @@ fn periodic_flush_writes_the_oldest_range_and_restart_keeps_the_rest() {
     assert_same(&db, &mem, std::slice::from_ref(&t), "after restart");
     // Maintenance past the retention deletes the block; the head stays.
     db.maintain(2 * HOUR + o.retention_ms + 1).unwrap();
-    assert!(db.blocks.as_ref().unwrap().blocks(&t).is_empty());
+    assert!(db.blocks.blocks(&t).is_empty());
     assert!(db.select(&t, &[], 0, 2 * HOUR - 1).unwrap().is_empty());
     assert_eq!(head_samples(&db), 20 * 180);
 }
