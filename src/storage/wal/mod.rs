@@ -134,8 +134,9 @@ impl Wal {
         self.writer.truncate_before(segment)
     }
 
-    /// Writes what is queued, fsyncs and closes the current segment; later
-    /// appends fail. Closing twice is harmless.
+    /// Writes what is queued, fsyncs and closes the current segment and
+    /// releases the directory lock; later appends fail. Closing twice is
+    /// harmless.
     pub fn close(&self) -> Result<(), WalError> {
         self.writer.close()
     }

@@ -337,7 +337,9 @@ fn lock_prevents_second_open() {
         .expect("second open must fail");
     assert!(err.to_string().contains("already open"), "{err}");
     drop(wal);
-    Wal::open(dir.path(), opts()).expect("open after the first one is dropped");
+    let wal = Wal::open(dir.path(), opts()).expect("open after the first one is dropped");
+    wal.close().unwrap();
+    Wal::open(dir.path(), opts()).expect("open after the first one is closed");
 }
 
 #[test]

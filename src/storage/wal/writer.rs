@@ -64,7 +64,8 @@ pub(crate) struct Writer {
     opts: WalOptions,
     state: Mutex<State>,
     cond: Condvar,
-    _lock: DirLock,
+    /// Held until `close` (or drop), so a closed WAL can be reopened at once.
+    lock: Mutex<Option<DirLock>>,
     /// Makes the next sync fail (tests of the Failed state).
     #[cfg(test)]
     pub(super) fail_next_sync: std::sync::atomic::AtomicBool,
@@ -96,7 +97,7 @@ impl Writer {
                 grouped_records: 0,
             }),
             cond: Condvar::new(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
         })
@@ -282,6 +283,8 @@ impl Writer {
             Some(s) => sync_data(&s.file, true, "segment on close"),
             None => Ok(()),
         };
+        drop(seg);
+        self.lock.lock().take();
         self.release(st);
         res
     }
