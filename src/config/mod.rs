@@ -154,6 +154,9 @@ pub struct WalConfig {
     /// fsync before acknowledging writes. Turning this off breaks the
     /// durability promise; only for benchmarks of other parts.
     pub fsync: bool,
+    /// Longest a writer waits for others to share its group commit (0 =
+    /// none: groups still form while an fsync is in flight).
+    pub max_group_delay: DurationMs,
 }
 
 impl Default for WalConfig {
@@ -161,6 +164,7 @@ impl Default for WalConfig {
         WalConfig {
             segment_size_bytes: 128 << 20,
             fsync: true,
+            max_group_delay: DurationMs(0),
         }
     }
 }

@@ -39,7 +39,7 @@ impl TsdbOptions {
             wal: WalOptions {
                 segment_size: c.wal.segment_size_bytes,
                 fsync: c.wal.fsync,
-                ..WalOptions::default()
+                max_group_delay: c.wal.max_group_delay.to_std(),
             },
             block_duration_ms: c.tsdb.block_duration.0,
             max_block_duration_ms: c.tsdb.max_block_duration.0,
