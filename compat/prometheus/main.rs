@@ -284,7 +284,12 @@ fn strata_answers_like_prometheus_2_42() {
         );
         std::thread::sleep(Duration::from_secs(1));
     };
-    let remaining = started + wait_secs - now_secs();
+    // Wait the configured time, and at least long enough after the first
+    // sample for a 30 s window (a slow start on a busy machine must not
+    // shrink it).
+    let ready_at = (started + wait_secs)
+        .max(first_strata + queries::LONGEST_LOOKBACK_SECS + 1.0 + 30.0 + 12.0);
+    let remaining = ready_at - now_secs();
     if remaining > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(remaining));
     }
