@@ -86,8 +86,9 @@ struct TestGroup {
 #[serde(deny_unknown_fields)]
 struct InputSeries {
     series: String,
+    /// Read as the scalar's text (`0x10` is not hex here).
     #[serde(default)]
-    values: serde_yaml::Value,
+    values: String,
 }
 
 #[derive(Deserialize)]
@@ -199,15 +200,6 @@ pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
         out.push(Some(num(tok)?));
     }
     Ok(out)
-}
-
-fn yaml_values(v: &serde_yaml::Value) -> String {
-    match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Null => String::new(),
-        other => serde_yaml::to_string(other).unwrap_or_default(),
-    }
 }
 
 fn fmt_duration(ms: i64) -> String {
@@ -339,8 +331,7 @@ fn run_group(
     let mut input: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in &tg.input_series {
         let labels = parse_series_descriptor(&s.series).map_err(|e| format!("{prefix}    {e}"))?;
-        let vals =
-            expand_values(&yaml_values(&s.values)).map_err(|e| format!("{prefix}    {e}"))?;
+        let vals = expand_values(&s.values).map_err(|e| format!("{prefix}    {e}"))?;
         let samples = vals
             .into_iter()
             .enumerate()
