@@ -190,6 +190,13 @@ fn stock_rule_unit_tests_pass() {
     )
     .unwrap();
     for t in &tests {
+        // tests.yaml (1,659 lines) passes but takes 2.5 CPU-minutes in a
+        // debug build (8m43s wall on a loaded 2-core machine): run it with
+        // `strata test rules` by hand or with STRATA_SLOW_TESTS=1.
+        if t == "tests.yaml" && std::env::var("STRATA_SLOW_TESTS").as_deref() != Ok("1") {
+            println!("kubernetes-mixin/{t}: not run (set STRATA_SLOW_TESTS=1)");
+            continue;
+        }
         let start = Instant::now();
         let (code, out) = strata(&k, &["test", "rules", &format!("tests/{t}")], LIMIT);
         println!("kubernetes-mixin/{t}: exit {code} in {:?}", start.elapsed());
