@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub use printf::{format_float_e, format_float_g, sprintf};
+pub use printf::{format_float_e, format_float_g, go_quote, sprintf};
 
 use parse::{Node, Operand, Pipeline};
 

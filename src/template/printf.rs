@@ -137,7 +137,8 @@ fn format_e(v: f64, prec: usize) -> String {
     out
 }
 
-fn go_quote(s: &str) -> String {
+/// Go's `strconv.Quote` for printable text (control characters as `\x..`).
+pub fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

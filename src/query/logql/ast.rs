@@ -568,24 +568,7 @@ pub struct LabelReplace {
 }
 
 fn quote(s: &str) -> String {
-    // Go's strconv.Quote is close enough to Rust's debug escaping for
-    // printable text; control characters use \n, \t and \u{..} → \x.
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::template::go_quote(s)
 }
 
 fn matcher_str(m: &Matcher) -> String {
