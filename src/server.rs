@@ -113,7 +113,12 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
             enable_experimental_functions: config.query.enable_experimental_functions,
         },
     );
+    // The in-memory log store until the WAL-backed one (storage::logs)
+    // lands; no push endpoint acknowledges writes to it yet.
+    let logs = Arc::new(crate::logs::MemLogs::new());
     let state = AppState {
+        logs_reader: logs.clone(),
+        logs_writer: logs,
         config: Arc::new(config),
         metrics_reader: store.clone(),
         metrics_writer: store.clone(),

@@ -29,6 +29,10 @@ pub struct AppState {
     pub promql: Arc<Engine>,
     /// Flush and disk usage of the metrics store.
     pub metrics_admin: Arc<dyn StoreAdmin>,
+    /// Log read access (LogQL, the Loki API, the Loki ruler).
+    pub logs_reader: Arc<dyn crate::logs::LogReader>,
+    /// Log write access (Loki push) and the live-tail feed.
+    pub logs_writer: Arc<dyn crate::logs::LogWriter>,
     /// Recording and alerting rules (None in states built without them).
     pub rules: Option<Arc<crate::rules::manager::RuleManager>>,
 }

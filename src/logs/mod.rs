@@ -7,8 +7,9 @@
 //! that later stores (head buffers, segments, tiers) are tested against.
 
 use crate::model::{Labels, Matcher, Tenant};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,17 +87,174 @@ pub enum LogReadError {
 ///
 /// INTERFACE CONTRACT: implementations return each matching stream at most
 /// once, entries sorted by timestamp, and may omit entries that fail
-/// `hint` (never entries that pass it).
+/// `hint` (never entries that pass it). Time bounds are `[start, end)` in
+/// Unix nanoseconds. The index methods have correct but slow defaults built
+/// on `select`; a store overrides them with its stream index.
 pub trait LogReader: Send + Sync {
     /// Streams matching `sel`, with their entries in the time range.
     fn select(&self, tenant: &Tenant, sel: &LogSelect<'_>) -> Result<Vec<Stream>, LogReadError>;
+
+    /// Label sets of streams matching the matchers (all streams when empty)
+    /// with entries in `[start, end)`. Sorted, unique.
+    fn streams(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, LogReadError> {
+        let hint = LineHint::default();
+        let sel = LogSelect {
+            matchers,
+            start,
+            end,
+            hint: &hint,
+        };
+        let mut out: Vec<Labels> = self
+            .select(tenant, &sel)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Stream label names (sorted, unique) over streams matching the
+    /// matchers in the range.
+    fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, LogReadError> {
+        let streams = self.streams(tenant, matchers, start, end)?;
+        Ok(crate::storage::merge_label_names(streams.iter()))
+    }
+
+    /// Values (sorted, unique) of stream label `name` over streams matching
+    /// the matchers in the range.
+    fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, LogReadError> {
+        let streams = self.streams(tenant, matchers, start, end)?;
+        Ok(crate::storage::merge_label_values(streams.iter(), name))
+    }
+
+    /// Index statistics (Loki's `index/stats`) over streams matching the
+    /// matchers in the range.
+    fn stats(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<LogStats, LogReadError> {
+        let hint = LineHint::default();
+        let sel = LogSelect {
+            matchers,
+            start,
+            end,
+            hint: &hint,
+        };
+        let mut st = LogStats::default();
+        for s in self.select(tenant, &sel)? {
+            st.streams += 1;
+            st.chunks += 1;
+            st.entries += s.entries.len() as u64;
+            st.bytes += s.entries.iter().map(|e| e.line.len() as u64).sum::<u64>();
+        }
+        Ok(st)
+    }
+}
+
+/// Loki's index statistics for a selector and range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Matching streams.
+    pub streams: u64,
+    /// Storage chunks (blocks) touched.
+    pub chunks: u64,
+    /// Entries.
+    pub entries: u64,
+    /// Line bytes.
+    pub bytes: u64,
+}
+
+/// One stream of a push request, after decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushStream {
+    /// Validated, sorted stream labels.
+    pub labels: Labels,
+    /// Entries in push order (not necessarily sorted).
+    pub entries: Vec<LogEntry>,
+}
+
+/// Why an entry was not stored (Loki answers 400 and names the stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEntries {
+    /// The stream concerned.
+    pub labels: Labels,
+    /// How many of its entries were refused.
+    pub count: usize,
+    /// Loki's wording of the reason (for example "entry too far behind").
+    pub reason: String,
+}
+
+/// What a push stored and what it refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Entries stored.
+    pub entries_written: usize,
+    /// Line bytes stored.
+    pub bytes_written: usize,
+    /// Refused entries, per stream and reason.
+    pub rejected: Vec<RejectedEntries>,
+}
+
+/// Errors from a log store write: nothing of the push is acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum LogWriteError {
+    /// A per-tenant limit was hit (streams and the like); retryable (429).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The store is shutting down or failed and refuses writes (503).
+    #[error("log store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Write access to log streams.
+///
+/// INTERFACE CONTRACT: `push` is blocking (call it from a blocking thread)
+/// and returns only once the stored entries are durable (in the fsynced WAL
+/// for persistent stores). Entries it refuses are reported in the outcome,
+/// not as an error. Stored entries are offered to [`LogWriter::subscribe`]rs
+/// right after they become durable, before any indexing delay.
+pub trait LogWriter: Send + Sync {
+    /// Stores the streams for `tenant`.
+    fn push(&self, tenant: &Tenant, streams: Vec<PushStream>)
+        -> Result<PushOutcome, LogWriteError>;
+
+    /// A live feed of every stored push of `tenant` (for live tail). A slow
+    /// receiver sees `RecvError::Lagged` rather than slowing ingestion.
+    fn subscribe(&self, tenant: &Tenant) -> tokio::sync::broadcast::Receiver<Arc<Vec<Stream>>>;
 }
 
 /// In-memory log store for tests and as the reference implementation.
 #[derive(Default)]
 pub struct MemLogs {
     tenants: RwLock<HashMap<Tenant, HashMap<Labels, Vec<LogEntry>>>>,
+    feeds: Mutex<HashMap<Tenant, tokio::sync::broadcast::Sender<Arc<Vec<Stream>>>>>,
 }
+
+/// Capacity of a tenant's live-tail feed, in pushes.
+const FEED_CAPACITY: usize = 1024;
 
 impl MemLogs {
     /// An empty store.
@@ -115,6 +273,41 @@ impl MemLogs {
             .or_default();
         s.extend(entries);
         s.sort_by_key(|e| e.ts);
+    }
+
+    fn feed(&self, tenant: &Tenant) -> tokio::sync::broadcast::Sender<Arc<Vec<Stream>>> {
+        self.feeds
+            .lock()
+            .entry(tenant.clone())
+            .or_insert_with(|| tokio::sync::broadcast::channel(FEED_CAPACITY).0)
+            .clone()
+    }
+}
+
+impl LogWriter for MemLogs {
+    fn push(
+        &self,
+        tenant: &Tenant,
+        streams: Vec<PushStream>,
+    ) -> Result<PushOutcome, LogWriteError> {
+        let mut out = PushOutcome::default();
+        let mut fed = Vec::with_capacity(streams.len());
+        for s in streams {
+            out.entries_written += s.entries.len();
+            out.bytes_written += s.entries.iter().map(|e| e.line.len()).sum::<usize>();
+            fed.push(Stream {
+                labels: s.labels.clone(),
+                entries: s.entries.clone(),
+            });
+            MemLogs::push(self, tenant, s.labels, s.entries);
+        }
+        // No receiver is not an error: nobody is tailing.
+        let _ = self.feed(tenant).send(Arc::new(fed));
+        Ok(out)
+    }
+
+    fn subscribe(&self, tenant: &Tenant) -> tokio::sync::broadcast::Receiver<Arc<Vec<Stream>>> {
+        self.feed(tenant).subscribe()
     }
 }
 
@@ -213,5 +406,39 @@ mod tests {
             )
             .unwrap();
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn writer_feeds_subscribers_and_index_defaults() {
+        let m = MemLogs::new();
+        let t = Tenant::new("t").unwrap();
+        let mut rx = LogWriter::subscribe(&m, &t);
+        let out = LogWriter::push(
+            &m,
+            &t,
+            vec![
+                PushStream {
+                    labels: Labels::from_pairs([("app", "a"), ("env", "prod")]),
+                    entries: vec![LogEntry::new(5, "hello"), LogEntry::new(4, "hi")],
+                },
+                PushStream {
+                    labels: Labels::from_pairs([("app", "b")]),
+                    entries: vec![LogEntry::new(6, "x")],
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.entries_written, 3);
+        assert_eq!(out.bytes_written, 8);
+        let fed = rx.try_recv().unwrap();
+        assert_eq!(fed.len(), 2);
+        assert_eq!(fed[0].entries[0].line, "hello");
+        assert_eq!(m.label_names(&t, &[], 0, 10).unwrap(), ["app", "env"]);
+        assert_eq!(m.label_values(&t, "app", &[], 0, 10).unwrap(), ["a", "b"]);
+        assert_eq!(m.label_values(&t, "app", &[], 5, 6).unwrap(), ["a"]);
+        let st = m.stats(&t, &[], 0, 10).unwrap();
+        assert_eq!((st.streams, st.entries, st.bytes), (2, 3, 8));
+        let other = Tenant::new("u").unwrap();
+        assert!(m.streams(&other, &[], 0, 10).unwrap().is_empty());
     }
 }

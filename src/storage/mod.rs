@@ -223,3 +223,23 @@ pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
         .iter()
         .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
 }
+
+/// Sorted, unique label names over label sets.
+pub fn merge_label_names<'a>(sets: impl IntoIterator<Item = &'a Labels>) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = sets
+        .into_iter()
+        .flat_map(|l| l.iter().map(|p| p.name.as_str()))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Sorted, unique values of label `name` over label sets (sets without it
+/// contribute nothing).
+pub fn merge_label_values<'a>(
+    sets: impl IntoIterator<Item = &'a Labels>,
+    name: &str,
+) -> Vec<String> {
+    let values: std::collections::BTreeSet<&str> =
+        sets.into_iter().filter_map(|l| l.get(name)).collect();
+    values.into_iter().map(str::to_string).collect()
+}
