@@ -133,7 +133,12 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     crate::telemetry::install();
     let listen = config.listen.clone();
-    let (mut state, tsdb) = build(config)?;
+    // Opening storage replays the WAL (seconds to minutes of blocking work):
+    // keep it off the async runtime's worker threads.
+    let (mut state, tsdb) = match tokio::task::spawn_blocking(move || build(config)).await {
+        Ok(built) => built?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let rules = start_rules(&mut state, &mut tasks, &stop_rx);

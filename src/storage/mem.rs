@@ -2,13 +2,13 @@
 //! [`MetricsReader`] and [`MetricsWriter`], used by unit tests and the PromQL
 //! conformance runner. Linear scans, no durability.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
 
 use super::{
-    clip_samples, matches_all, AppendOutcome, MetricsReader, MetricsWriter, RejectReason,
-    SeriesSamples, StorageError, StoreAdmin, WriteBatch,
+    clip_samples, matches_all, merge_label_names, merge_label_values, AppendOutcome, MetricsReader,
+    MetricsWriter, RejectReason, SeriesSamples, StorageError, StoreAdmin, WriteBatch,
 };
 use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
 
@@ -130,12 +130,9 @@ impl MetricsReader for MemMetrics {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut names = BTreeSet::new();
-        self.with_matching(tenant, matchers, mint, maxt, |l, _| {
-            names.extend(l.iter().map(|p| p.name.clone()));
-            Some(())
-        });
-        Ok(names.into_iter().collect())
+        Ok(merge_label_names(
+            &self.series(tenant, matchers, mint, maxt)?,
+        ))
     }
 
     fn label_values(
@@ -146,14 +143,10 @@ impl MetricsReader for MemMetrics {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut values = BTreeSet::new();
-        self.with_matching(tenant, matchers, mint, maxt, |l, _| {
-            if let Some(v) = l.get(name) {
-                values.insert(v.to_string());
-            }
-            Some(())
-        });
-        Ok(values.into_iter().collect())
+        Ok(merge_label_values(
+            &self.series(tenant, matchers, mint, maxt)?,
+            name,
+        ))
     }
 
     fn metadata(

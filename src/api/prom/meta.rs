@@ -2,7 +2,6 @@
 //! metadata, exemplars, build information, and Strata's flush endpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -11,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::json::{self, ApiError};
 use super::params::{self, Form, MAX_TIME_MS, MIN_TIME_MS};
-use super::query::run_limited;
+use super::query::ApiRequest;
 use super::PromState;
 use crate::model::{Labels, Matcher, Tenant};
 use crate::query::promql::parse::parse_expr;
-use crate::storage::StorageError;
+use crate::storage::{MetricsReader, StorageError};
 
 /// The Prometheus version Strata reports (Grafana needs at least 2.24 to
 /// use the labels `match[]` API).
@@ -31,29 +30,25 @@ fn storage_error(e: StorageError) -> ApiError {
     }
 }
 
-struct Req {
-    tenant: Tenant,
-    form: Form,
-    timeout: Duration,
-}
-
-async fn request(
+/// Runs `each` for every matcher set and collects the union of the answers.
+async fn over_sets<C, I>(
     st: &PromState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Req, ApiError> {
-    let tenant = crate::api::tenant_from_headers(headers).map_err(ApiError::bad_data)?;
-    let body = super::read_body(body, headers, st.app.config.limits.max_request_body_bytes)
-        .await
-        .map_err(ApiError::bad_data)?;
-    let form = Form::parse(method, uri, headers, &body);
-    Ok(Req {
-        tenant,
-        form,
-        timeout: st.app.promql.options().timeout,
+    r: &ApiRequest,
+    sets: Vec<Vec<Matcher>>,
+    each: impl Fn(&dyn MetricsReader, &Tenant, &[Matcher]) -> Result<I, StorageError> + Send + 'static,
+) -> Result<C, ApiError>
+where
+    C: Default + Extend<I::Item> + Send + 'static,
+    I: IntoIterator,
+{
+    r.read_metrics(st, move |reader, tenant| {
+        let mut all = C::default();
+        for set in &sets {
+            all.extend(each(reader, tenant, set).map_err(storage_error)?);
+        }
+        Ok(all)
     })
+    .await
 }
 
 fn respond(r: Result<Response, ApiError>) -> Response {
@@ -86,7 +81,7 @@ pub async fn series(
 ) -> Response {
     respond(
         async {
-            let r = request(&st, &method, &uri, &headers, body).await?;
+            let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
             let matches = r.form.all("match[]");
             if matches.is_empty() {
                 return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -94,18 +89,8 @@ pub async fn series(
             let limit = params::limit_param(&r.form)?;
             let (start, end) = range(&r.form)?;
             let sets = params::matchers_param(&matches)?;
-            let reader = st.app.metrics_reader.clone();
-            let tenant = r.tenant.clone();
-            let all = run_limited(&st, &r.tenant, r.timeout, move || {
-                let mut all: BTreeSet<Labels> = BTreeSet::new();
-                for set in &sets {
-                    all.extend(
-                        reader
-                            .series(&tenant, set, start, end)
-                            .map_err(storage_error)?,
-                    );
-                }
-                Ok(all)
+            let all: BTreeSet<Labels> = over_sets(&st, &r, sets, move |reader, tenant, set| {
+                reader.series(tenant, set, start, end)
             })
             .await?;
             let mut warnings = vec![];
@@ -125,7 +110,11 @@ pub async fn series(
 }
 
 /// Names or values of labels over the optional `match[]` sets.
-async fn label_query(st: &PromState, r: Req, name: Option<String>) -> Result<Response, ApiError> {
+async fn label_query(
+    st: &PromState,
+    r: ApiRequest,
+    name: Option<String>,
+) -> Result<Response, ApiError> {
     let limit = params::limit_param(&r.form)?;
     let (start, end) = range(&r.form)?;
     let matches = r.form.all("match[]");
@@ -134,18 +123,9 @@ async fn label_query(st: &PromState, r: Req, name: Option<String>) -> Result<Res
     } else {
         params::matchers_param(&matches)?
     };
-    let reader = st.app.metrics_reader.clone();
-    let tenant = r.tenant.clone();
-    let all = run_limited(st, &r.tenant, r.timeout, move || {
-        let mut all: BTreeSet<String> = BTreeSet::new();
-        for set in &sets {
-            let got = match &name {
-                None => reader.label_names(&tenant, set, start, end),
-                Some(n) => reader.label_values(&tenant, n, set, start, end),
-            };
-            all.extend(got.map_err(storage_error)?);
-        }
-        Ok(all)
+    let all: BTreeSet<String> = over_sets(st, &r, sets, move |reader, tenant, set| match &name {
+        None => reader.label_names(tenant, set, start, end),
+        Some(n) => reader.label_values(tenant, n, set, start, end),
     })
     .await?;
     let mut warnings = vec![];
@@ -165,7 +145,7 @@ pub async fn labels(
 ) -> Response {
     respond(
         async {
-            let r = request(&st, &method, &uri, &headers, body).await?;
+            let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
             label_query(&st, r, None).await
         }
         .await,
@@ -183,7 +163,7 @@ pub async fn label_values(
 ) -> Response {
     respond(
         async {
-            let r = request(&st, &method, &uri, &headers, body).await?;
+            let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
             let name = params::unescape_label_name(&name);
             if name.is_empty() {
                 return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
@@ -204,7 +184,7 @@ pub async fn metadata(
 ) -> Response {
     respond(
         async {
-            let r = request(&st, &method, &uri, &headers, body).await?;
+            let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
             let num = |name: &str| -> Result<i64, ApiError> {
                 let v = r.form.get(name);
                 if v.is_empty() {
@@ -216,14 +196,13 @@ pub async fn metadata(
             let limit = num("limit")?;
             let per_metric = num("limit_per_metric")?;
             let metric = r.form.get("metric").to_string();
-            let reader = st.app.metrics_reader.clone();
-            let tenant = r.tenant.clone();
-            let all = run_limited(&st, &r.tenant, r.timeout, move || {
-                reader
-                    .metadata(&tenant, (!metric.is_empty()).then_some(metric.as_str()))
-                    .map_err(storage_error)
-            })
-            .await?;
+            let all = r
+                .read_metrics(&st, move |reader, tenant| {
+                    reader
+                        .metadata(tenant, (!metric.is_empty()).then_some(metric.as_str()))
+                        .map_err(storage_error)
+                })
+                .await?;
             let mut by_metric: BTreeMap<String, Vec<_>> = BTreeMap::new();
             for m in all {
                 by_metric.entry(m.metric.clone()).or_default().push(m);
@@ -272,25 +251,14 @@ pub async fn exemplars(
 ) -> Response {
     respond(
         async {
-            let r = request(&st, &method, &uri, &headers, body).await?;
+            let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
             let (start, end) = range(&r.form)?;
             let expr =
                 parse_expr(r.form.get("query")).map_err(|e| ApiError::invalid_param("query", e))?;
             let sets = params::extract_selectors(&expr)
                 .map_err(|e| ApiError::invalid_param("query", e))?;
-            let reader = st.app.metrics_reader.clone();
-            let tenant = r.tenant.clone();
-            let all = run_limited(&st, &r.tenant, r.timeout, move || {
-                let mut all = BTreeMap::new();
-                for set in &sets {
-                    for (l, ex) in reader
-                        .exemplars(&tenant, set, start, end)
-                        .map_err(storage_error)?
-                    {
-                        all.insert(l, ex);
-                    }
-                }
-                Ok(all)
+            let all: BTreeMap<_, _> = over_sets(&st, &r, sets, move |reader, tenant, set| {
+                reader.exemplars(tenant, set, start, end)
             })
             .await?;
             let mut data = String::from("[");

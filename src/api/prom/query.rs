@@ -19,6 +19,7 @@ use super::params::{self, Form};
 use super::PromState;
 use crate::model::Tenant;
 use crate::query::promql::{QueryError, QueryOutput, QueryParams, Value};
+use crate::storage::MetricsReader;
 
 /// Query latency by endpoint (`query`, `query_range`).
 pub const QUERY_DURATION_SECONDS: &str = "strata_query_duration_seconds";
@@ -100,29 +101,49 @@ pub async fn run_limited<T: Send + 'static>(
     }
 }
 
-struct Common {
-    tenant: Tenant,
-    form: Form,
-    limit: usize,
-    params: QueryParams,
-    timeout: Duration,
+/// What every query-API endpoint reads first: the tenant, the merged form
+/// (URL query and form body) and the engine's default timeout.
+pub(super) struct ApiRequest {
+    /// From `X-Scope-OrgID`.
+    pub tenant: Tenant,
+    /// Merged parameters.
+    pub form: Form,
+    /// The engine's timeout (a `timeout` parameter may lower it).
+    pub timeout: Duration,
 }
 
-/// Reads the parts shared by both endpoints: tenant, form and `limit`.
-async fn common_start(
-    st: &PromState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Tenant, Form, usize), ApiError> {
-    let tenant = crate::api::tenant_from_headers(headers).map_err(ApiError::bad_data)?;
-    let body = super::read_body(body, headers, st.app.config.limits.max_request_body_bytes)
-        .await
-        .map_err(ApiError::bad_data)?;
-    let form = Form::parse(method, uri, headers, &body);
-    let limit = params::limit_param(&form)?;
-    Ok((tenant, form, limit))
+impl ApiRequest {
+    /// Reads the tenant and the body (within the body limit) and merges
+    /// the parameters.
+    pub(super) async fn read(
+        st: &PromState,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<ApiRequest, ApiError> {
+        let tenant = crate::api::tenant_from_headers(headers).map_err(ApiError::bad_data)?;
+        let body = super::read_body(body, headers, st.app.config.limits.max_request_body_bytes)
+            .await
+            .map_err(ApiError::bad_data)?;
+        Ok(ApiRequest {
+            tenant,
+            form: Form::parse(method, uri, headers, &body),
+            timeout: st.app.promql.options().timeout,
+        })
+    }
+
+    /// Runs `f` with the metrics reader and the tenant on a blocking
+    /// thread, under the tenant's query limit and the request's timeout.
+    pub(super) async fn read_metrics<T: Send + 'static>(
+        &self,
+        st: &PromState,
+        f: impl FnOnce(&dyn MetricsReader, &Tenant) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let reader = st.app.metrics_reader.clone();
+        let tenant = self.tenant.clone();
+        run_limited(st, &self.tenant, self.timeout, move || f(&*reader, &tenant)).await
+    }
 }
 
 /// `timeout`, `lookback_delta` and `stats`.
@@ -157,27 +178,19 @@ pub async fn instant(
 ) -> Response {
     let started = Instant::now();
     let r = async {
-        let (tenant, form, limit) = common_start(&st, &method, &uri, &headers, body).await?;
+        let r = ApiRequest::read(&st, &method, &uri, &headers, body).await?;
+        let limit = params::limit_param(&r.form)?;
         let now = chrono::Utc::now().timestamp_millis();
-        let t = params::time_param(&form, "time", now)?;
-        let (params, timeout) = options(&st, &form)?;
-        let c = Common {
-            tenant,
-            form,
-            limit,
-            params,
-            timeout,
-        };
+        let t = params::time_param(&r.form, "time", now)?;
+        let (params, timeout) = options(&st, &r.form)?;
         let engine = st.app.promql.clone();
-        let query = c.form.get("query").to_string();
-        let (tenant, params) = (c.tenant.clone(), c.params.clone());
-        let out = run_limited(&st, &c.tenant, c.timeout, move || {
-            engine
-                .instant(&tenant, &query, t, &params)
-                .map_err(query_error)
+        let query = r.form.get("query").to_string();
+        let (tenant, p2) = (r.tenant.clone(), params.clone());
+        let out = run_limited(&st, &r.tenant, timeout, move || {
+            engine.instant(&tenant, &query, t, &p2).map_err(query_error)
         })
         .await?;
-        Ok::<_, ApiError>(render(out, c.limit, c.params.stats))
+        Ok::<_, ApiError>(render(out, limit, params.stats))
     }
     .await;
     finish("query", started, r)
@@ -193,7 +206,9 @@ pub async fn range(
 ) -> Response {
     let started = Instant::now();
     let r = async {
-        let (tenant, form, limit) = common_start(&st, &method, &uri, &headers, body).await?;
+        let ApiRequest { tenant, form, .. } =
+            ApiRequest::read(&st, &method, &uri, &headers, body).await?;
+        let limit = params::limit_param(&form)?;
         let start = params::parse_time(form.get("start"))
             .map_err(|e| ApiError::invalid_param("start", e))?;
         let end =

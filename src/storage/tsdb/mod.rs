@@ -114,8 +114,7 @@ impl Tsdb {
             },
         )?;
         let heads = Heads::default();
-        let replay = replay::replay(&wal_dir, &heads, &opts)?;
-        let wal = Wal::open(&wal_dir, opts.wal.clone()).map_err(|e| wal_error(&wal_dir, e))?;
+        let (wal, replay) = replay::replay_and_open(&wal_dir, &heads, &opts)?;
         let db = Tsdb {
             dir: dir.to_path_buf(),
             opts,
@@ -286,6 +285,12 @@ fn merge_series(primary: Vec<SeriesSamples>, secondary: Vec<SeriesSamples>) -> V
     }
 }
 
+/// Sorted union of the head's and the blocks' names or values.
+fn union(mut head: BTreeSet<String>, blocks: Vec<String>) -> Vec<String> {
+    head.extend(blocks);
+    head.into_iter().collect()
+}
+
 impl MetricsReader for Tsdb {
     fn select(
         &self,
@@ -328,12 +333,14 @@ impl MetricsReader for Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut out = self
+        let head = self
             .head(tenant)
             .map(|h| h.label_names(matchers, mint, maxt))
             .unwrap_or_default();
-        out.extend(self.blocks.label_names(tenant, matchers, mint, maxt)?);
-        Ok(out.into_iter().collect())
+        Ok(union(
+            head,
+            self.blocks.label_names(tenant, matchers, mint, maxt)?,
+        ))
     }
 
     fn label_values(
@@ -344,15 +351,15 @@ impl MetricsReader for Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut out = self
+        let head = self
             .head(tenant)
             .map(|h| h.label_values(name, matchers, mint, maxt))
             .unwrap_or_default();
-        out.extend(
+        Ok(union(
+            head,
             self.blocks
                 .label_values(tenant, name, matchers, mint, maxt)?,
-        );
-        Ok(out.into_iter().collect())
+        ))
     }
 
     fn metadata(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::record::{self, Record};
 use super::{head_for, wal_error, Heads, TsdbOptions, WAL_REPLAY_DURATION_SECONDS};
-use crate::storage::wal::{self, WalError};
+use crate::storage::wal::{Wal, WalError};
 use crate::storage::StorageError;
 
 /// Records decoded per parallel batch.
@@ -104,12 +104,13 @@ impl Replayer<'_> {
     }
 }
 
-/// Replays the WAL in `dir` into `heads`.
-pub(crate) fn replay(
+/// Replays the WAL in `dir` into `heads` and opens it for appending (one
+/// read of every segment, under the WAL's directory lock).
+pub(crate) fn replay_and_open(
     dir: &Path,
     heads: &Heads,
     opts: &TsdbOptions,
-) -> Result<ReplayFigures, StorageError> {
+) -> Result<(Wal, ReplayFigures), StorageError> {
     let start = Instant::now();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -124,14 +125,14 @@ pub(crate) fn replay(
         threads,
     };
     let mut failure: Option<StorageError> = None;
-    let stats = wal::replay(dir, &mut |segment, payload| {
+    let opened = Wal::open_replaying(dir, opts.wal.clone(), &mut |segment, payload| {
         r.push(segment, payload).map_err(|e| {
             let msg = e.to_string();
             failure = Some(e);
             WalError::Failed(msg)
         })
     });
-    let stats = match (stats, failure) {
+    let (wal, stats) = match (opened, failure) {
         (_, Some(e)) => return Err(e),
         (Err(e), None) => return Err(wal_error(dir, e)),
         (Ok(s), None) => s,
@@ -164,5 +165,5 @@ pub(crate) fn replay(
         threads,
         "wal replayed"
     );
-    Ok(f)
+    Ok((wal, f))
 }

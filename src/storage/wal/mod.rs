@@ -113,9 +113,20 @@ impl Wal {
     /// Opens (creating if needed) the WAL in `dir` for appending: takes the
     /// directory lock, cuts a torn tail a crash left, and starts a new segment.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
-        Ok(Wal {
-            writer: writer::Writer::open(dir, opts)?,
-        })
+        let (writer, _) = writer::Writer::open(dir, opts, None)?;
+        Ok(Wal { writer })
+    }
+
+    /// [`replay`] then [`Wal::open`] in one pass: under the directory lock,
+    /// calls `f(segment, payload)` for every record (cutting a torn tail as
+    /// replay does), then starts a new segment. Each segment is read once.
+    pub fn open_replaying(
+        dir: &Path,
+        opts: WalOptions,
+        f: &mut RecordSink<'_>,
+    ) -> Result<(Wal, ReplayStats), WalError> {
+        let (writer, stats) = writer::Writer::open(dir, opts, Some(f))?;
+        Ok((Wal { writer }, stats))
     }
 
     /// Appends records; returns after they are durable.

@@ -195,7 +195,8 @@ fn torn_tail_tolerated_at_every_offset() {
     let (path, last_start) = three_records(src.path());
     let full = fs::metadata(&path).unwrap().len();
     for cut in last_start..full {
-        for open_first in [false, true] {
+        // 0: replay only; 1: Wal::open; 2: Wal::open_replaying.
+        for mode in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             copy_dir(src.path(), dir.path());
             let seg = segment_path(dir.path(), 0);
@@ -205,19 +206,31 @@ fn torn_tail_tolerated_at_every_offset() {
                 .unwrap()
                 .set_len(cut)
                 .unwrap();
-            if open_first {
-                // Wal::open repairs the tail before starting its new segment,
+            if mode == 0 {
+                let (got, stats) = read_all(dir.path()).unwrap();
+                assert_eq!(got.len(), 2, "cut at {cut}");
+                assert_eq!(stats.torn_tail_bytes, cut - last_start, "cut at {cut}");
+            } else {
+                // Opening repairs the tail before starting its new segment,
                 // so the torn record never sits in the middle of the log.
-                let wal = Wal::open(dir.path(), opts()).unwrap();
+                let wal = if mode == 1 {
+                    Wal::open(dir.path(), opts()).unwrap()
+                } else {
+                    let mut seen = 0;
+                    let (wal, stats) = Wal::open_replaying(dir.path(), opts(), &mut |_, _| {
+                        seen += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+                    assert_eq!((seen, stats.records), (2, 2), "cut at {cut}");
+                    assert_eq!(stats.torn_tail_bytes, cut - last_start, "cut at {cut}");
+                    wal
+                };
                 wal.append(&[b"after restart"]).unwrap();
                 drop(wal);
                 let got = payloads(dir.path());
                 assert_eq!(got.len(), 3, "cut at {cut}");
                 assert_eq!(got[2], b"after restart");
-            } else {
-                let (got, stats) = read_all(dir.path()).unwrap();
-                assert_eq!(got.len(), 2, "cut at {cut}");
-                assert_eq!(stats.torn_tail_bytes, cut - last_start, "cut at {cut}");
             }
             assert_eq!(fs::metadata(&seg).unwrap().len(), last_start);
             // A second replay finds a clean log.

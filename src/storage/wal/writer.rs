@@ -21,7 +21,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::format::{encode_record, HEADER_LEN};
 use super::segment::{io_err, list, sync_data, sync_dir, DirLock, Segment};
-use super::{reader, WalError, WalOptions, BYTES_WRITTEN_TOTAL, RECORDS_TOTAL, SEGMENTS};
+use super::{
+    reader, RecordSink, ReplayStats, WalError, WalOptions, BYTES_WRITTEN_TOTAL, RECORDS_TOTAL,
+    SEGMENTS,
+};
 
 /// Shared state behind the mutex.
 struct State {
@@ -72,15 +75,27 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn open(dir: &Path, opts: WalOptions) -> Result<Writer, WalError> {
+    /// Opens for appending; with a `sink`, first replays every record into
+    /// it (which also repairs the tail), so each segment is read once.
+    pub fn open(
+        dir: &Path,
+        opts: WalOptions,
+        sink: Option<&mut RecordSink<'_>>,
+    ) -> Result<(Writer, ReplayStats), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
         let lock = DirLock::acquire(dir)?;
         let indexes = list(dir)?;
-        reader::repair_tail(dir, &indexes)?;
+        let stats = match sink {
+            Some(f) => reader::replay(dir, f)?,
+            None => ReplayStats {
+                torn_tail_bytes: reader::repair_tail(dir, &indexes)?,
+                ..ReplayStats::default()
+            },
+        };
         let next = indexes.last().map_or(0, |i| i + 1);
         let segment = Segment::create(dir, next, opts.fsync)?;
         publish_segment_count(dir);
-        Ok(Writer {
+        let writer = Writer {
             dir: dir.to_owned(),
             opts,
             state: Mutex::new(State {
@@ -100,7 +115,8 @@ impl Writer {
             lock: Mutex::new(Some(lock)),
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        Ok((writer, stats))
     }
 
     pub fn append(&self, records: &[&[u8]]) -> Result<(), WalError> {

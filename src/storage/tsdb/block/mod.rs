@@ -26,7 +26,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
-use crate::storage::{MetricsReader, SeriesSamples, StorageError};
+use crate::storage::{
+    merge_label_names, merge_label_values, MetricsReader, SeriesSamples, StorageError,
+};
 
 use dir::{write_block_dir, Block, BlockSpec, TMP_PREFIX};
 
@@ -458,19 +460,17 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
+        if !matchers.is_empty() {
+            let sets = self.matching_labels(tenant, matchers, mint, maxt)?;
+            return Ok(merge_label_names(&sets));
+        }
         let mut out = BTreeSet::new();
-        if matchers.is_empty() {
-            for b in self
-                .snapshot(tenant)
-                .iter()
-                .filter(|b| b.overlaps(mint, maxt))
-            {
-                out.extend(b.index.label_names().map_err(|r| b.corrupt_index(r))?);
-            }
-        } else {
-            for l in self.matching_labels(tenant, matchers, mint, maxt)? {
-                out.extend(l.iter().map(|l| l.name.clone()));
-            }
+        for b in self
+            .snapshot(tenant)
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+        {
+            out.extend(b.index.label_names().map_err(|r| b.corrupt_index(r))?);
         }
         Ok(out.into_iter().collect())
     }
@@ -485,25 +485,19 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
+        if !matchers.is_empty() {
+            let sets = self.matching_labels(tenant, matchers, mint, maxt)?;
+            return Ok(merge_label_values(&sets, name));
+        }
         let mut out = BTreeSet::new();
-        if matchers.is_empty() {
-            for b in self
-                .snapshot(tenant)
-                .iter()
-                .filter(|b| b.overlaps(mint, maxt))
-            {
-                for t in b.index.terms_of(name) {
-                    out.insert(
-                        b.index
-                            .symbol(t.value)
-                            .map_err(|r| b.corrupt_index(r))?
-                            .to_string(),
-                    );
-                }
-            }
-        } else {
-            for l in self.matching_labels(tenant, matchers, mint, maxt)? {
-                out.extend(l.get(name).map(str::to_string));
+        for b in self
+            .snapshot(tenant)
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+        {
+            for t in b.index.terms_of(name) {
+                let value = b.index.symbol(t.value).map_err(|r| b.corrupt_index(r))?;
+                out.insert(value.to_string());
             }
         }
         Ok(out.into_iter().collect())
