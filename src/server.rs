@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::query::promql::{Engine, EngineOptions};
 use crate::rules::manager::RuleManager;
 use crate::rules::notifier::{Notifier, NotifierOptions};
+use crate::storage::logs::{LogStore, LogStoreOptions};
 use crate::storage::tsdb::{Tsdb, TsdbOptions};
 use crate::storage::StorageError;
 
@@ -39,8 +40,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The metrics store could not be opened (unreadable or corrupt WAL, ...).
-    #[error("cannot open the metrics store in {path}: {source}")]
+    /// A store (metrics or logs) could not be opened (unreadable or corrupt WAL, ...).
+    #[error("cannot open the store in {path}: {source}")]
     Storage {
         /// The store's directory.
         path: String,
@@ -58,6 +59,7 @@ pub struct Running {
     tasks: JoinSet<()>,
     rules: Arc<RuleManager>,
     tsdb: Arc<Tsdb>,
+    logs: Arc<LogStore>,
 }
 
 impl Running {
@@ -67,42 +69,57 @@ impl Running {
         let _ = self.stop.send(true);
         self.rules.stop();
         while self.tasks.join_next().await.is_some() {}
-        close_storage(self.tsdb).await;
+        close_storage(self.tsdb, self.logs).await;
     }
 }
 
-/// Closes the metrics store on a blocking thread (it waits for in-flight
-/// appends and fsyncs the WAL).
-async fn close_storage(tsdb: Arc<Tsdb>) {
-    match tokio::task::spawn_blocking(move || tsdb.close()).await {
-        Ok(Ok(())) => tracing::info!("metrics store closed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "closing the metrics store failed"),
-        Err(e) => tracing::error!(error = %e, "closing the metrics store panicked"),
+/// Closes the metrics and log stores on a blocking thread (each waits for
+/// in-flight writes and fsyncs its WAL).
+async fn close_storage(tsdb: Arc<Tsdb>, logs: Arc<LogStore>) {
+    match tokio::task::spawn_blocking(move || (tsdb.close(), logs.close())).await {
+        Ok((m, l)) => {
+            for (what, res) in [("metrics", m), ("log", l)] {
+                match res {
+                    Ok(()) => tracing::info!("{what} store closed"),
+                    Err(e) => tracing::error!(error = %e, "closing the {what} store failed"),
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "closing storage panicked"),
     }
 }
 
 /// Builds the state shared by all handlers. The metrics store's maintenance
 /// thread stops once the state and every clone of it are dropped.
 pub fn build_state(config: Config) -> Result<AppState, ServerError> {
-    build(config).map(|(state, _)| state)
+    build(config).map(|(state, _, _)| state)
 }
 
-/// Opens storage (`<data_dir>/tsdb`, replaying its WAL), starts its
-/// maintenance and builds the handlers' state.
-fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
+/// Opens a store in `<data_dir>/<sub>`.
+fn open_store<T>(
+    config: &Config,
+    sub: &str,
+    open: impl FnOnce(&std::path::Path) -> Result<T, StorageError>,
+) -> Result<Arc<T>, ServerError> {
+    let dir = config.data_dir.join(sub);
+    open(&dir)
+        .map(Arc::new)
+        .map_err(|source| ServerError::Storage {
+            path: dir.display().to_string(),
+            source,
+        })
+}
+
+/// Opens storage (`<data_dir>/tsdb` and `<data_dir>/logs`, replaying their
+/// WALs), starts its maintenance and builds the handlers' state.
+fn build(config: Config) -> Result<(AppState, Arc<Tsdb>, Arc<LogStore>), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let tsdb_dir = config.data_dir.join("tsdb");
-    let store = Arc::new(
-        Tsdb::open(&tsdb_dir, TsdbOptions::from_config(&config)).map_err(|source| {
-            ServerError::Storage {
-                path: tsdb_dir.display().to_string(),
-                source,
-            }
-        })?,
-    );
+    let store = open_store(&config, "tsdb", |d| {
+        Tsdb::open(d, TsdbOptions::from_config(&config))
+    })?;
     store.start_maintenance();
     let engine = Engine::new(
         store.clone(),
@@ -113,12 +130,12 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
             enable_experimental_functions: config.query.enable_experimental_functions,
         },
     );
-    // The in-memory log store until the WAL-backed one (storage::logs)
-    // lands; no push endpoint acknowledges writes to it yet.
-    let logs = Arc::new(crate::logs::MemLogs::new());
+    let logs = open_store(&config, "logs", |d| {
+        LogStore::open(d, LogStoreOptions::from_config(&config))
+    })?;
     let state = AppState {
         logs_reader: logs.clone(),
-        logs_writer: logs,
+        logs_writer: logs.clone(),
         config: Arc::new(config),
         metrics_reader: store.clone(),
         metrics_writer: store.clone(),
@@ -126,7 +143,7 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>), ServerError> {
         promql: Arc::new(engine),
         rules: None,
     };
-    Ok((state, store))
+    Ok((state, store, logs))
 }
 
 /// Binds every configured listener and serves until [`Running::shutdown`].
@@ -135,7 +152,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let listen = config.listen.clone();
     // Opening storage replays the WAL (seconds to minutes of blocking work):
     // keep it off the async runtime's worker threads.
-    let (mut state, tsdb) = match tokio::task::spawn_blocking(move || build(config)).await {
+    let (mut state, tsdb, logs) = match tokio::task::spawn_blocking(move || build(config)).await {
         Ok(built) => built?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
@@ -176,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tasks,
         rules,
         tsdb,
+        logs,
     })
 }
 
@@ -253,14 +271,14 @@ pub async fn run_until(
     let running = start(config).await?;
     signal.await;
     tracing::info!("shutting down");
-    let tsdb = running.tsdb.clone();
+    let (tsdb, logs) = (running.tsdb.clone(), running.logs.clone());
     if tokio::time::timeout(timeout, running.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the shutdown timeout");
         // Appends still running finish or are refused; the WAL is fsynced.
-        close_storage(tsdb).await;
+        close_storage(tsdb, logs).await;
     }
     Ok(())
 }
@@ -268,6 +286,7 @@ pub async fn run_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::{LogEntry, LogWriter, PushStream};
     use crate::model::{Labels, Matcher, Sample, Tenant};
     use crate::storage::{MetricsWriter, SeriesWrite, WriteBatch};
 
@@ -295,8 +314,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out.samples_written, 1);
+        let w = running.logs.clone();
+        let pushed = tokio::task::spawn_blocking(move || {
+            w.push(
+                &Tenant::anonymous(),
+                vec![PushStream {
+                    labels: Labels::from_pairs([("app", "api")]),
+                    entries: vec![LogEntry::new(1_000, "started")],
+                }],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(pushed.entries_written, 1);
         running.shutdown().await;
         assert!(dir.path().join("tsdb/wal").is_dir());
+        assert!(dir.path().join("logs/wal").is_dir());
         let state = build_state(config).unwrap();
         let got = state
             .metrics_reader
@@ -308,5 +342,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(got[0].samples, vec![Sample::new(1_000, 1.0)]);
+        let logs = state
+            .logs_reader
+            .streams(&Tenant::anonymous(), &[], 0, 2_000)
+            .unwrap();
+        assert_eq!(logs, [Labels::from_pairs([("app", "api")])]);
     }
 }

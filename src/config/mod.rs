@@ -81,6 +81,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// LogQL engine limits.
     pub logql: LogqlConfig,
+    /// Log storage.
+    pub logs: LogsConfig,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
             logql: LogqlConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -318,12 +321,52 @@ impl Config {
                 format_duration(self.tsdb.maintenance_interval.0)
             )));
         }
+        if self.logs.maintenance_interval.0 < 1_000 || self.logs.block_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "logs.maintenance_interval must be at least 1s and logs.block_bytes at least 1024"
+                    .into(),
+            ));
+        }
         if self.query.lookback_delta.0 <= 0 {
             return Err(ConfigError::Invalid(
                 "query.lookback_delta must be positive".into(),
             ));
         }
         Ok(())
+    }
+}
+
+/// Log storage settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Entries this much older than their stream's newest entry are still
+    /// accepted; older ones are refused ("entry too far behind").
+    pub out_of_order_window: DurationMs,
+    /// The in-memory head is cut into a segment once it holds this many
+    /// bytes of lines and metadata.
+    pub head_max_bytes: usize,
+    /// ... or once its first entry arrived this long ago.
+    pub head_max_age: DurationMs,
+    /// Raw bytes of lines per compressed block in a segment.
+    pub block_bytes: usize,
+    /// Segments whose newest entry is older than this are deleted whole
+    /// (0s keeps everything).
+    pub retention: DurationMs,
+    /// How often the head is checked for cutting and segments for retention.
+    pub maintenance_interval: DurationMs,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            out_of_order_window: DurationMs(3_600_000),
+            head_max_bytes: 256 << 20,
+            head_max_age: DurationMs(30 * 60_000),
+            block_bytes: 256 << 10,
+            retention: DurationMs(31 * 86_400_000),
+            maintenance_interval: DurationMs(10_000),
+        }
     }
 }
 

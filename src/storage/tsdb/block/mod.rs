@@ -12,7 +12,7 @@
 mod chunks;
 mod compact;
 mod dir;
-mod format;
+pub(crate) mod format;
 mod index;
 mod query;
 #[cfg(test)]

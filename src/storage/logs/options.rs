@@ -1,0 +1,46 @@
+//! Settings of the log store, built from the configuration.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::storage::wal::WalOptions;
+
+/// Settings of a [`super::LogStore`].
+#[derive(Debug, Clone)]
+pub struct LogStoreOptions {
+    /// WAL settings (shared with the metrics store's).
+    pub wal: WalOptions,
+    /// Entries this much older than their stream's newest are accepted, ns.
+    pub out_of_order_window_ns: i64,
+    /// The head is cut into a segment past this many bytes.
+    pub head_max_bytes: usize,
+    /// ... or once its first entry is this old.
+    pub head_max_age: Duration,
+    /// Raw line bytes per compressed block.
+    pub block_bytes: usize,
+    /// Segments whose newest entry is older than this are deleted, ns (0 = never).
+    pub retention_ns: i64,
+    /// How often the maintenance thread runs.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions::from_config(&Config::default())
+    }
+}
+
+impl LogStoreOptions {
+    /// The options the configuration asks for.
+    pub fn from_config(c: &Config) -> LogStoreOptions {
+        LogStoreOptions {
+            wal: crate::storage::tsdb::TsdbOptions::from_config(c).wal,
+            out_of_order_window_ns: c.logs.out_of_order_window.0.saturating_mul(1_000_000),
+            head_max_bytes: c.logs.head_max_bytes,
+            head_max_age: c.logs.head_max_age.to_std(),
+            block_bytes: c.logs.block_bytes,
+            retention_ns: c.logs.retention.0.saturating_mul(1_000_000),
+            maintenance_interval: c.logs.maintenance_interval.to_std(),
+        }
+    }
+}
