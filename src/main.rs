@@ -62,7 +62,7 @@ enum TestCommand {
 
 #[derive(Subcommand)]
 enum CheckCommand {
-    /// Validate Prometheus rule files (exit 0: valid, 1: not).
+    /// Validate Prometheus or Loki (LogQL) rule files (exit 0: valid, 1: not).
     Rules {
         /// Ignore unknown fields in rule files.
         #[arg(long)]
@@ -132,12 +132,13 @@ fn main() -> anyhow::Result<()> {
 
 /// `strata check rules`: promtool's output and exit codes.
 fn check_rules(files: &[PathBuf], ignore_unknown_fields: bool) -> i32 {
-    use strata::rules::file::{load_rule_file, Lang};
+    use strata::rules::file::load_rule_file_any;
     let mut code = 0;
     for f in files {
         println!("Checking {}", f.display());
-        match load_rule_file(f, Lang::PromQL, ignore_unknown_fields) {
-            Ok(rf) => {
+        // PromQL or LogQL (Loki ruler files), whichever the file parses as.
+        match load_rule_file_any(f, ignore_unknown_fields) {
+            Ok((_, rf)) => {
                 let n: usize = rf.groups.iter().map(|g| g.rules.len()).sum();
                 println!("  SUCCESS: {n} rules found");
             }

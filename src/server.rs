@@ -217,6 +217,10 @@ fn start_rules(
         cfg,
         std::path::Path::new("."),
         state.promql.clone(),
+        Some(Arc::new(crate::query::logql::Engine::new(
+            state.logs_reader.clone(),
+            (&state.config.logql).into(),
+        ))),
         state.metrics_reader.clone(),
         state.metrics_writer.clone(),
         notifier.clone(),

@@ -1,27 +1,64 @@
 //! `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` in Prometheus's
-//! shapes (also under `/prometheus`, which Grafana's Loki data source calls).
+//! shapes for the Prometheus rule files; the same under `/prometheus` for the
+//! Loki ruler's groups of the tenant in `X-Scope-OrgID` (what Grafana's Loki
+//! data source calls), and Loki's ruler configuration API
+//! (`/loki/api/v1/rules[/{namespace}[/{group}]]`, YAML, read-only).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::AppState;
-use crate::rules::file::RuleKind;
+use super::{tenant_from_headers, AppState};
+use crate::model::Tenant;
+use crate::rules::file::{Lang, RuleKind};
 use crate::rules::group::{Alert, AlertState, Group};
 use crate::template::format_float_e;
 
-/// Rule routes, also under `/prometheus`.
+/// Rule routes: Prometheus's, the Loki ruler's under `/prometheus`, and
+/// Loki's ruler configuration API.
 pub fn routes() -> Router<AppState> {
-    let r = Router::new()
+    let loki_config = get(loki_rules).post(loki_read_only).delete(loki_read_only);
+    Router::new()
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
-        .route("/-/reload", post(reload).put(reload));
-    Router::new().merge(r.clone()).nest("/prometheus", r)
+        .route("/-/reload", post(reload).put(reload))
+        .route("/prometheus/api/v1/rules", get(loki_rules_json))
+        .route("/prometheus/api/v1/alerts", get(loki_alerts))
+        .route("/prometheus/-/reload", post(reload).put(reload))
+        .route("/loki/api/v1/rules", loki_config.clone())
+        .route("/loki/api/v1/rules/{namespace}", loki_config.clone())
+        .route("/loki/api/v1/rules/{namespace}/{group}", loki_config)
+}
+
+/// Which groups a request sees.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// The Prometheus rule files.
+    Prometheus,
+    /// The Loki ruler's groups of one tenant.
+    Loki(&'a Tenant),
+}
+
+fn scoped_groups(state: &AppState, scope: Scope<'_>) -> Vec<Arc<parking_lot::Mutex<Group>>> {
+    let Some(m) = &state.rules else {
+        return Vec::new();
+    };
+    m.groups()
+        .into_iter()
+        .filter(|g| {
+            let g = g.lock();
+            match scope {
+                Scope::Prometheus => g.lang == Lang::PromQL,
+                Scope::Loki(t) => g.lang == Lang::LogQL && g.tenant.as_ref() == Some(t),
+            }
+        })
+        .collect()
 }
 
 fn ts(ms: Option<i64>) -> String {
@@ -177,28 +214,100 @@ fn bad_data(msg: String) -> Response {
 }
 
 async fn rules(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    rules_json(&state, Scope::Prometheus, q)
+}
+
+async fn loki_rules_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    match tenant_from_headers(&headers) {
+        Ok(t) => rules_json(&state, Scope::Loki(&t), q),
+        Err(e) => bad_data(e),
+    }
+}
+
+fn rules_json(state: &AppState, scope: Scope<'_>, q: Option<String>) -> Response {
     let filter = match parse_filter(q) {
         Ok(f) => f,
         Err(e) => return bad_data(e),
     };
-    let groups: Vec<Value> = state
-        .rules
+    let groups: Vec<Value> = scoped_groups(state, scope)
         .iter()
-        .flat_map(|m| m.groups())
         .filter_map(|g| group_json(&g.lock(), &filter))
         .collect();
     Json(json!({"status": "success", "data": {"groups": groups}})).into_response()
 }
 
 async fn alerts(State(state): State<AppState>) -> Response {
+    alerts_json(&state, Scope::Prometheus)
+}
+
+async fn loki_alerts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match tenant_from_headers(&headers) {
+        Ok(t) => alerts_json(&state, Scope::Loki(&t)),
+        Err(e) => bad_data(e),
+    }
+}
+
+fn alerts_json(state: &AppState, scope: Scope<'_>) -> Response {
     let mut out = Vec::new();
-    for g in state.rules.iter().flat_map(|m| m.groups()) {
+    for g in scoped_groups(state, scope) {
         let g = g.lock();
         for r in &g.rules {
             out.extend(live_alerts(&r.active).into_iter().map(alert_json));
         }
     }
     Json(json!({"status": "success", "data": {"alerts": out}})).into_response()
+}
+
+/// Loki's `GET /loki/api/v1/rules[/{namespace}[/{group}]]`: the tenant's
+/// groups as YAML, by namespace (a single group: the group itself).
+async fn loki_rules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(path): Path<BTreeMap<String, String>>,
+) -> Response {
+    let tenant = match tenant_from_headers(&headers) {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let namespace = path.get("namespace");
+    let group = path.get("group");
+    let mut by_ns: BTreeMap<String, Vec<serde_yaml::Value>> = BTreeMap::new();
+    for g in scoped_groups(&state, Scope::Loki(&tenant)) {
+        let g = g.lock();
+        if namespace.is_some_and(|n| *n != g.file) || group.is_some_and(|n| *n != g.spec.name) {
+            continue;
+        }
+        by_ns
+            .entry(g.file.clone())
+            .or_default()
+            .push(crate::rules::loki::group_yaml(&g.spec));
+    }
+    let body = if group.is_some() {
+        match by_ns.into_values().flatten().next() {
+            Some(g) => serde_yaml::to_string(&g),
+            None => return (StatusCode::NOT_FOUND, "group does not exist\n").into_response(),
+        }
+    } else if by_ns.is_empty() {
+        return (StatusCode::NOT_FOUND, "no rule groups found\n").into_response();
+    } else {
+        serde_yaml::to_string(&by_ns)
+    };
+    match body {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/yaml")], b).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+/// Rules come from `rules.loki.directory`; the API does not change them.
+async fn loki_read_only() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        "rule groups are read from rules.loki.directory; edit the files there and reload\n",
+    )
+        .into_response()
 }
 
 async fn reload(State(state): State<AppState>) -> Response {

@@ -249,6 +249,28 @@ pub struct RulesConfig {
     pub notification_queue_capacity: usize,
     /// Timeout of one request to an Alertmanager.
     pub notification_timeout: DurationMs,
+    /// The Loki ruler: LogQL rule files per tenant.
+    pub loki: LokiRulesConfig,
+}
+
+/// The Loki ruler's local rule storage: `<directory>/<tenant>/<namespace>.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LokiRulesConfig {
+    /// Directory holding one folder of LogQL rule files per tenant (empty:
+    /// the Loki ruler is off).
+    pub directory: String,
+    /// Interval of LogQL rule groups that set none.
+    pub evaluation_interval: DurationMs,
+}
+
+impl Default for LokiRulesConfig {
+    fn default() -> Self {
+        LokiRulesConfig {
+            directory: String::new(),
+            evaluation_interval: DurationMs(60_000),
+        }
+    }
 }
 
 impl Default for RulesConfig {
@@ -263,6 +285,7 @@ impl Default for RulesConfig {
             resend_delay: DurationMs(60_000),
             notification_queue_capacity: 10_000,
             notification_timeout: DurationMs(10_000),
+            loki: LokiRulesConfig::default(),
         }
     }
 }

@@ -157,9 +157,20 @@ fn duration(s: &Option<String>, what: &str) -> Result<Option<i64>, String> {
 pub fn check_expr(lang: Lang, expr: &str) -> Result<(), String> {
     match lang {
         Lang::PromQL => crate::query::promql::parse::parse_expr(expr).map(|_| ()),
-        // LogQL expressions are checked by the logs engine once it exists;
-        // until then only emptiness is checked here.
-        Lang::LogQL => Ok(()),
+        // The Loki ruler evaluates instant metric queries only.
+        Lang::LogQL => {
+            use crate::query::logql::{parse, Expr};
+            let mut e = parse(expr).map_err(|e| e.to_string())?;
+            while let Expr::Paren(inner) = e {
+                e = *inner;
+            }
+            match e {
+                Expr::Log(_) => {
+                    Err("log queries are not supported in rules, only metric queries".into())
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 
@@ -324,6 +335,26 @@ fn with_query(funcs: &crate::template::FuncMap) -> crate::template::FuncMap {
         Ok(crate::template::Value::Str(String::new()))
     });
     f
+}
+
+/// Reads and validates a file whose language is not known (`strata check
+/// rules`): valid when it is valid PromQL or valid LogQL. On failure the
+/// errors of the language with fewer of them are returned (PromQL on a tie).
+pub fn load_rule_file_any(
+    path: &Path,
+    ignore_unknown_fields: bool,
+) -> Result<(Lang, RuleFile), Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    let prom = match parse_rule_file(path, &text, Lang::PromQL, ignore_unknown_fields) {
+        Ok(f) => return Ok((Lang::PromQL, f)),
+        Err(e) => e,
+    };
+    match parse_rule_file(path, &text, Lang::LogQL, ignore_unknown_fields) {
+        Ok(f) => Ok((Lang::LogQL, f)),
+        Err(logql) if logql.len() < prom.len() => Err(logql),
+        Err(_) => Err(prom),
+    }
 }
 
 /// Reads and validates one file.

@@ -9,7 +9,7 @@ use crate::model::{Labels, LabelsBuilder, Matcher, Sample, Tenant, METRIC_NAME, 
 use crate::storage::{MetricsReader, MetricsWriter, SeriesWrite, WriteBatch};
 use crate::template::{funcs::prometheus_funcs, FuncMap, Template, Value};
 
-use super::file::{GroupSpec, RuleKind, RuleSpec};
+use super::file::{GroupSpec, Lang, RuleKind, RuleSpec};
 
 /// Alerts resolved longer ago than this are forgotten (Prometheus: 15m).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
@@ -143,8 +143,12 @@ pub struct Rule {
 pub struct Group {
     /// The definition.
     pub spec: GroupSpec,
-    /// File it came from.
+    /// File it came from (for LogQL groups: the namespace).
     pub file: String,
+    /// Query language of its expressions.
+    pub lang: Lang,
+    /// Tenant it evaluates in (None: the manager's Prometheus tenant).
+    pub tenant: Option<Tenant>,
     /// Evaluation interval, ms.
     pub interval_ms: i64,
     /// Its rules.
@@ -188,6 +192,8 @@ impl Group {
             interval_ms: spec.interval_ms.unwrap_or(default_interval_ms),
             spec,
             file: file.to_string(),
+            lang: Lang::PromQL,
+            tenant: None,
             rules,
             last_evaluation: None,
             evaluation_seconds: 0.0,
@@ -669,7 +675,7 @@ fn url_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::file::{parse_rule_file, Lang};
+    use crate::rules::file::parse_rule_file;
     use crate::storage::mem::MemMetrics;
 
     /// Answers every query from a script: time -> samples. Stands in for

@@ -1,6 +1,7 @@
-//! The rule manager: loads the configured rule files, evaluates each group
-//! on its interval (aligned per group, as Prometheus does), sends alerts to
-//! the notifier, and reloads on SIGHUP or `POST /-/reload`.
+//! The rule manager: loads the configured rule files (Prometheus files and
+//! the Loki ruler's per-tenant LogQL files), evaluates each group on its
+//! interval (aligned per group, as Prometheus does), sends alerts to the
+//! notifier, and reloads on SIGHUP or `POST /-/reload`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::file::{expand_globs, load_rule_file, Lang};
-use super::group::{EvalContext, Group};
+use super::group::{EvalContext, Group, RuleQuerier};
+use super::loki::{self, LogqlQuerier};
 use super::notifier::Notifier;
 use super::PromqlQuerier;
 use crate::config::RulesConfig;
@@ -26,6 +28,7 @@ pub struct RuleManager {
     external_labels: Labels,
     groups: Mutex<Vec<Arc<Mutex<Group>>>>,
     engine: Arc<Engine>,
+    logql: Option<Arc<crate::query::logql::Engine>>,
     reader: Arc<dyn MetricsReader>,
     writer: Arc<dyn MetricsWriter>,
     notifier: Arc<Notifier>,
@@ -37,11 +40,13 @@ fn now_ms() -> i64 {
 }
 
 impl RuleManager {
-    /// A manager; call [`RuleManager::reload`] to load the files.
+    /// A manager; call [`RuleManager::reload`] to load the files. Without
+    /// a LogQL engine the Loki ruler's directory is not loaded.
     pub fn new(
         cfg: RulesConfig,
         base_dir: &Path,
         engine: Arc<Engine>,
+        logql: Option<Arc<crate::query::logql::Engine>>,
         reader: Arc<dyn MetricsReader>,
         writer: Arc<dyn MetricsWriter>,
         notifier: Arc<Notifier>,
@@ -55,6 +60,7 @@ impl RuleManager {
             external_labels,
             groups: Mutex::new(Vec::new()),
             engine,
+            logql,
             reader,
             writer,
             notifier,
@@ -83,6 +89,27 @@ impl RuleManager {
                 Err(e) => errs.extend(e.into_iter().map(|e| format!("{}: {e}", f.display()))),
             }
         }
+        if !self.cfg.loki.directory.is_empty() && self.logql.is_some() {
+            let dir = self.base_dir.join(&self.cfg.loki.directory);
+            match loki::load_dir(&dir) {
+                Ok(files) => {
+                    for f in files {
+                        for g in f.file.groups {
+                            let mut g = Group::new(
+                                g,
+                                &f.namespace,
+                                self.cfg.loki.evaluation_interval.0,
+                                false,
+                            );
+                            g.lang = Lang::LogQL;
+                            g.tenant = Some(f.tenant.clone());
+                            new_groups.push(g);
+                        }
+                    }
+                }
+                Err(e) => errs.extend(e),
+            }
+        }
         if !errs.is_empty() {
             metrics::counter!("strata_rules_reload_failures_total").increment(1);
             return Err(errs.join("; "));
@@ -94,7 +121,7 @@ impl RuleManager {
             .map(|mut g| {
                 if let Some(old) = groups.iter().find(|o| {
                     let o = o.lock();
-                    o.spec.name == g.spec.name && o.file == g.file
+                    o.spec.name == g.spec.name && o.file == g.file && o.tenant == g.tenant
                 }) {
                     g.copy_state_from(&old.lock());
                 }
@@ -117,18 +144,16 @@ impl RuleManager {
         &self.tenant
     }
 
+    /// The tenant a group evaluates in.
+    pub fn group_tenant<'a>(&'a self, g: &'a Group) -> &'a Tenant {
+        g.tenant.as_ref().unwrap_or(&self.tenant)
+    }
+
     /// Evaluates every group whose time has come at `now`; returns the
     /// milliseconds until the next one is due.
     pub fn tick(&self, now: i64) -> i64 {
-        let querier = PromqlQuerier(&self.engine);
-        let ctx = EvalContext {
-            querier: &querier,
-            writer: self.writer.as_ref(),
-            reader: self.reader.as_ref(),
-            tenant: &self.tenant,
-            external_labels: &self.external_labels,
-            external_url: &self.cfg.external_url,
-        };
+        let promql = PromqlQuerier(&self.engine);
+        let logql = self.logql.as_deref().map(LogqlQuerier);
         let mut next_due = i64::MAX;
         for g in self.groups() {
             let mut g = g.lock();
@@ -149,6 +174,19 @@ impl RuleManager {
                             .increment(missed as u64);
                     }
                 }
+                let querier: &dyn RuleQuerier = match (&g.lang, &logql) {
+                    (Lang::LogQL, Some(q)) => q,
+                    _ => &promql,
+                };
+                let tenant = self.group_tenant(&g).clone();
+                let ctx = EvalContext {
+                    querier,
+                    writer: self.writer.as_ref(),
+                    reader: self.reader.as_ref(),
+                    tenant: &tenant,
+                    external_labels: &self.external_labels,
+                    external_url: &self.cfg.external_url,
+                };
                 let (alerts, err) = g.eval(slot, &ctx, self.cfg.resend_delay.0);
                 metrics::counter!("strata_rule_evaluations_total").increment(1);
                 metrics::histogram!("strata_rule_group_duration_seconds")

@@ -5,11 +5,13 @@
 //! - [`file`]: parsing and `promtool check rules` validation.
 //! - [`group`]: evaluation of a group at one timestamp (state machine,
 //!   `ALERTS`/`ALERTS_FOR_STATE`, staleness, for-state restoration).
+//! - [`loki`]: the Loki ruler's per-tenant LogQL rule files.
 //! - [`notifier`]: the Alertmanager API v2 client with a bounded queue.
 //! - [`unittest`]: `strata test rules`.
 
 pub mod file;
 pub mod group;
+pub mod loki;
 pub mod manager;
 pub mod notifier;
 pub mod unittest;

@@ -3,6 +3,7 @@
 //! with backoff, external labels added.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct NotifierOptions {
 pub struct Notifier {
     opts: NotifierOptions,
     queue: Mutex<VecDeque<OutgoingAlert>>,
+    /// Alerts taken off the queue and not yet delivered (or given up);
+    /// changed under the queue's lock so [`Notifier::is_idle`] is exact.
+    in_flight: AtomicUsize,
     wake: Notify,
     client: reqwest::Client,
 }
@@ -78,6 +82,7 @@ impl Notifier {
         Arc::new(Notifier {
             opts,
             queue: Mutex::new(VecDeque::new()),
+            in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
             client,
         })
@@ -105,6 +110,13 @@ impl Notifier {
         self.queue.lock().len()
     }
 
+    /// True when no alert is queued or being sent (every alert handed to
+    /// [`Notifier::send`] so far was delivered or given up).
+    pub fn is_idle(&self) -> bool {
+        let q = self.queue.lock();
+        q.is_empty() && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
     /// Sends queued alerts until `stop` resolves.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
@@ -117,6 +129,7 @@ impl Notifier {
                 let batch: Vec<OutgoingAlert> = {
                     let mut q = self.queue.lock();
                     let n = q.len().min(self.opts.max_batch);
+                    self.in_flight.fetch_add(n, Ordering::SeqCst);
                     q.drain(..n).collect()
                 };
                 if batch.is_empty() {
@@ -127,6 +140,9 @@ impl Notifier {
                 for am in &self.opts.alertmanagers {
                     self.post(am, &body, batch.len()).await;
                 }
+                let q = self.queue.lock();
+                self.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+                drop(q);
             }
         }
     }
