@@ -5,15 +5,26 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr};
-use strata::model::{parse_duration, Labels, Sample, Tenant, STALE_NAN_BITS};
+use strata::model::{
+    parse_duration, CounterResetHint, FloatHistogram, HistogramSample, Labels, Sample, Tenant,
+    CUSTOM_BUCKETS_SCHEMA, STALE_NAN_BITS,
+};
 use strata::query::promql::{parse, Engine, EngineOptions, QueryOutput, QueryParams, Value};
 use strata::storage::mem::MemMetrics;
 use strata::storage::{MetricsWriter, SeriesSamples, SeriesWrite, WriteBatch};
 
+/// A float or a native histogram (with whether the text gave its
+/// counter-reset hint explicitly).
+#[derive(Clone, Debug)]
+enum V {
+    F(f64),
+    H(Box<FloatHistogram>, bool),
+}
+
 /// One expected element: labels and a sequence of optional values.
 struct ExpSeries {
     labels: Labels,
-    vals: Vec<Option<f64>>,
+    vals: Vec<Option<V>>,
 }
 
 #[derive(Default)]
@@ -100,14 +111,14 @@ fn parse_num_nohex(s: &str) -> Option<f64> {
     parse_num(s, false)
 }
 
-fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+fn expand_item(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
     let bad = || format!("bad series item {tok:?}");
     if tok == "_" {
         out.push(None);
         return Ok(());
     }
     if tok == "stale" {
-        out.push(Some(f64::from_bits(STALE_NAN_BITS)));
+        out.push(Some(V::F(f64::from_bits(STALE_NAN_BITS))));
         return Ok(());
     }
     if let Some(n) = tok.strip_prefix("_x") {
@@ -115,8 +126,11 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         out.extend(std::iter::repeat_n(None, n));
         return Ok(());
     }
+    if tok.starts_with("{{") {
+        return expand_histogram(tok, out);
+    }
     if let Some(v) = parse_num_nohex(tok) {
-        out.push(Some(v));
+        out.push(Some(V::F(v)));
         return Ok(());
     }
     // Split off "xN".
@@ -124,7 +138,7 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     let times: usize = tok[xi + 1..].parse().map_err(|_| bad())?;
     let head = &tok[..xi];
     if let Some(v) = parse_num_nohex(head) {
-        out.extend(std::iter::repeat_n(Some(v), times + 1));
+        out.extend(std::iter::repeat_n(Some(V::F(v)), times + 1));
         return Ok(());
     }
     // head = a(+|-)b; the operator is a sign not at 0 and not after 'e'.
@@ -144,10 +158,144 @@ fn expand_item(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     }
     let mut cur = a;
     for _ in 0..=times {
-        out.push(Some(cur));
+        out.push(Some(V::F(cur)));
         cur += d;
     }
     Ok(())
+}
+
+/// Parses one `{{key:value ...}}` histogram; the bool tells whether
+/// `counter_reset_hint` was given.
+fn parse_histogram(body: &str) -> Result<(FloatHistogram, bool), String> {
+    let mut h = FloatHistogram::default();
+    let mut explicit = false;
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    let (mut off, mut noff) = (0i32, 0i32);
+    let mut seen = std::collections::HashSet::new();
+    let mut rest = body.trim();
+    let num = |v: &str| parse_num_nohex(v).ok_or_else(|| format!("bad number {v:?} in histogram"));
+    let list = |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(num).collect() };
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("bad histogram {body:?}"))?;
+        let key = key.trim();
+        if !seen.insert(key.to_string()) {
+            return Err(format!("duplicate key {key} in histogram"));
+        }
+        let after = after.trim_start();
+        let (val, next) = if let Some(inner) = after.strip_prefix('[') {
+            let end = inner.find(']').ok_or("unterminated list in histogram")?;
+            (&inner[..end], &inner[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        rest = next.trim_start();
+        match key {
+            "schema" => h.schema = val.parse().map_err(|_| format!("bad schema {val:?}"))?,
+            "sum" => h.sum = num(val)?,
+            "count" => h.count = num(val)?,
+            "z_bucket" => h.zero_count = num(val)?,
+            "z_bucket_w" => h.zero_threshold = num(val)?,
+            "offset" => off = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "n_offset" => noff = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "buckets" => pos = list(val)?,
+            "n_buckets" => neg = list(val)?,
+            "custom_values" => h.custom_values = list(val)?,
+            "counter_reset_hint" => {
+                explicit = true;
+                h.counter_reset_hint = match val {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    _ => return Err(format!("bad counter_reset_hint {val:?}")),
+                }
+            }
+            _ => return Err(format!("unknown histogram key {key:?}")),
+        }
+    }
+    h.positive = pos
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (off + i as i32, c))
+        .collect();
+    h.negative = neg
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (noff + i as i32, c))
+        .collect();
+    if h.schema == CUSTOM_BUCKETS_SCHEMA && h.custom_values.is_empty() {
+        h.custom_values = vec![];
+    }
+    Ok((h, explicit))
+}
+
+/// `{{a}}`, `{{a}}xN`, `{{a}}+{{b}}xN`, `{{a}}-{{b}}xN`.
+fn expand_histogram(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
+    let bad = || format!("bad histogram item {tok:?}");
+    let end = tok.find("}}").ok_or_else(bad)?;
+    let (a, ea) = parse_histogram(&tok[2..end])?;
+    let rest = &tok[end + 2..];
+    if rest.is_empty() {
+        out.push(Some(V::H(Box::new(a), ea)));
+        return Ok(());
+    }
+    if let Some(n) = rest.strip_prefix('x') {
+        let n: usize = n.parse().map_err(|_| bad())?;
+        out.extend(std::iter::repeat_n(Some(V::H(Box::new(a), ea)), n + 1));
+        return Ok(());
+    }
+    let sign = rest.as_bytes()[0];
+    let rest = rest[1..].strip_prefix("{{").ok_or_else(bad)?;
+    let end = rest.find("}}").ok_or_else(bad)?;
+    let (b, _) = parse_histogram(&rest[..end])?;
+    let n: usize = rest[end + 2..]
+        .strip_prefix('x')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    let mut cur = a;
+    for _ in 0..=n {
+        out.push(Some(V::H(Box::new(cur.clone()), ea)));
+        let r = if sign == b'-' {
+            cur.sub(&b)
+        } else {
+            cur.add(&b)
+        };
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Splits a value list on whitespace, keeping `{{...}}` items whole.
+fn value_tokens(vals: &str) -> Vec<&str> {
+    let b = vals.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        let mut depth = 0;
+        while i < b.len() && (depth > 0 || !b[i].is_ascii_whitespace()) {
+            if b[i..].starts_with(b"{{") {
+                depth += 1;
+                i += 2;
+            } else if b[i..].starts_with(b"}}") {
+                depth -= 1;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        out.push(&vals[start..i]);
+    }
+    out
 }
 
 /// Parses a label set written as a selector (`name{a="b"}`, `{}`).
@@ -196,12 +344,9 @@ fn split_series(line: &str) -> Result<(&str, &str), String> {
     Ok((&line[..i], line[i..].trim()))
 }
 
-fn expand_values(vals: &str) -> Result<Vec<Option<f64>>, String> {
-    if vals.contains("{{") {
-        return Err("native histogram values are not supported".into());
-    }
+fn expand_values(vals: &str) -> Result<Vec<Option<V>>, String> {
     let mut out = vec![];
-    for tok in vals.split_whitespace() {
+    for tok in value_tokens(vals) {
         expand_item(tok, &mut out)?;
     }
     Ok(out)
@@ -383,13 +528,13 @@ fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
     let tenant = Tenant::anonymous();
     // A later line for the same series overwrites values at the same time,
     // as Prometheus's test storage does.
-    let mut merged: std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, f64>> =
+    let mut merged: std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, V>> =
         Default::default();
     for l in lines {
         let (lab, vals) = split_series(l)?;
-        if lab.ends_with("@st") || vals.contains("{{") {
-            // Start timestamps and native histograms are not modelled: the
-            // series is left out and evals reading it fail.
+        if lab.ends_with("@st") {
+            // Start timestamps are not modelled: the series is left out
+            // and evals reading it fail.
             continue;
         }
         let labels = parse_labels(lab)?;
@@ -403,9 +548,20 @@ fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
     }
     let mut batch = WriteBatch::default();
     for (labels, m) in merged {
+        let mut samples = vec![];
+        let mut hists = vec![];
+        for (t, v) in m {
+            match v {
+                V::F(v) => samples.push(Sample::new(t, v)),
+                V::H(h, _) => hists.push(HistogramSample { t, h: Arc::new(*h) }),
+            }
+        }
+        if !hists.is_empty() {
+            store.append_histograms(&tenant, &labels, hists);
+        }
         batch.series.push(SeriesWrite {
             labels,
-            samples: m.into_iter().map(|(t, v)| Sample::new(t, v)).collect(),
+            samples,
             exemplars: vec![],
         });
     }
@@ -467,7 +623,43 @@ fn check_annotations(e: &Expect, out: &QueryOutput) -> Result<(), String> {
     Ok(())
 }
 
-fn compare_vector(e: &Expect, got: &[(Labels, f64)]) -> Result<(), String> {
+fn hist_equal(e: &FloatHistogram, explicit_hint: bool, g: &FloatHistogram) -> bool {
+    let (mut a, mut b) = (e.clone(), g.clone());
+    a.compact();
+    b.compact();
+    let buckets_eq = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| p.0 == q.0 && almost_equal(p.1, q.1))
+    };
+    a.schema == b.schema
+        && a.zero_threshold == b.zero_threshold
+        && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
+        && almost_equal(a.count, b.count)
+        && almost_equal(a.sum, b.sum)
+        && almost_equal(a.zero_count, b.zero_count)
+        && buckets_eq(&a.positive, &b.positive)
+        && buckets_eq(&a.negative, &b.negative)
+        && (!explicit_hint || a.counter_reset_hint == b.counter_reset_hint)
+}
+
+fn value_equal(exp: &V, got: &V) -> bool {
+    match (exp, got) {
+        (V::F(x), V::F(y)) => almost_equal(*x, *y),
+        (V::H(x, explicit), V::H(y, _)) => hist_equal(x, *explicit, y),
+        _ => false,
+    }
+}
+
+fn show(v: &V) -> String {
+    match v {
+        V::F(x) => x.to_string(),
+        V::H(h, _) => h.to_string(),
+    }
+}
+
+fn compare_vector(e: &Expect, got: &[(Labels, V)]) -> Result<(), String> {
     if e.scalar.is_some() {
         return Err("expected a scalar, got a vector".into());
     }
@@ -486,9 +678,15 @@ fn compare_vector(e: &Expect, got: &[(Labels, f64)]) -> Result<(), String> {
         if es.vals.len() != 1 {
             return Err(format!("expected {} values for {l}", es.vals.len()));
         }
-        match es.vals[0] {
-            Some(x) if almost_equal(x, *v) => {}
-            x => return Err(format!("{l}: expected {x:?}, got {v}")),
+        match &es.vals[0] {
+            Some(x) if value_equal(x, v) => {}
+            x => {
+                return Err(format!(
+                    "{l}: expected {}, got {}",
+                    x.as_ref().map_or("nothing".into(), show),
+                    show(v)
+                ))
+            }
         }
         if e.ordered && ei != pos {
             return Err(format!(
@@ -514,31 +712,48 @@ fn compare_matrix(e: &Expect, got: &[SeriesSamples], start: i64, step: i64) -> R
         let Some(es) = e.series.iter().find(|s| s.labels == g.labels) else {
             return Err(format!("unexpected series {}", g.labels));
         };
-        let exp: Vec<(i64, f64)> = es
+        let exp: Vec<(i64, &V)> = es
             .vals
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
+            .filter_map(|(i, v)| v.as_ref().map(|v| (start + i as i64 * step, v)))
             .collect();
-        if exp.len() != g.samples.len() {
+        let got = points(g);
+        if exp.len() != got.len() {
             return Err(format!(
                 "{}: expected {} points, got {}: {:?}",
                 g.labels,
                 exp.len(),
-                g.samples.len(),
-                g.samples.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>()
+                got.len(),
+                got.iter().map(|s| (s.0, show(&s.1))).collect::<Vec<_>>()
             ));
         }
-        for (x, s) in exp.iter().zip(&g.samples) {
-            if x.0 != s.t || !almost_equal(x.1, s.v) {
+        for (x, s) in exp.iter().zip(&got) {
+            if x.0 != s.0 || !value_equal(x.1, &s.1) {
                 return Err(format!(
-                    "{}: expected {:?}, got ({}, {})",
-                    g.labels, x, s.t, s.v
+                    "{}: expected ({}, {}), got ({}, {})",
+                    g.labels,
+                    x.0,
+                    show(x.1),
+                    s.0,
+                    show(&s.1)
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// Float and histogram points of a series, in time order.
+fn points(s: &SeriesSamples) -> Vec<(i64, V)> {
+    let mut out: Vec<(i64, V)> = s.samples.iter().map(|p| (p.t, V::F(p.v))).collect();
+    out.extend(
+        s.histograms
+            .iter()
+            .map(|h| (h.t, V::H(Box::new((*h.h).clone()), false))),
+    );
+    out.sort_by_key(|p| p.0);
+    out
 }
 
 fn compare(e: &Expect, v: &Value) -> Result<(), String> {
@@ -552,7 +767,16 @@ fn compare(e: &Expect, v: &Value) -> Result<(), String> {
             x => Err(format!("expected {x:?}, got string {s:?}")),
         },
         Value::Vector(vs) => {
-            let got: Vec<(Labels, f64)> = vs.iter().map(|s| (s.labels.clone(), s.v)).collect();
+            let got: Vec<(Labels, V)> = vs
+                .iter()
+                .map(|s| {
+                    let v = match &s.h {
+                        Some(h) => V::H(Box::new((**h).clone()), false),
+                        None => V::F(s.v),
+                    };
+                    (s.labels.clone(), v)
+                })
+                .collect();
             compare_vector(e, &got)
         }
         Value::Matrix(m) => {
@@ -692,19 +916,19 @@ impl Runner {
         if m.windows(2).any(|w| w[0].labels > w[1].labels) {
             return Err("range mode matrix not sorted".into());
         }
-        let vec: Vec<(Labels, f64)> = m
+        let vec: Vec<(Labels, V)> = m
             .iter()
             .filter_map(|s| {
-                s.samples
-                    .iter()
-                    .find(|p| p.t == t)
-                    .map(|p| (s.labels.clone(), p.v))
+                points(s)
+                    .into_iter()
+                    .find(|p| p.0 == t)
+                    .map(|p| (s.labels.clone(), p.1))
             })
             .collect();
         let r = if let Value::Scalar { .. } = out.value {
             match (e.scalar, vec.first()) {
-                (Some(x), Some((_, v))) if almost_equal(x, *v) => Ok(()),
-                (x, v) => Err(format!("expected {x:?}, got {v:?}")),
+                (Some(x), Some((_, V::F(v)))) if almost_equal(x, *v) => Ok(()),
+                (x, v) => Err(format!("expected {x:?}, got {:?}", v.map(|v| show(&v.1)))),
             }
         } else {
             compare_vector(e, &vec)

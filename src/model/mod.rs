@@ -2,12 +2,17 @@
 //! durations. `model` does no I/O and no async (STYLE.md rule 2).
 
 mod duration;
+mod histogram;
 mod labels;
 mod matcher;
 mod sample;
 mod tenant;
 
 pub use duration::{format_duration, parse_duration, DurationError};
+pub use histogram::{
+    exponential_bound, format_float, Bucket, CounterResetHint, FloatHistogram, HistogramError,
+    HistogramSample, CUSTOM_BUCKETS_SCHEMA,
+};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS};

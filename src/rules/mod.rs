@@ -31,7 +31,12 @@ impl RuleQuerier for PromqlQuerier<'_> {
             .instant(tenant, expr, t_ms, &QueryParams::default())
             .map_err(|e| e.to_string())?;
         match out.value {
-            Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
+            // Histogram results cannot be recorded yet: they are skipped.
+            Value::Vector(v) => Ok(v
+                .into_iter()
+                .filter(|s| s.h.is_none())
+                .map(|s| (s.labels, s.v))
+                .collect()),
             Value::Scalar { v, .. } => Ok(vec![(Labels::empty(), v)]),
             Value::String { .. } | Value::Matrix(_) => {
                 Err("rule result is not a vector or scalar".into())

@@ -10,11 +10,12 @@ use super::{
     clip_samples, matches_all, merge_label_names, merge_label_values, AppendOutcome, MetricsReader,
     MetricsWriter, RejectReason, SeriesSamples, StorageError, StoreAdmin, WriteBatch,
 };
-use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
+use crate::model::{Exemplar, HistogramSample, Labels, Matcher, MetricMetadata, Sample, Tenant};
 
 #[derive(Default)]
 struct TenantData {
     series: BTreeMap<Labels, Vec<Sample>>,
+    histograms: BTreeMap<Labels, Vec<HistogramSample>>,
     exemplars: HashMap<Labels, Vec<Exemplar>>,
     metadata: BTreeMap<String, MetricMetadata>,
 }
@@ -36,13 +37,30 @@ impl MemMetrics {
         self.tenants.write().clear();
     }
 
+    /// Stores native-histogram samples of one series (the promqltest
+    /// loader's path; [`MetricsWriter`] carries floats only so far). A
+    /// histogram replaces a float at the same timestamp and vice versa.
+    pub fn append_histograms(&self, tenant: &Tenant, labels: &Labels, hs: Vec<HistogramSample>) {
+        let mut tenants = self.tenants.write();
+        let td = tenants.entry(tenant.clone()).or_default();
+        let floats = td.series.entry(labels.clone()).or_default();
+        floats.retain(|s| hs.binary_search_by_key(&s.t, |h| h.t).is_err());
+        let stored = td.histograms.entry(labels.clone()).or_default();
+        for h in hs {
+            match stored.binary_search_by_key(&h.t, |x| x.t) {
+                Ok(i) => stored[i] = h,
+                Err(i) => stored.insert(i, h),
+            }
+        }
+    }
+
     fn with_matching<T>(
         &self,
         tenant: &Tenant,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        mut f: impl FnMut(&Labels, Vec<Sample>) -> Option<T>,
+        mut f: impl FnMut(&Labels, Vec<Sample>, Vec<HistogramSample>) -> Option<T>,
     ) -> Vec<T> {
         let tenants = self.tenants.read();
         let Some(td) = tenants.get(tenant) else {
@@ -53,10 +71,19 @@ impl MemMetrics {
             .filter(|(l, _)| matches_all(l, matchers))
             .filter_map(|(l, s)| {
                 let clipped = clip_samples(s, mint, maxt);
-                if clipped.is_empty() {
+                let hs: Vec<HistogramSample> = td
+                    .histograms
+                    .get(l)
+                    .map(|h| {
+                        let a = h.partition_point(|x| x.t < mint);
+                        let b = h.partition_point(|x| x.t <= maxt);
+                        h[a..b.max(a)].to_vec()
+                    })
+                    .unwrap_or_default();
+                if clipped.is_empty() && hs.is_empty() {
                     None
                 } else {
-                    f(l, clipped)
+                    f(l, clipped, hs)
                 }
             })
             .collect()
@@ -104,10 +131,11 @@ impl MetricsReader for MemMetrics {
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         Ok(
-            self.with_matching(tenant, matchers, mint, maxt, |l, samples| {
+            self.with_matching(tenant, matchers, mint, maxt, |l, samples, histograms| {
                 Some(SeriesSamples {
                     labels: l.clone(),
                     samples,
+                    histograms,
                 })
             }),
         )
@@ -120,7 +148,7 @@ impl MetricsReader for MemMetrics {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, StorageError> {
-        Ok(self.with_matching(tenant, matchers, mint, maxt, |l, _| Some(l.clone())))
+        Ok(self.with_matching(tenant, matchers, mint, maxt, |l, _, _| Some(l.clone())))
     }
 
     fn label_names(

@@ -8,7 +8,7 @@ pub mod mem;
 pub mod tsdb;
 pub mod wal;
 
-use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Sample, Tenant};
+use crate::model::{Exemplar, HistogramSample, Labels, Matcher, MetricMetadata, Sample, Tenant};
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,12 @@ impl StorageError {
 pub struct SeriesSamples {
     /// The series' labels.
     pub labels: Labels,
-    /// Its samples.
+    /// Its float samples.
     pub samples: Vec<Sample>,
+    /// Its native-histogram samples, sorted by timestamp; a timestamp holds
+    /// either a float or a histogram. Only [`mem::MemMetrics`] stores
+    /// histograms so far: `storage::tsdb` always returns none.
+    pub histograms: Vec<HistogramSample>,
 }
 
 /// Samples, exemplars and metadata to append for one tenant.

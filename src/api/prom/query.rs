@@ -376,6 +376,7 @@ mod tests {
                     labels: l.clone(),
                     t: 1000,
                     v: f64::NAN,
+                    h: None,
                 }]),
                 r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1,"NaN"]}]}}"#,
             ),
@@ -383,6 +384,7 @@ mod tests {
                 Value::Matrix(vec![SeriesSamples {
                     labels: l,
                     samples: vec![Sample::new(1000, 1.0), Sample::new(2000, f64::INFINITY)],
+                    histograms: vec![],
                 }]),
                 r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1,"1"],[2,"+Inf"]]}]}}"#,
             ),
@@ -446,6 +448,7 @@ mod tests {
                     labels: Labels::from_pairs([("i", i.to_string())]),
                     t: 0,
                     v: 0.0,
+                    h: None,
                 })
                 .collect(),
         );

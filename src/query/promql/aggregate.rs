@@ -164,6 +164,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                             let l = b.labels();
                             let oi = *idx.entry(l.clone()).or_insert_with(|| {
                                 out.push(Series {
+                                    hvals: vec![],
                                     labels: l,
                                     drop_name,
                                     vals: vec![None; n],
@@ -197,6 +198,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     })
                     .collect();
                 out.push(Series {
+                    hvals: vec![],
                     labels: key,
                     drop_name,
                     vals,
@@ -224,6 +226,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     .collect();
                 if vals.iter().any(|v| v.is_some()) {
                     out.push(Series {
+                        hvals: vec![],
                         labels: key,
                         drop_name,
                         vals,
@@ -347,6 +350,7 @@ fn select_k(
         .zip(keep)
         .filter(|(_, k)| k.iter().any(|b| *b))
         .map(|(s, k)| Series {
+            hvals: vec![],
             labels: s.labels.clone(),
             drop_name: s.drop_name,
             vals: s

@@ -261,6 +261,7 @@ fn vector_vector(
     let mut emit = |metric: Labels, drop_name: bool, i: usize, val: f64| {
         let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
             out.push(Series {
+                hvals: vec![],
                 labels: metric,
                 drop_name,
                 vals: vec![None; n],

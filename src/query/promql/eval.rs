@@ -8,7 +8,13 @@ use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
 use super::{QueryError, QueryStats};
-use crate::model::{is_stale_nan, Labels, MatchOp, Matcher, Sample, Tenant, METRIC_NAME};
+use crate::model::{
+    is_stale_nan, FloatHistogram, HistogramSample, Labels, MatchOp, Matcher, Sample, Tenant,
+    METRIC_NAME,
+};
+
+/// A shared native histogram value.
+pub(crate) type H = std::sync::Arc<FloatHistogram>;
 use crate::storage::MetricsReader;
 
 /// Result alias of the evaluator.
@@ -45,6 +51,21 @@ pub(crate) struct Series {
     /// Delayed `__name__` removal: dropped when the query finishes.
     pub drop_name: bool,
     pub vals: Vec<Option<f64>>,
+    /// Histogram values per step; empty when the series has none. A step
+    /// holds a float or a histogram, never both.
+    pub hvals: Vec<Option<H>>,
+}
+
+impl Series {
+    /// The histogram at step `i`, if any.
+    pub fn h(&self, i: usize) -> Option<&H> {
+        self.hvals.get(i).and_then(|h| h.as_ref())
+    }
+
+    /// True when some step has a float or a histogram.
+    pub fn has_any(&self) -> bool {
+        self.vals.iter().any(|v| v.is_some()) || self.hvals.iter().any(|h| h.is_some())
+    }
 }
 
 /// A series with raw samples (range vectors).
@@ -53,6 +74,8 @@ pub(crate) struct Raw {
     pub labels: Labels,
     pub drop_name: bool,
     pub samples: Vec<Sample>,
+    /// Histogram samples, sorted by time.
+    pub hists: Vec<HistogramSample>,
 }
 
 /// A range-vector argument: raw samples and how to window them per step.
@@ -78,6 +101,13 @@ impl RangeArg {
 
 /// Samples of `s` in `(mint, maxt]`.
 pub(crate) fn window(s: &[Sample], mint: i64, maxt: i64) -> &[Sample] {
+    let a = s.partition_point(|x| x.t <= mint);
+    let b = s.partition_point(|x| x.t <= maxt);
+    &s[a..b.max(a)]
+}
+
+/// Histogram samples of `s` in `(mint, maxt]`.
+pub(crate) fn hwindow(s: &[HistogramSample], mint: i64, maxt: i64) -> &[HistogramSample] {
     let a = s.partition_point(|x| x.t <= mint);
     let b = s.partition_point(|x| x.t <= maxt);
     &s[a..b.max(a)]
@@ -213,6 +243,9 @@ impl<'a> Evaluator<'a> {
                         for v in s.vals.iter_mut().flatten() {
                             *v = -*v;
                         }
+                        for h in s.hvals.iter_mut().flatten() {
+                            std::sync::Arc::make_mut(h).scale(-1.0);
+                        }
                     }
                     Ok(Val::Vector(vs))
                 }
@@ -234,10 +267,12 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .filter_map(|s| {
                         let w = window(&s.samples, mint, maxt).to_vec();
-                        (!w.is_empty()).then_some(Raw {
+                        let hw = hwindow(&s.hists, mint, maxt).to_vec();
+                        (!w.is_empty() || !hw.is_empty()).then_some(Raw {
                             labels: s.labels,
                             drop_name: s.drop_name,
                             samples: w,
+                            hists: hw,
                         })
                     })
                     .collect();
@@ -317,7 +352,10 @@ impl<'a> Evaluator<'a> {
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             all.dedup_by(|a, b| a.labels == b.labels);
         }
-        let n: usize = all.iter().map(|s| s.samples.len()).sum();
+        let n: usize = all
+            .iter()
+            .map(|s| s.samples.len() + s.histograms.len())
+            .sum();
         self.stats.total_queryable_samples += n as u64;
         Ok(all
             .into_iter()
@@ -325,6 +363,7 @@ impl<'a> Evaluator<'a> {
                 labels: s.labels,
                 drop_name: false,
                 samples: s.samples,
+                hists: s.histograms,
             })
             .collect())
     }
@@ -351,12 +390,40 @@ impl<'a> Evaluator<'a> {
         let mut held = 0;
         for raw in raws {
             let mut vals = Vec::with_capacity(n);
+            let mut hvals: Vec<Option<H>> = vec![];
             let mut j = 0;
+            let mut k = 0;
             let mut any = false;
             for i in 0..n {
                 let t = at.unwrap_or_else(|| r.t(i)) - off;
                 while j < raw.samples.len() && raw.samples[j].t <= t {
                     j += 1;
+                }
+                while k < raw.hists.len() && raw.hists[k].t <= t {
+                    k += 1;
+                }
+                // A histogram newer than the newest float wins the step.
+                let newest_hist = k
+                    .checked_sub(1)
+                    .map(|k| &raw.hists[k])
+                    .filter(|hs| j == 0 || raw.samples[j - 1].t < hs.t);
+                if let Some(hs) = newest_hist {
+                    if hs.t > t - self.lookback {
+                        if timestamps {
+                            vals.push(Some(hs.t as f64 / 1000.0));
+                        } else {
+                            if hvals.is_empty() {
+                                hvals = vec![None; n];
+                            }
+                            hvals[i] = Some(hs.h.clone());
+                            vals.push(None);
+                        }
+                        any = true;
+                        held += 1;
+                    } else {
+                        vals.push(None);
+                    }
+                    continue;
                 }
                 let v = if j > 0 {
                     let s = raw.samples[j - 1];
@@ -387,6 +454,7 @@ impl<'a> Evaluator<'a> {
                     labels: raw.labels,
                     drop_name: false,
                     vals,
+                    hvals,
                 });
             }
         }
@@ -415,9 +483,9 @@ impl<'a> Evaluator<'a> {
                 let mut held = 0;
                 for s in &mut series {
                     s.samples.retain(|x| !is_stale_nan(x.v));
-                    held += s.samples.len();
+                    held += s.samples.len() + s.hists.len();
                 }
-                series.retain(|s| !s.samples.is_empty());
+                series.retain(|s| !s.samples.is_empty() || !s.hists.is_empty());
                 self.hold(held)?;
                 Ok(RangeArg {
                     series,
@@ -472,8 +540,19 @@ impl<'a> Evaluator<'a> {
                     .enumerate()
                     .filter_map(|(i, v)| v.map(|v| Sample::new(inner.t(i), v)))
                     .collect(),
+                hists: s
+                    .hvals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, h)| {
+                        h.as_ref().map(|h| HistogramSample {
+                            t: inner.t(i),
+                            h: h.clone(),
+                        })
+                    })
+                    .collect(),
             })
-            .filter(|s| !s.samples.is_empty())
+            .filter(|s| !s.samples.is_empty() || !s.hists.is_empty())
             .collect();
         Ok(RangeArg {
             series,
@@ -519,11 +598,5 @@ pub(crate) fn go_g(v: f64) -> String {
 
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub(crate) fn go_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
+    crate::model::format_float(v)
 }

@@ -116,6 +116,7 @@ pub(crate) fn anchored_or_smoothed(
             .collect();
         if vals.iter().any(|v| v.is_some()) {
             out.push(Series {
+                hvals: vec![],
                 labels: s.labels.clone(),
                 drop_name: true,
                 vals,

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{go_g, unparen, window, Evaluator, RangeArg, Result, Series, Steps, Val};
+use super::eval::{
+    go_g, hwindow, unparen, window, Evaluator, RangeArg, Result, Series, Steps, Val, H,
+};
+use super::native::{floats_only, push_out, range_step, Site, Window};
 use super::QueryError;
 use crate::model::{Labels, LabelsBuilder, MatchOp, Sample, METRIC_NAME};
 
@@ -43,6 +46,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         "vector" => {
             let v = ev.eval_scalar(args[0], r)?;
             Ok(Val::Vector(vec![Series {
+                hvals: vec![],
                 labels: Labels::empty(),
                 drop_name: false,
                 vals: v.into_iter().map(Some).collect(),
@@ -73,8 +77,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
             let mut out = ev.eval_vector(args[0], r)?;
             for s in &mut out {
                 s.drop_name = true;
+                let hvals = std::mem::take(&mut s.hvals);
                 for (i, v) in s.vals.iter_mut().enumerate() {
-                    if v.is_some() {
+                    if v.is_some() || hvals.get(i).is_some_and(|h| h.is_some()) {
                         *v = Some(r.t(i) as f64 / 1000.0);
                     }
                 }
@@ -85,9 +90,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
             let vs = ev.eval_vector(args[0], r)?;
             let labels = absent_labels(args[0]);
             let vals: Vec<Option<f64>> = (0..n)
-                .map(|i| (!vs.iter().any(|s| s.vals[i].is_some())).then_some(1.0))
+                .map(|i| {
+                    (!vs.iter().any(|s| s.vals[i].is_some() || s.h(i).is_some())).then_some(1.0)
+                })
                 .collect();
             Ok(Val::Vector(non_empty(vec![Series {
+                hvals: vec![],
                 labels,
                 drop_name: false,
                 vals,
@@ -97,6 +105,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         "label_join" => label_join(ev, &args, r),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
             let mut vs = ev.eval_vector(args[0], r)?;
+            if matches!(name, "sort" | "sort_desc") {
+                vs = floats_only(vs);
+            }
             if n > 1 || r.start != r.end {
                 {
                     ev.warn(format!(
@@ -147,11 +158,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         "histogram_quantile" => super::histogram::histogram_quantile(ev, c, &args, r),
         "histogram_fraction" => super::histogram::histogram_fraction(ev, &args, r),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
-            // Native histograms only: float samples yield nothing.
-            ev.eval_vector(args[0], r)?;
-            Ok(Val::Vector(vec![]))
-        }
+        | "histogram_stdvar" => super::native::histogram_stat(ev, name, args[0], r),
         "info" => super::info::info(ev, &args, r),
         "round" => {
             let to = if args.len() > 1 {
@@ -167,7 +174,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         "clamp" => {
             let lo = ev.eval_scalar(args[1], r)?;
             let hi = ev.eval_scalar(args[2], r)?;
-            let mut vs = ev.eval_vector(args[0], r)?;
+            let mut vs = floats_only(ev.eval_vector(args[0], r)?);
             for s in &mut vs {
                 s.drop_name = true;
                 for (i, v) in s.vals.iter_mut().enumerate() {
@@ -205,6 +212,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
             let f = date_fn(name);
             if args.is_empty() {
                 return Ok(Val::Vector(vec![Series {
+                    hvals: vec![],
                     labels: Labels::empty(),
                     drop_name: false,
                     vals: (0..n).map(|i| Some(f(r.t(i) as f64 / 1000.0))).collect(),
@@ -222,7 +230,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
 }
 
 fn non_empty(mut v: Vec<Series>) -> Vec<Series> {
-    v.retain(|s| s.vals.iter().any(|x| x.is_some()));
+    v.retain(|s| s.has_any());
     v
 }
 
@@ -240,7 +248,7 @@ fn map_vector(
     r: &Steps,
     f: impl Fn(usize, f64) -> f64,
 ) -> Result<Val> {
-    let mut vs = ev.eval_vector(arg, r)?;
+    let mut vs = floats_only(ev.eval_vector(arg, r)?);
     for s in &mut vs {
         s.drop_name = true;
         for (i, v) in s.vals.iter_mut().enumerate() {
@@ -604,7 +612,6 @@ fn extrapolated_rate(
         return None;
     }
     let n1 = s.len() - 1;
-    let (first_t, last_t) = (s[0].t, s[n1].t);
     let mut result = s[n1].v - s[0].v;
     if counter {
         let mut prev = s[0].v;
@@ -615,6 +622,27 @@ fn extrapolated_rate(
             prev = p.v;
         }
     }
+    let factor = extrapolation_factor(
+        (s[0].t, s[n1].t, n1),
+        (mint, maxt, range),
+        counter,
+        rate,
+        (s[0].v, result),
+    );
+    Some(result * factor)
+}
+
+/// Prometheus's extrapolation of a window's increase to the window edges:
+/// `(first_t, last_t, samples - 1)`, `(mint, maxt, range)`, and for
+/// counters `(first value, increase)` (counts for histograms) to stop at
+/// the counter's zero point.
+pub(crate) fn extrapolation_factor(
+    (first_t, last_t, n1): (i64, i64, usize),
+    (mint, maxt, range): (i64, i64, i64),
+    counter: bool,
+    rate: bool,
+    (first, result): (f64, f64),
+) -> f64 {
     let mut to_start = (first_t - mint) as f64 / 1000.0;
     let mut to_end = (maxt - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
@@ -624,8 +652,8 @@ fn extrapolated_rate(
     if to_start >= threshold {
         to_start = avg / 2.0;
     }
-    if counter && result > 0.0 && s[0].v >= 0.0 {
-        let to_zero = sampled * (s[0].v / result);
+    if counter && result > 0.0 && first >= 0.0 {
+        let to_zero = sampled * (first / result);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -639,7 +667,7 @@ fn extrapolated_rate(
     if rate {
         factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
 }
 
 fn instant_value(s: &[Sample], rate: bool) -> Option<f64> {
@@ -708,14 +736,15 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
         let vals = (0..n)
             .map(|i| {
                 let (mint, maxt) = arg.window(r, i);
-                (!arg
-                    .series
-                    .iter()
-                    .any(|s| !window(&s.samples, mint, maxt).is_empty()))
+                (!arg.series.iter().any(|s| {
+                    !window(&s.samples, mint, maxt).is_empty()
+                        || !hwindow(&s.hists, mint, maxt).is_empty()
+                }))
                 .then_some(1.0)
             })
             .collect();
         return Ok(Val::Vector(non_empty(vec![Series {
+            hvals: vec![],
             labels: absent_labels(marg),
             drop_name: false,
             vals,
@@ -877,27 +906,46 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
     };
     let mut out = Vec::with_capacity(arg.series.len());
     let mut held = 0;
+    let pos = ev.pos(marg);
     for s in &arg.series {
-        let mut any = false;
-        let vals: Vec<Option<f64>> = (0..n)
-            .map(|i| {
-                let (mint, maxt) = arg.window(r, i);
-                let w = window(&s.samples, mint, maxt);
-                if w.is_empty() {
-                    return None;
-                }
-                let v = f(w, i, mint, maxt);
-                any |= v.is_some();
-                v
-            })
-            .collect();
-        if any {
-            held += vals.iter().filter(|v| v.is_some()).count();
-            out.push(Series {
-                labels: s.labels.clone(),
-                drop_name: s.drop_name || !keep_name,
-                vals,
-            });
+        let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
+        let mut hvals: Vec<Option<H>> = vec![];
+        let metric = s.labels.metric_name().unwrap_or("").to_string();
+        for i in 0..n {
+            let (mint, maxt) = arg.window(r, i);
+            let w = window(&s.samples, mint, maxt);
+            let hw = hwindow(&s.hists, mint, maxt);
+            if hw.is_empty() {
+                vals.push(if w.is_empty() {
+                    None
+                } else {
+                    f(w, i, mint, maxt)
+                });
+                continue;
+            }
+            let win = Window {
+                floats: w,
+                hists: hw,
+                mint,
+                maxt,
+                range: arg.range,
+            };
+            let site = Site {
+                metric: &metric,
+                pos: &pos,
+            };
+            let o = range_step(ev, name, &win, &site, &|w| f(w, i, mint, maxt));
+            push_out(&mut vals, &mut hvals, n, i, o);
+        }
+        let series = Series {
+            labels: s.labels.clone(),
+            drop_name: s.drop_name || !keep_name,
+            vals,
+            hvals,
+        };
+        if series.has_any() {
+            held += series.vals.iter().filter(|v| v.is_some()).count();
+            out.push(series);
         }
         if out.len() % 256 == 0 {
             ev.check_deadline()?;

@@ -314,6 +314,7 @@ fn quantiles_of(ev: &mut Evaluator, vs: &[Series], q: &[f64], pos: &str) -> Vec<
         }
         if vals.iter().any(|v| v.is_some()) {
             out.push(Series {
+                hvals: vec![],
                 labels: g.labels,
                 drop_name: true,
                 vals,
@@ -339,6 +340,7 @@ pub(crate) fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], r: &Steps) 
             .collect();
         if vals.iter().any(|v| v.is_some()) {
             out.push(Series {
+                hvals: vec![],
                 labels: g.labels,
                 drop_name: true,
                 vals,

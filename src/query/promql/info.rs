@@ -151,6 +151,7 @@ pub(crate) fn info(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val>
             };
             let oi = *per_labels.entry(labels.clone()).or_insert_with(|| {
                 out.push(Series {
+                    hvals: vec![],
                     labels,
                     drop_name: b.drop_name,
                     vals: vec![None; n],

@@ -16,6 +16,7 @@ mod extended;
 mod functions;
 mod histogram;
 mod info;
+mod native;
 mod output;
 pub mod parse;
 #[cfg(test)]
@@ -71,8 +72,10 @@ pub struct VectorSample {
     pub labels: Labels,
     /// Timestamp, ms.
     pub t: i64,
-    /// Value.
+    /// Value (0 when `h` is set).
     pub v: f64,
+    /// The native histogram, when the sample is one.
+    pub h: Option<std::sync::Arc<crate::model::FloatHistogram>>,
 }
 
 /// A query result.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::eval::{Result, Steps, Val};
 use super::{QueryError, Value, VectorSample};
-use crate::model::{Labels, Sample};
+use crate::model::{HistogramSample, Labels, Sample};
 use crate::storage::SeriesSamples;
 
 fn same_labelset() -> QueryError {
@@ -46,10 +46,16 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
             let out: Vec<VectorSample> = vs
                 .into_iter()
                 .filter_map(|s| {
-                    s.vals[0].map(|v| VectorSample {
+                    let h = s.h(0).cloned();
+                    let v = s.vals[0];
+                    if v.is_none() && h.is_none() {
+                        return None;
+                    }
+                    Some(VectorSample {
                         labels: final_labels(s.labels, s.drop_name),
                         t,
-                        v,
+                        v: v.unwrap_or(0.0),
+                        h,
                     })
                 })
                 .collect();
@@ -62,6 +68,7 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
                 .map(|s| SeriesSamples {
                     labels: final_labels(s.labels, s.drop_name),
                     samples: s.samples,
+                    histograms: s.hists,
                 })
                 .collect();
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -70,6 +77,7 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
         }
         (Val::Scalar(v), false) => Ok(Value::Matrix(vec![SeriesSamples {
             labels: Labels::empty(),
+            histograms: vec![],
             samples: v
                 .into_iter()
                 .enumerate()
@@ -99,9 +107,21 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
                         .enumerate()
                         .filter_map(|(i, v)| v.map(|v| Sample::new(r.t(i), v)))
                         .collect();
-                    (!samples.is_empty()).then(|| SeriesSamples {
+                    let histograms: Vec<HistogramSample> = s
+                        .hvals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, h)| {
+                            h.as_ref().map(|h| HistogramSample {
+                                t: r.t(i),
+                                h: h.clone(),
+                            })
+                        })
+                        .collect();
+                    (!samples.is_empty() || !histograms.is_empty()).then(|| SeriesSamples {
                         labels: final_labels(s.labels, s.drop_name),
                         samples,
+                        histograms,
                     })
                 })
                 .collect();

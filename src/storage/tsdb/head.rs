@@ -438,6 +438,7 @@ impl TenantHead {
                 (!samples.is_empty()).then(|| SeriesSamples {
                     labels: s.labels.clone(),
                     samples,
+                    histograms: vec![],
                 })
             })
             .collect();

@@ -279,6 +279,7 @@ fn merge_series(primary: Vec<SeriesSamples>, secondary: Vec<SeriesSamples>) -> V
                 out.push(SeriesSamples {
                     samples: merge_dedup(&x.samples, &y.samples),
                     labels: x.labels,
+                    histograms: vec![],
                 });
             }
         }

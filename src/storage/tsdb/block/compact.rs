@@ -121,6 +121,7 @@ impl Iterator for MergeIter<'_> {
         Some(Ok(SeriesSamples {
             labels,
             samples: merge_samples(parts),
+            histograms: vec![],
         }))
     }
 }

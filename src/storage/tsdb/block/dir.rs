@@ -110,6 +110,7 @@ fn write_into(
         let SeriesSamples {
             labels,
             mut samples,
+            ..
         } = s?;
         if !samples.windows(2).all(|w| w[0].t < w[1].t) {
             samples.sort_by_key(|s| s.t);

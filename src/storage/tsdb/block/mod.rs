@@ -434,6 +434,7 @@ impl MetricsReader for BlockStore {
             .map(|(labels, parts)| SeriesSamples {
                 labels,
                 samples: query::merge_samples(parts),
+                histograms: vec![],
             })
             .collect())
     }

@@ -63,7 +63,11 @@ fn node_series(instances: usize, from: i64, to: i64, seed: u64) -> Vec<SeriesSam
                 samples.push(Sample::new(t, v));
                 t += 15_000;
             }
-            out.push(SeriesSamples { labels, samples });
+            out.push(SeriesSamples {
+                labels,
+                samples,
+                histograms: vec![],
+            });
         };
         for cpu in 0..2 {
             for mode in ["idle", "system", "user"] {
@@ -251,6 +255,7 @@ fn empty_input_writes_nothing() {
     let empty = SeriesSamples {
         labels: Labels::from_pairs([("a", "b")]),
         samples: vec![],
+        histograms: vec![],
     };
     assert!(store
         .write_block(&tenant(), 0, 10, &mut [empty].into_iter())
@@ -379,6 +384,7 @@ fn overlapping_blocks_are_deduplicated_and_merged_vertically() {
         .map(|s| SeriesSamples {
             labels: s.labels.clone(),
             samples: s.samples[200..].to_vec(),
+            histograms: vec![],
         })
         .chain(
             node_series(1, T0 + H, T0 + 3 * H, 99)
@@ -554,8 +560,10 @@ fn fixture_series() -> Vec<SeriesSamples> {
             samples: (0..300)
                 .map(|i| Sample::new(t + i * 15_000, (i * 7) as f64))
                 .collect(),
+            histograms: vec![],
         },
         SeriesSamples {
+            histograms: vec![],
             labels: Labels::from_pairs([("__name__", "temperature"), ("room", "kitchen")]),
             samples: (0..10)
                 .map(|i| {
@@ -677,7 +685,11 @@ fn realistic_host(host: usize, from: i64, to: i64, rng: &mut Rng) -> Vec<SeriesS
             samples.push(Sample::new(t, v));
             t += 15_000;
         }
-        out.push(SeriesSamples { labels, samples });
+        out.push(SeriesSamples {
+            labels,
+            samples,
+            histograms: vec![],
+        });
     }
     out
 }

@@ -1,0 +1,666 @@
+//! Native histograms as PromQL sees them: Prometheus's float histogram with
+//! exponential buckets (schemas -4..8) or custom bucket bounds (schema -53,
+//! "NHCB"), and the operations the query engine needs (add, subtract, scale,
+//! schema reduction, counter-reset detection, quantile and fraction).
+//!
+//! Buckets are kept sparse as `(index, count)` pairs sorted by index; a
+//! bucket may have a zero count (as written by the client) until
+//! [`FloatHistogram::compact`] drops it. Spans only appear in wire formats.
+
+use std::fmt;
+
+/// The schema number of histograms with custom bucket bounds.
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// What the producer said about counter resets at this sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterResetHint {
+    /// Nothing known; detect resets by comparing with the previous sample.
+    #[default]
+    Unknown,
+    /// A counter reset happened right before this sample.
+    Reset,
+    /// No counter reset happened since the previous sample.
+    NotReset,
+    /// A gauge histogram: resets are meaningless.
+    Gauge,
+}
+
+impl CounterResetHint {
+    /// The name used in the promqltest notation (`counter_reset_hint:`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CounterResetHint::Unknown => "unknown",
+            CounterResetHint::Reset => "reset",
+            CounterResetHint::NotReset => "not_reset",
+            CounterResetHint::Gauge => "gauge",
+        }
+    }
+}
+
+/// Why two histograms cannot be combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistogramError {
+    /// One uses exponential buckets, the other custom bounds.
+    #[error("cannot apply this operation on histograms with a mix of exponential and custom bucket schemas")]
+    MixedSchemas,
+}
+
+/// One bucket as iterated for quantiles and the API: `(lower, upper]` and
+/// its count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Lower bound.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Observations in the bucket.
+    pub count: f64,
+    /// Lower bound included (negative buckets and the zero bucket).
+    pub lower_inclusive: bool,
+    /// Upper bound included (positive and custom buckets, the zero bucket).
+    pub upper_inclusive: bool,
+}
+
+/// A native histogram with float counts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FloatHistogram {
+    /// Resolution: -4..=8 exponential, [`CUSTOM_BUCKETS_SCHEMA`] for custom bounds.
+    pub schema: i32,
+    /// Half-width of the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Total observations (NaN observations included).
+    pub count: f64,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Positive (or custom) buckets, `(index, count)` sorted by index.
+    pub positive: Vec<(i32, f64)>,
+    /// Negative buckets, `(index, count)` sorted by index.
+    pub negative: Vec<(i32, f64)>,
+    /// Upper bounds of the custom buckets (schema -53), `+Inf` implied.
+    pub custom_values: Vec<f64>,
+    /// Counter-reset hint.
+    pub counter_reset_hint: CounterResetHint,
+}
+
+/// Upper bound of exponential bucket `idx` at `schema` (Prometheus's
+/// `getBound`).
+pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
+    if schema < 0 {
+        let exp = (idx as i64) << (-schema);
+        if exp >= 1024 {
+            return if exp == 1024 { f64::MAX } else { f64::INFINITY };
+        }
+        return 2f64.powi(exp as i32);
+    }
+    let frac_idx = idx & ((1 << schema) - 1);
+    let exp = (idx >> schema) as i64;
+    let frac = 2f64.powf(frac_idx as f64 / (1i64 << schema) as f64);
+    if exp >= 1024 {
+        return if frac_idx == 0 && exp == 1024 {
+            f64::MAX
+        } else {
+            f64::INFINITY
+        };
+    }
+    frac * 2f64.powi(exp as i32)
+}
+
+/// The index an exponential bucket gets at a lower schema.
+fn reduce_index(idx: i32, from: i32, to: i32) -> i32 {
+    ((idx - 1) >> (from - to)) + 1
+}
+
+/// Adds `(index, count)` pairs into a sorted list.
+fn merge_into(dst: &mut Vec<(i32, f64)>, src: impl IntoIterator<Item = (i32, f64)>, sign: f64) {
+    for (i, c) in src {
+        match dst.binary_search_by_key(&i, |b| b.0) {
+            Ok(p) => dst[p].1 += sign * c,
+            Err(p) => dst.insert(p, (i, sign * c)),
+        }
+    }
+}
+
+fn bounds_match(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+impl FloatHistogram {
+    /// True for custom-bucket (NHCB) histograms.
+    pub fn uses_custom_buckets(&self) -> bool {
+        self.schema == CUSTOM_BUCKETS_SCHEMA
+    }
+
+    /// Upper bound of positive bucket `idx`.
+    pub fn upper_bound(&self, idx: i32) -> f64 {
+        if self.uses_custom_buckets() {
+            self.custom_values
+                .get(idx.max(0) as usize)
+                .copied()
+                .unwrap_or(f64::INFINITY)
+        } else {
+            exponential_bound(idx, self.schema)
+        }
+    }
+
+    /// Lower bound of positive bucket `idx`.
+    pub fn lower_bound(&self, idx: i32) -> f64 {
+        if self.uses_custom_buckets() {
+            if idx <= 0 {
+                f64::NEG_INFINITY
+            } else {
+                self.upper_bound(idx - 1)
+            }
+        } else {
+            exponential_bound(idx - 1, self.schema)
+        }
+    }
+
+    /// Every bucket in ascending order of value: negative buckets, the zero
+    /// bucket (when it has observations), positive buckets. Buckets with a
+    /// zero count are included except the zero bucket.
+    pub fn buckets(&self) -> Vec<Bucket> {
+        let mut out = Vec::with_capacity(self.positive.len() + self.negative.len() + 1);
+        for &(i, c) in self.negative.iter().rev() {
+            out.push(Bucket {
+                lower: -self.upper_bound(i),
+                upper: -self.lower_bound(i),
+                count: c,
+                lower_inclusive: true,
+                upper_inclusive: false,
+            });
+        }
+        if self.zero_count > 0.0 || (self.zero_count != 0.0 && !self.zero_count.is_nan()) {
+            out.push(Bucket {
+                lower: -self.zero_threshold,
+                upper: self.zero_threshold,
+                count: self.zero_count,
+                lower_inclusive: true,
+                upper_inclusive: true,
+            });
+        }
+        for &(i, c) in &self.positive {
+            out.push(Bucket {
+                lower: self.lower_bound(i),
+                upper: self.upper_bound(i),
+                count: c,
+                lower_inclusive: false,
+                upper_inclusive: true,
+            });
+        }
+        out
+    }
+
+    /// Drops empty buckets.
+    pub fn compact(&mut self) {
+        self.positive.retain(|b| b.1 != 0.0);
+        self.negative.retain(|b| b.1 != 0.0);
+    }
+
+    /// Multiplies every count and the sum by `f`.
+    pub fn scale(&mut self, f: f64) {
+        self.count *= f;
+        self.sum *= f;
+        self.zero_count *= f;
+        for b in self.positive.iter_mut().chain(self.negative.iter_mut()) {
+            b.1 *= f;
+        }
+    }
+
+    /// Lowers the resolution to `target` (exponential schemas only).
+    pub fn reduce_schema(&mut self, target: i32) {
+        if self.uses_custom_buckets() || target >= self.schema {
+            return;
+        }
+        let from = self.schema;
+        for side in [&mut self.positive, &mut self.negative] {
+            let old = std::mem::take(side);
+            merge_into(
+                side,
+                old.into_iter()
+                    .map(|(i, c)| (reduce_index(i, from, target), c)),
+                1.0,
+            );
+        }
+        self.schema = target;
+    }
+
+    /// Raises the zero threshold to at least `t`, moving the buckets it
+    /// covers into the zero bucket. A threshold inside a bucket grows to
+    /// that bucket's upper bound (Prometheus's `zeroCountForLargerThreshold`).
+    pub fn widen_zero_bucket(&mut self, t: f64) {
+        if self.uses_custom_buckets() || t <= self.zero_threshold {
+            return;
+        }
+        let mut t = t;
+        loop {
+            let mut moved = false;
+            for side in [&mut self.positive, &mut self.negative] {
+                let schema = self.schema;
+                let mut keep = Vec::with_capacity(side.len());
+                for &(i, c) in side.iter() {
+                    let upper = exponential_bound(i, schema);
+                    let lower = exponential_bound(i - 1, schema);
+                    if upper <= t {
+                        self.zero_count += c;
+                    } else if lower < t {
+                        self.zero_count += c;
+                        t = upper;
+                        moved = true;
+                    } else {
+                        keep.push((i, c));
+                    }
+                }
+                *side = keep;
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.zero_threshold = t;
+    }
+
+    /// Maps custom buckets onto `bounds`, a subset of the own bounds: each
+    /// bucket goes to the first new bucket whose upper bound is >= its own.
+    fn remap_custom(&mut self, bounds: &[f64]) {
+        let old = std::mem::take(&mut self.positive);
+        let mut newb = Vec::new();
+        merge_into(
+            &mut newb,
+            old.into_iter().map(|(i, c)| {
+                let up = self.upper_bound(i);
+                (bounds.partition_point(|b| *b < up) as i32, c)
+            }),
+            1.0,
+        );
+        self.positive = newb;
+        self.custom_values = bounds.to_vec();
+    }
+
+    /// Brings `self` and `other` to a common layout. Returns true when
+    /// mismatched custom bounds had to be reconciled.
+    fn reconcile(&mut self, other: &mut FloatHistogram) -> Result<bool, HistogramError> {
+        if self.uses_custom_buckets() != other.uses_custom_buckets() {
+            return Err(HistogramError::MixedSchemas);
+        }
+        if self.uses_custom_buckets() {
+            if bounds_match(&self.custom_values, &other.custom_values) {
+                return Ok(false);
+            }
+            let common: Vec<f64> = self
+                .custom_values
+                .iter()
+                .copied()
+                .filter(|b| other.custom_values.contains(b))
+                .collect();
+            self.remap_custom(&common);
+            other.remap_custom(&common);
+            return Ok(true);
+        }
+        let schema = self.schema.min(other.schema);
+        self.reduce_schema(schema);
+        other.reduce_schema(schema);
+        let zt = self.zero_threshold.max(other.zero_threshold);
+        self.widen_zero_bucket(zt);
+        other.widen_zero_bucket(zt);
+        // Widening one side may have moved its threshold further.
+        let zt = self.zero_threshold.max(other.zero_threshold);
+        self.widen_zero_bucket(zt);
+        other.widen_zero_bucket(zt);
+        Ok(false)
+    }
+
+    fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<bool, HistogramError> {
+        let mut o = other.clone();
+        let reconciled = self.reconcile(&mut o)?;
+        self.count += sign * o.count;
+        self.sum += sign * o.sum;
+        self.zero_count += sign * o.zero_count;
+        merge_into(&mut self.positive, o.positive, sign);
+        merge_into(&mut self.negative, o.negative, sign);
+        Ok(reconciled)
+    }
+
+    /// `self += other`. Returns true when custom bounds were reconciled.
+    pub fn add(&mut self, other: &FloatHistogram) -> Result<bool, HistogramError> {
+        self.combine(other, 1.0)
+    }
+
+    /// `self -= other`. Returns true when custom bounds were reconciled.
+    pub fn sub(&mut self, other: &FloatHistogram) -> Result<bool, HistogramError> {
+        self.combine(other, -1.0)
+    }
+
+    /// True when `self` follows `prev` only after a counter reset
+    /// (Prometheus's `DetectReset`).
+    pub fn detect_reset(&self, prev: &FloatHistogram) -> bool {
+        match self.counter_reset_hint {
+            CounterResetHint::Reset => return true,
+            CounterResetHint::NotReset => return false,
+            _ => {}
+        }
+        if self.count < prev.count {
+            return true;
+        }
+        if self.uses_custom_buckets() != prev.uses_custom_buckets() {
+            return true;
+        }
+        if self.uses_custom_buckets() && !bounds_match(&self.custom_values, &prev.custom_values) {
+            return true;
+        }
+        if self.schema > prev.schema || self.zero_threshold < prev.zero_threshold {
+            return true;
+        }
+        let mut p = prev.clone();
+        p.reduce_schema(self.schema);
+        p.widen_zero_bucket(self.zero_threshold);
+        if p.zero_threshold != self.zero_threshold || self.zero_count < p.zero_count {
+            return true;
+        }
+        let dropped = |cur: &[(i32, f64)], old: &[(i32, f64)]| {
+            old.iter().any(|&(i, c)| {
+                let now = cur
+                    .binary_search_by_key(&i, |b| b.0)
+                    .map(|k| cur[k].1)
+                    .unwrap_or(0.0);
+                now < c
+            })
+        };
+        dropped(&self.positive, &p.positive) || dropped(&self.negative, &p.negative)
+    }
+
+    /// The `q` quantile (Prometheus's `HistogramQuantile`).
+    pub fn quantile(&self, q: f64) -> f64 {
+        if q < 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        if q > 1.0 {
+            return f64::INFINITY;
+        }
+        if self.count == 0.0 || q.is_nan() {
+            return f64::NAN;
+        }
+        let forward = self.sum.is_nan() || q < 0.5;
+        let mut all = self.buckets();
+        let mut rank = if forward {
+            q * self.count
+        } else {
+            all.reverse();
+            (1.0 - q) * self.count
+        };
+        let mut count = 0.0;
+        let mut bucket = None;
+        for b in &all {
+            if b.count == 0.0 {
+                continue;
+            }
+            bucket = Some(*b);
+            count += b.count;
+            if count >= rank {
+                break;
+            }
+        }
+        let Some(mut b) = bucket else {
+            return f64::NAN;
+        };
+        let custom = self.uses_custom_buckets();
+        if !custom && b.lower < 0.0 && b.upper > 0.0 {
+            if self.negative.is_empty() && !self.positive.is_empty() {
+                b.lower = 0.0;
+            } else if self.positive.is_empty() && !self.negative.is_empty() {
+                b.upper = 0.0;
+            }
+        } else if custom {
+            if b.lower == f64::NEG_INFINITY {
+                if b.upper <= 0.0 {
+                    return b.upper;
+                }
+                b.lower = 0.0;
+            } else if b.upper == f64::INFINITY {
+                return b.lower;
+            }
+        }
+        if count > self.count {
+            count = self.count;
+        }
+        if count < rank {
+            return b.upper;
+        }
+        if forward {
+            rank -= count - b.count;
+        } else {
+            rank = count - rank;
+        }
+        let fraction = rank / b.count;
+        if custom || (b.lower <= 0.0 && b.upper >= 0.0) {
+            return b.lower + (b.upper - b.lower) * fraction;
+        }
+        let log_lower = b.lower.abs().log2();
+        let log_upper = b.upper.abs().log2();
+        if b.lower > 0.0 {
+            (log_lower + (log_upper - log_lower) * fraction).exp2()
+        } else {
+            -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
+        }
+    }
+
+    /// Fraction of observations in `(lower, upper]` (Prometheus's
+    /// `HistogramFraction`).
+    pub fn fraction(&self, lower: f64, upper: f64) -> f64 {
+        if self.count == 0.0 || lower.is_nan() || upper.is_nan() {
+            return f64::NAN;
+        }
+        if lower >= upper {
+            return 0.0;
+        }
+        let custom = self.uses_custom_buckets();
+        let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+        let (mut lower_set, mut upper_set) = (false, false);
+        for mut b in self.buckets() {
+            let mut zero = false;
+            if b.lower <= 0.0 && b.upper >= 0.0 {
+                zero = true;
+                if self.negative.is_empty() && !self.positive.is_empty() {
+                    b.lower = 0.0;
+                } else if self.positive.is_empty() && !self.negative.is_empty() {
+                    b.upper = 0.0;
+                }
+            }
+            let interp = |v: f64| -> f64 {
+                if custom || zero {
+                    rank + b.count * (v - b.lower) / (b.upper - b.lower)
+                } else {
+                    let (ll, lu, lv) = (b.lower.abs().log2(), b.upper.abs().log2(), v.abs().log2());
+                    let f = if v > 0.0 {
+                        (lv - ll) / (lu - ll)
+                    } else {
+                        1.0 - (lv - lu) / (ll - lu)
+                    };
+                    rank + b.count * f
+                }
+            };
+            if !lower_set && b.lower >= lower {
+                lower_rank = rank;
+                lower_set = true;
+            }
+            if !upper_set && b.lower >= upper {
+                upper_rank = rank;
+                upper_set = true;
+            }
+            if lower_set && upper_set {
+                break;
+            }
+            if !lower_set && b.lower < lower && b.upper > lower {
+                lower_rank = interp(lower);
+                lower_set = true;
+            }
+            if !upper_set && b.lower < upper && b.upper > upper {
+                upper_rank = interp(upper);
+                upper_set = true;
+            }
+            if lower_set && upper_set {
+                break;
+            }
+            rank += b.count;
+        }
+        if !lower_set || lower_rank > self.count {
+            lower_rank = self.count;
+        }
+        if !upper_set || upper_rank > self.count {
+            upper_rank = self.count;
+        }
+        (upper_rank - lower_rank) / self.count
+    }
+
+    /// Splits sparse buckets into Prometheus spans: `(offset, length)`
+    /// pairs plus the counts, without gaps filled.
+    pub fn spans(buckets: &[(i32, f64)]) -> (Vec<(i32, u32)>, Vec<f64>) {
+        let mut spans: Vec<(i32, u32)> = Vec::new();
+        let mut counts = Vec::with_capacity(buckets.len());
+        let mut next = None;
+        for &(i, c) in buckets {
+            match next {
+                Some(n) if n == i => spans.last_mut().expect("span").1 += 1,
+                Some(n) => spans.push((i - n, 1)),
+                None => spans.push((i, 1)),
+            }
+            next = Some(i + 1);
+            counts.push(c);
+        }
+        (spans, counts)
+    }
+}
+
+/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, with
+/// Prometheus's `+Inf`/`-Inf`/`NaN`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+impl fmt::Display for FloatHistogram {
+    /// The promqltest notation, `{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |b: &[(i32, f64)]| -> (i32, String) {
+            let first = b.first().map_or(0, |x| x.0);
+            let last = b.last().map_or(0, |x| x.0);
+            let mut out = vec![];
+            for i in first..=last {
+                out.push(format_float(
+                    b.binary_search_by_key(&i, |x| x.0)
+                        .map(|k| b[k].1)
+                        .unwrap_or(0.0),
+                ));
+            }
+            (first, out.join(" "))
+        };
+        write!(f, "{{{{")?;
+        let mut parts = vec![];
+        if self.schema != 0 {
+            parts.push(format!("schema:{}", self.schema));
+        }
+        parts.push(format!("count:{}", format_float(self.count)));
+        parts.push(format!("sum:{}", format_float(self.sum)));
+        if self.zero_threshold != 0.0 {
+            parts.push(format!("z_bucket_w:{}", format_float(self.zero_threshold)));
+        }
+        if self.zero_count != 0.0 {
+            parts.push(format!("z_bucket:{}", format_float(self.zero_count)));
+        }
+        if !self.custom_values.is_empty() {
+            let v: Vec<String> = self
+                .custom_values
+                .iter()
+                .map(|x| format_float(*x))
+                .collect();
+            parts.push(format!("custom_values:[{}]", v.join(" ")));
+        }
+        if !self.positive.is_empty() {
+            let (off, l) = list(&self.positive);
+            if off != 0 {
+                parts.push(format!("offset:{off}"));
+            }
+            parts.push(format!("buckets:[{l}]"));
+        }
+        if !self.negative.is_empty() {
+            let (off, l) = list(&self.negative);
+            if off != 0 {
+                parts.push(format!("n_offset:{off}"));
+            }
+            parts.push(format!("n_buckets:[{l}]"));
+        }
+        if self.counter_reset_hint != CounterResetHint::Unknown {
+            parts.push(format!(
+                "counter_reset_hint:{}",
+                self.counter_reset_hint.as_str()
+            ));
+        }
+        write!(f, "{}}}}}", parts.join(" "))
+    }
+}
+
+/// One histogram sample of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Milliseconds since the Unix epoch.
+    pub t: i64,
+    /// The histogram.
+    pub h: std::sync::Arc<FloatHistogram>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(schema: i32, count: f64, sum: f64, pos: &[(i32, f64)]) -> FloatHistogram {
+        FloatHistogram {
+            schema,
+            count,
+            sum,
+            positive: pos.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bounds_quantile_and_fraction_follow_prometheus() {
+        assert_eq!(exponential_bound(0, 0), 1.0);
+        assert_eq!(exponential_bound(1, 0), 2.0);
+        assert_eq!(exponential_bound(2, 1), 2.0);
+        assert_eq!(exponential_bound(1, -1), 4.0);
+        // {{schema:0 sum:5 count:4 buckets:[1 2 1]}}
+        let x = h(0, 4.0, 5.0, &[(0, 1.0), (1, 2.0), (2, 1.0)]);
+        assert!((x.quantile(0.5) - std::f64::consts::SQRT_2).abs() < 1e-12);
+        assert_eq!(x.fraction(1.0, 2.0), 0.5);
+        assert_eq!(x.fraction(0.0, 8.0), 1.0);
+    }
+
+    #[test]
+    fn add_reduces_schema_and_sub_detects_layout() {
+        let mut a = h(1, 2.0, 3.0, &[(1, 1.0), (2, 1.0)]);
+        let b = h(0, 1.0, 1.0, &[(1, 1.0)]);
+        a.add(&b).unwrap();
+        assert_eq!(a.schema, 0);
+        assert_eq!(a.positive, vec![(1, 3.0)]);
+        let mut c = h(CUSTOM_BUCKETS_SCHEMA, 1.0, 1.0, &[(0, 1.0)]);
+        assert_eq!(c.add(&b), Err(HistogramError::MixedSchemas));
+        assert!(b.detect_reset(&a));
+        assert!(!a.detect_reset(&b));
+        c.custom_values = vec![1.0, 2.0];
+        let mut d = c.clone();
+        d.custom_values = vec![2.0];
+        assert_eq!(c.add(&d), Ok(true));
+        assert_eq!(c.custom_values, vec![2.0]);
+        assert_eq!(c.positive, vec![(0, 2.0)]);
+    }
+}
