@@ -51,9 +51,12 @@ enum Kind {
     Clock,
 }
 
-struct SeriesGen {
-    host: usize,
-    labels: Vec<Label>,
+/// One generated series: its labels and how its value moves.
+pub struct SeriesGen {
+    /// Index of the simulated host it belongs to.
+    pub host: usize,
+    /// Sorted labels, `__name__` included.
+    pub labels: Vec<Label>,
     kind: Kind,
     value: f64,
 }
@@ -177,7 +180,7 @@ fn labels(name: &str, host: &[(String, String)], extra: &[(&str, &str)]) -> Vec<
 }
 
 /// The series of one host, about 250 of them.
-fn host_series(host_idx: usize, rng: &mut Rng) -> Vec<SeriesGen> {
+pub fn host_series(host_idx: usize, rng: &mut Rng) -> Vec<SeriesGen> {
     let host = vec![
         (
             "instance".to_string(),
@@ -444,7 +447,8 @@ fn host_series(host_idx: usize, rng: &mut Rng) -> Vec<SeriesGen> {
 }
 
 impl SeriesGen {
-    fn advance(&mut self, rng: &mut Rng, interval_s: f64, t_ms: i64) -> f64 {
+    /// The value at the scrape at `t_ms`, `interval_s` after the previous one.
+    pub fn advance(&mut self, rng: &mut Rng, interval_s: f64, t_ms: i64) -> f64 {
         match self.kind {
             Kind::Counter { rate, quantum } => {
                 let inc = rate * interval_s * (0.5 + rng.unit());

@@ -68,6 +68,7 @@ pub fn start(kind: Kind, bin: &Path, work: &Path) -> Target {
                     format!("--storage.tsdb.path={}", data.display()),
                     "--web.enable-remote-write-receiver".into(),
                     "--web.enable-admin-api".into(),
+                    "--storage.tsdb.retention.time=30d".into(),
                     "--log.level=warn".into(),
                 ],
                 "/-/ready",
