@@ -133,6 +133,7 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>, Arc<LogStore>), ServerE
     let logs = open_store(&config, "logs", |d| {
         LogStore::open(d, LogStoreOptions::from_config(&config))
     })?;
+    logs.start_maintenance();
     let state = AppState {
         logs_reader: logs.clone(),
         logs_writer: logs.clone(),

@@ -56,6 +56,11 @@ impl<'a> Reader<'a> {
         self.d.u8().ok_or_else(|| self.bad(what))
     }
 
+    /// An unsigned varint.
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, String> {
+        self.d.uvarint().ok_or_else(|| self.bad(what))
+    }
+
     /// A varint used as a count or length, bounded by the bytes left.
     pub(crate) fn len(&mut self, what: &str) -> Result<usize, String> {
         let left = self.d.rest().len();

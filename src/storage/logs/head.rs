@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::logs::{LineHint, LogEntry, PushStream, RejectedEntries, Stream};
+use crate::logs::{LineHint, LogEntry, LogStats, PushStream, RejectedEntries, Stream};
 use crate::model::{Labels, Matcher};
 
 /// Loki's wording for an entry older than the out-of-order window allows.
@@ -69,6 +69,33 @@ impl Head {
         inserted
     }
 
+    /// Labels of streams matching the matchers with entries in `[start, end)`.
+    pub fn stream_refs<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+        start: i64,
+        end: i64,
+    ) -> impl Iterator<Item = (&'a Labels, &'a [LogEntry])> + 'a {
+        self.streams
+            .iter()
+            .filter(move |(l, _)| crate::storage::matches_all(l, matchers))
+            .filter_map(move |(l, es)| {
+                let lo = es.partition_point(|e| e.ts < start);
+                let hi = es.partition_point(|e| e.ts < end);
+                (lo < hi).then(|| (l, &es[lo..hi]))
+            })
+    }
+
+    /// Adds the index statistics of matching streams in the range.
+    pub fn add_stats(&self, matchers: &[Matcher], start: i64, end: i64, st: &mut LogStats) {
+        for (_, es) in self.stream_refs(matchers, start, end) {
+            st.streams += 1;
+            st.chunks += 1;
+            st.entries += es.len() as u64;
+            st.bytes += es.iter().map(|e| e.line.len() as u64).sum::<u64>();
+        }
+    }
+
     /// Streams matching the matchers with their entries in `[start, end)`
     /// that pass the hint (empty streams left out), unsorted.
     pub fn select(
@@ -78,13 +105,9 @@ impl Head {
         end: i64,
         hint: &LineHint,
     ) -> Vec<Stream> {
-        self.streams
-            .iter()
-            .filter(|(l, _)| crate::storage::matches_all(l, matchers))
+        self.stream_refs(matchers, start, end)
             .filter_map(|(l, es)| {
-                let lo = es.partition_point(|e| e.ts < start);
-                let hi = es.partition_point(|e| e.ts < end);
-                let entries: Vec<LogEntry> = es[lo..hi]
+                let entries: Vec<LogEntry> = es
                     .iter()
                     .filter(|e| hint.accepts(&e.line))
                     .cloned()

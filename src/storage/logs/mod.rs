@@ -6,31 +6,45 @@
 //! Loki's "entry too far behind"), the accepted entries go into the WAL as
 //! one record through the group-committed, fsynced `append`, and only then
 //! are they applied to the head (identical entries dropped) and offered to
-//! live-tail subscribers. `open` replays the WAL into the heads.
+//! live-tail subscribers. `open` loads the segments and replays the WAL
+//! into the heads (skipping records a segment already holds).
+//!
+//! The maintenance thread (`cut.rs`) cuts the heads once they are large or
+//! old enough: under the exclusive gate the WAL is cut and every head is
+//! frozen (still readable); each frozen head is then written as an
+//! immutable segment (`segment.rs`) and, once all are durable, the WAL
+//! segments before the cut are deleted. Retention deletes whole segments.
+//! Reads merge segments, frozen heads and the live head.
 
 mod codec;
+mod cut;
 mod head;
 mod options;
 mod record;
+mod segment;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 use self::head::Head;
+use self::segment::Segment;
 use super::wal::{self, Wal};
 use super::StorageError;
 use crate::logs::{
-    LogEntry, LogReadError, LogReader, LogSelect, LogWriteError, LogWriter, PushOutcome,
+    LogEntry, LogReadError, LogReader, LogSelect, LogStats, LogWriteError, LogWriter, PushOutcome,
     PushStream, Stream,
 };
-use crate::model::{Labels, Tenant};
+use crate::model::{Labels, Matcher, Tenant};
 
 pub use options::LogStoreOptions;
 
@@ -44,15 +58,35 @@ pub const ENTRIES_REFUSED_TOTAL: &str = "strata_logs_entries_refused_total";
 pub const HEAD_BYTES: &str = "strata_logs_head_bytes";
 /// Duration of the log WAL replay at the last start.
 pub const WAL_REPLAY_DURATION_SECONDS: &str = "strata_logs_wal_replay_duration_seconds";
+/// Segments on disk.
+pub const SEGMENTS: &str = "strata_logs_segments";
+/// Bytes of segments on disk.
+pub const SEGMENT_BYTES: &str = "strata_logs_segment_bytes";
+/// Time to write one segment.
+pub const SEGMENT_WRITE_DURATION_SECONDS: &str = "strata_logs_segment_write_duration_seconds";
+/// Segment blocks decompressed by reads.
+pub const BLOCKS_READ_TOTAL: &str = "strata_logs_blocks_read_total";
 
 /// Capacity of a tenant's live-tail feed, in pushes.
 const FEED_CAPACITY: usize = 1024;
 
-/// A tenant's data in memory.
+/// A head cut from the live one, readable until its segment is durable.
+#[derive(Clone)]
+struct Frozen {
+    head: Arc<Head>,
+    /// The WAL segment the cut started; every record of this head is before it.
+    wal_upto: u64,
+}
+
+/// A tenant's data.
 #[derive(Default)]
 struct TenantLogs {
     /// The live head.
     head: Head,
+    /// Cut heads, oldest first, waiting to be written.
+    frozen: Vec<Frozen>,
+    /// Segments, oldest first.
+    segments: Vec<Arc<Segment>>,
     /// Newest timestamp per stream, kept across head cuts (the
     /// out-of-order window is relative to it).
     newest: HashMap<Labels, i64>,
@@ -69,6 +103,10 @@ pub struct LogStore {
     /// to apply; cuts and checkpoints hold it exclusively.
     gate: RwLock<Option<Wal>>,
     feeds: Mutex<HashMap<Tenant, broadcast::Sender<Arc<Vec<Stream>>>>>,
+    /// Serialises segment writing (maintenance and explicit flushes).
+    writing: Mutex<()>,
+    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    blocks_read: AtomicU64,
 }
 
 fn wal_error(dir: &Path, e: wal::WalError) -> StorageError {
@@ -76,13 +114,14 @@ fn wal_error(dir: &Path, e: wal::WalError) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens the store in `dir` (`<data_dir>/logs`), replaying the WAL in
-    /// `dir/wal` into the heads.
+    /// Opens the store in `dir` (`<data_dir>/logs`): loads the segments in
+    /// `dir/segments` and replays the WAL in `dir/wal` into the heads.
     pub fn open(dir: &Path, opts: LogStoreOptions) -> Result<LogStore, StorageError> {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| StorageError::io(format!("create {}", wal_dir.display()), e))?;
-        let tenants = Tenants::default();
+        let tenants = cut::load_segments(&dir.join("segments"))?;
+        let skip = cut::replay_skip(&tenants);
         let started = Instant::now();
         let mut records = 0u64;
         let (wal, stats) =
@@ -93,6 +132,9 @@ impl LogStore {
                         offset: 0,
                         reason,
                     })?;
+                if skip.get(&tenant).is_some_and(|&upto| segment < upto) {
+                    return Ok(());
+                }
                 let t = tenant_for(&tenants, &tenant);
                 let mut g = t.write();
                 for s in streams {
@@ -117,6 +159,9 @@ impl LogStore {
             tenants,
             gate: RwLock::new(Some(wal)),
             feeds: Mutex::new(HashMap::new()),
+            writing: Mutex::new(()),
+            maintenance: Mutex::new(None),
+            blocks_read: AtomicU64::new(0),
         };
         store.update_gauges();
         Ok(store)
@@ -134,19 +179,60 @@ impl LogStore {
             .clone()
     }
 
-    fn update_gauges(&self) {
-        let bytes: usize = self
-            .tenants
+    fn all_tenants(&self) -> Vec<(Tenant, Arc<RwLock<TenantLogs>>)> {
+        self.tenants
             .read()
-            .values()
-            .map(|t| t.read().head.bytes)
+            .iter()
+            .map(|(t, l)| (t.clone(), l.clone()))
+            .collect()
+    }
+
+    fn update_gauges(&self) {
+        let (mut head, mut segs, mut seg_bytes) = (0usize, 0usize, 0u64);
+        for (_, t) in self.all_tenants() {
+            let g = t.read();
+            head += g.head.bytes + g.frozen.iter().map(|f| f.head.bytes).sum::<usize>();
+            segs += g.segments.len();
+            seg_bytes += g.segments.iter().map(|s| s.disk_bytes).sum::<u64>();
+        }
+        metrics::gauge!(HEAD_BYTES).set(head as f64);
+        metrics::gauge!(SEGMENTS).set(segs as f64);
+        metrics::gauge!(SEGMENT_BYTES).set(seg_bytes as f64);
+    }
+
+    /// Segment blocks decompressed by reads since open.
+    pub fn blocks_read(&self) -> u64 {
+        self.blocks_read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes on disk: WAL and segments.
+    pub fn disk_bytes(&self) -> u64 {
+        let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let segs: u64 = self
+            .all_tenants()
+            .iter()
+            .flat_map(|(_, t)| {
+                t.read()
+                    .segments
+                    .iter()
+                    .map(|s| s.disk_bytes)
+                    .collect::<Vec<_>>()
+            })
             .sum();
-        metrics::gauge!(HEAD_BYTES).set(bytes as f64);
+        wal + segs
     }
 
     /// Refuses further pushes, waits for those in flight and fsyncs the
     /// WAL. Later calls do nothing.
     pub fn close(&self) -> Result<(), StorageError> {
+        self.stop_maintenance();
         let Some(wal) = self.gate.write().take() else {
             return Ok(());
         };
@@ -254,15 +340,104 @@ fn merge_streams(sources: Vec<Vec<Stream>>) -> Vec<Stream> {
         .collect()
 }
 
+/// What a read sees of a tenant: its segments, frozen heads, and what the
+/// live head yielded under the lock.
+struct Snapshot<T> {
+    segments: Vec<Arc<Segment>>,
+    frozen: Vec<Frozen>,
+    head: T,
+}
+
+impl LogStore {
+    fn snapshot<T>(&self, tenant: &Tenant, f: impl FnOnce(&Head) -> T) -> Option<Snapshot<T>> {
+        let t = self.tenant(tenant)?;
+        let g = t.read();
+        Some(Snapshot {
+            segments: g.segments.clone(),
+            frozen: g.frozen.clone(),
+            head: f(&g.head),
+        })
+    }
+}
+
+fn read_error(e: StorageError) -> LogReadError {
+    LogReadError::Store(e.to_string())
+}
+
 impl LogReader for LogStore {
     fn select(&self, tenant: &Tenant, sel: &LogSelect<'_>) -> Result<Vec<Stream>, LogReadError> {
-        let Some(t) = self.tenant(tenant) else {
+        let (m, start, end, hint) = (sel.matchers, sel.start, sel.end, sel.hint);
+        let Some(snap) = self.snapshot(tenant, |h| h.select(m, start, end, hint)) else {
             return Ok(Vec::new());
         };
-        let head = t
-            .read()
-            .head
-            .select(sel.matchers, sel.start, sel.end, sel.hint);
-        Ok(merge_streams(vec![head]))
+        let mut sources = Vec::with_capacity(snap.segments.len() + snap.frozen.len() + 1);
+        let mut blocks = 0u64;
+        for seg in snap
+            .segments
+            .iter()
+            .filter(|s| s.max_ts >= start && s.min_ts < end)
+        {
+            let res = seg.select(m, start, end, hint, &mut blocks);
+            self.blocks_read.fetch_add(blocks, Ordering::Relaxed);
+            metrics::counter!(BLOCKS_READ_TOTAL).increment(blocks);
+            blocks = 0;
+            sources.push(res.map_err(read_error)?);
+        }
+        for f in &snap.frozen {
+            sources.push(f.head.select(m, start, end, hint));
+        }
+        sources.push(snap.head);
+        Ok(merge_streams(sources))
+    }
+
+    fn streams(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, LogReadError> {
+        let labels = |h: &Head| -> Vec<Labels> {
+            h.stream_refs(matchers, start, end)
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let Some(snap) = self.snapshot(tenant, labels) else {
+            return Ok(Vec::new());
+        };
+        let mut out: std::collections::BTreeSet<Labels> = snap.head.into_iter().collect();
+        for f in &snap.frozen {
+            out.extend(labels(&f.head));
+        }
+        for seg in &snap.segments {
+            out.extend(
+                seg.stream_refs(matchers, start, end)
+                    .map(|s| s.labels.clone()),
+            );
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn stats(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<LogStats, LogReadError> {
+        let mut st = LogStats::default();
+        let Some(snap) = self.snapshot(tenant, |h| h.add_stats(matchers, start, end, &mut st))
+        else {
+            return Ok(st);
+        };
+        for f in &snap.frozen {
+            f.head.add_stats(matchers, start, end, &mut st);
+        }
+        for seg in &snap.segments {
+            seg.add_stats(matchers, start, end, &mut st);
+        }
+        // A stream in several sources counts once.
+        st.streams = self.streams(tenant, matchers, start, end)?.len() as u64;
+        Ok(st)
     }
 }

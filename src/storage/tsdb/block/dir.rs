@@ -21,7 +21,7 @@ pub(crate) const META_FILE: &str = "meta.json";
 pub(crate) const INDEX_FILE: &str = "index";
 pub(crate) const CHUNKS_FILE: &str = "chunks";
 
-fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+pub(crate) fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
     let ctx = ctx.into();
     move |e| StorageError::io(ctx, e)
 }
@@ -46,7 +46,7 @@ pub(crate) fn new_block_id() -> String {
         .collect()
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io(format!("fsync {}", dir.display())))

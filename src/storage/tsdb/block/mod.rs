@@ -11,7 +11,7 @@
 
 mod chunks;
 mod compact;
-mod dir;
+pub(crate) mod dir;
 pub(crate) mod format;
 mod index;
 mod query;

@@ -1,0 +1,494 @@
+//! Immutable segments: what a head becomes once cut.
+//!
+//! A segment is a directory `<tenant>/<ULID>/` with two files:
+//! - `data`: `STRLOGDT | version u32` then blocks. A block holds up to
+//!   `block_bytes` of one stream's entries, zstd-compressed on its own (so
+//!   reading one line decompresses one block): entry count, the timestamp
+//!   column (first value, then deltas), the lines, then the structured
+//!   metadata of each entry.
+//! - `index`: `STRLOGIX | version u32 | body | CRC32C(body)`. The body holds
+//!   the WAL position the segment covers, its time range, per stream the
+//!   labels, range, counts and block references (offset, length, CRC32C of
+//!   the compressed bytes, range, raw size, token filter), and the stream
+//!   postings: per label pair a roaring bitmap of stream ids.
+//!
+//! Written into `.tmp-<id>`, fsynced and renamed, so a crash leaves either a
+//! complete segment or a temporary directory that `open` removes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use roaring::RoaringBitmap;
+
+use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
+use super::head::{entry_bytes, Head};
+use super::tokens::{for_each_token, hash, Needle, TokenFilter};
+use crate::logs::{LineHint, LogEntry, LogStats, Stream};
+use crate::model::{Labels, MatchOp, Matcher};
+use crate::storage::tsdb::block::dir::{corrupt, fsync_dir, io, new_block_id, TMP_PREFIX};
+use crate::storage::StorageError;
+
+const DATA_MAGIC: &[u8; 8] = b"STRLOGDT";
+const INDEX_MAGIC: &[u8; 8] = b"STRLOGIX";
+/// Format version written by this code.
+pub const FORMAT_VERSION: u32 = 1;
+const DATA_FILE: &str = "data";
+const INDEX_FILE: &str = "index";
+/// zstd level of blocks.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Where one block lives and what it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockRef {
+    offset: u64,
+    len: u64,
+    crc: u32,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub entries: u64,
+    /// Line bytes.
+    pub bytes: u64,
+    /// Size of the decompressed block.
+    raw_len: u64,
+    filter: TokenFilter,
+}
+
+/// One stream of a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct SegStream {
+    pub labels: Labels,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub blocks: Vec<BlockRef>,
+}
+
+/// An open segment: its index in memory, its data file open.
+pub(crate) struct Segment {
+    pub dir: PathBuf,
+    /// WAL records in segments before this index are all in this segment
+    /// or older ones (replay skips them).
+    pub wal_upto: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub streams: Vec<SegStream>,
+    postings: BTreeMap<(String, String), RoaringBitmap>,
+    data: File,
+    /// Bytes of both files.
+    pub disk_bytes: u64,
+}
+
+/// Encodes one block's entries (before compression).
+fn encode_block(entries: &[LogEntry]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(entries.iter().map(|e| e.line.len() + 4).sum::<usize>() + 16);
+    put_uvarint(&mut buf, entries.len() as u64);
+    let mut prev = 0i64;
+    for e in entries {
+        put_varint(&mut buf, e.ts.wrapping_sub(prev));
+        prev = e.ts;
+    }
+    for e in entries {
+        put_bytes(&mut buf, e.line.as_bytes());
+    }
+    for e in entries {
+        put_labels(&mut buf, &e.metadata);
+    }
+    buf
+}
+
+fn decode_block(raw: &[u8]) -> Result<Vec<LogEntry>, String> {
+    let mut r = Reader::new(raw);
+    let n = r.len("entry count")?;
+    let mut ts = Vec::with_capacity(n);
+    let mut prev = 0i64;
+    for _ in 0..n {
+        prev = prev.wrapping_add(r.varint("timestamp")?);
+        ts.push(prev);
+    }
+    let mut lines = Vec::with_capacity(n);
+    for _ in 0..n {
+        lines.push(r.string("line")?);
+    }
+    let mut out = Vec::with_capacity(n);
+    for (ts, line) in ts.into_iter().zip(lines) {
+        out.push(LogEntry {
+            ts,
+            line,
+            metadata: r.labels("structured metadata")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Distinct token hashes of the lines and metadata values of a block.
+fn block_tokens(entries: &[LogEntry]) -> Vec<u64> {
+    let mut set = HashSet::new();
+    let mut add = |s: &str| {
+        for_each_token(s, |t, _, _| {
+            set.insert(hash(t));
+        })
+    };
+    for e in entries {
+        add(&e.line);
+        for l in e.metadata.iter() {
+            add(&l.value);
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// Writes the head as a segment under `tenant_dir`, durably, and opens it.
+/// `None` when the head is empty.
+pub(crate) fn write(
+    tenant_dir: &Path,
+    head: &Head,
+    wal_upto: u64,
+    block_bytes: usize,
+) -> Result<Option<Segment>, StorageError> {
+    if head.entries == 0 {
+        return Ok(None);
+    }
+    let id = new_block_id();
+    fs::create_dir_all(tenant_dir).map_err(io(format!("create {}", tenant_dir.display())))?;
+    let tmp = tenant_dir.join(format!("{TMP_PREFIX}{id}"));
+    fs::create_dir(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+    let res = write_files(&tmp, head, wal_upto, block_bytes);
+    if let Err(e) = res {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let dir = tenant_dir.join(&id);
+    fs::rename(&tmp, &dir).map_err(io(format!("rename {}", tmp.display())))?;
+    fsync_dir(tenant_dir)?;
+    Segment::open(&dir).map(Some)
+}
+
+fn write_files(
+    tmp: &Path,
+    head: &Head,
+    wal_upto: u64,
+    block_bytes: usize,
+) -> Result<(), StorageError> {
+    let data_path = tmp.join(DATA_FILE);
+    let mut data =
+        File::create(&data_path).map_err(io(format!("create {}", data_path.display())))?;
+    let mut header = DATA_MAGIC.to_vec();
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let mut offset = header.len() as u64;
+    data.write_all(&header)
+        .map_err(io(format!("write {}", data_path.display())))?;
+    let mut streams: Vec<(&Labels, &Vec<LogEntry>)> = head
+        .streams
+        .iter()
+        .filter(|(_, es)| !es.is_empty())
+        .collect();
+    streams.sort_by(|a, b| a.0.cmp(b.0));
+    let mut body = Vec::new();
+    put_uvarint(&mut body, wal_upto);
+    let min = streams.iter().map(|s| s.1[0].ts).min().unwrap_or(0);
+    let max = streams
+        .iter()
+        .map(|s| s.1[s.1.len() - 1].ts)
+        .max()
+        .unwrap_or(0);
+    put_varint(&mut body, min);
+    put_varint(&mut body, max);
+    put_uvarint(&mut body, streams.len() as u64);
+    let mut postings: BTreeMap<(&str, &str), RoaringBitmap> = BTreeMap::new();
+    for (id, (labels, entries)) in streams.iter().enumerate() {
+        for l in labels.iter() {
+            postings
+                .entry((l.name.as_str(), l.value.as_str()))
+                .or_default()
+                .insert(id as u32);
+        }
+        put_labels(&mut body, labels);
+        put_varint(&mut body, entries[0].ts);
+        put_varint(&mut body, entries[entries.len() - 1].ts);
+        let parts = split_blocks(entries, block_bytes);
+        put_uvarint(&mut body, parts.len() as u64);
+        for part in parts {
+            let raw = encode_block(part);
+            let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+                .map_err(io(format!("compress a block of {}", data_path.display())))?;
+            data.write_all(&packed)
+                .map_err(io(format!("write {}", data_path.display())))?;
+            put_uvarint(&mut body, offset);
+            put_uvarint(&mut body, packed.len() as u64);
+            put_uvarint(&mut body, u64::from(crc32c::crc32c(&packed)));
+            put_varint(&mut body, part[0].ts);
+            put_varint(&mut body, part[part.len() - 1].ts);
+            put_uvarint(&mut body, part.len() as u64);
+            put_uvarint(
+                &mut body,
+                part.iter().map(|e| e.line.len() as u64).sum::<u64>(),
+            );
+            put_uvarint(&mut body, raw.len() as u64);
+            put_bytes(
+                &mut body,
+                &TokenFilter::build(&block_tokens(part)).to_bytes(),
+            );
+            offset += packed.len() as u64;
+        }
+    }
+    put_uvarint(&mut body, postings.len() as u64);
+    for ((name, value), bm) in &postings {
+        put_bytes(&mut body, name.as_bytes());
+        put_bytes(&mut body, value.as_bytes());
+        let mut b = Vec::with_capacity(bm.serialized_size());
+        bm.serialize_into(&mut b)
+            .map_err(io("serialize postings".to_string()))?;
+        put_bytes(&mut body, &b);
+    }
+    data.sync_all()
+        .map_err(io(format!("fsync {}", data_path.display())))?;
+    let index_path = tmp.join(INDEX_FILE);
+    let mut index = INDEX_MAGIC.to_vec();
+    index.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    index.extend_from_slice(&body);
+    index.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    let mut f =
+        File::create(&index_path).map_err(io(format!("create {}", index_path.display())))?;
+    f.write_all(&index)
+        .and_then(|_| f.sync_all())
+        .map_err(io(format!("write {}", index_path.display())))?;
+    fsync_dir(tmp)
+}
+
+/// Cuts a stream's entries into runs of about `block_bytes` of entry bytes.
+fn split_blocks(entries: &[LogEntry], block_bytes: usize) -> Vec<&[LogEntry]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        size += entry_bytes(e) + 8;
+        if size >= block_bytes {
+            out.push(&entries[start..=i]);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
+}
+
+fn check_header(buf: &[u8], magic: &[u8; 8]) -> Result<(), String> {
+    if buf.len() < 12 || &buf[..8] != magic {
+        return Err("bad magic".into());
+    }
+    let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    if v != FORMAT_VERSION {
+        return Err(format!("unsupported format version {v}"));
+    }
+    Ok(())
+}
+
+impl Segment {
+    /// Opens a segment directory: reads and checks its index, opens its data.
+    pub(crate) fn open(dir: &Path) -> Result<Segment, StorageError> {
+        let index_path = dir.join(INDEX_FILE);
+        let buf = fs::read(&index_path).map_err(io(format!("read {}", index_path.display())))?;
+        let bad = |r: String| corrupt(&index_path, r);
+        check_header(&buf, INDEX_MAGIC).map_err(bad)?;
+        if buf.len() < 16 {
+            return Err(bad("truncated".into()));
+        }
+        let (body, crc) = buf[12..].split_at(buf.len() - 16);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
+            return Err(bad("checksum mismatch".into()));
+        }
+        let (wal_upto, min_ts, max_ts, streams, postings) = parse_index(body).map_err(bad)?;
+        let data_path = dir.join(DATA_FILE);
+        let data = File::open(&data_path).map_err(io(format!("open {}", data_path.display())))?;
+        let mut head = [0u8; 12];
+        data.read_exact_at(&mut head, 0)
+            .map_err(io(format!("read {}", data_path.display())))?;
+        check_header(&head, DATA_MAGIC).map_err(|r| corrupt(&data_path, r))?;
+        let data_len = data
+            .metadata()
+            .map_err(io(format!("stat {}", data_path.display())))?
+            .len();
+        Ok(Segment {
+            dir: dir.to_path_buf(),
+            wal_upto,
+            min_ts,
+            max_ts,
+            streams,
+            postings,
+            data,
+            disk_bytes: data_len + buf.len() as u64,
+        })
+    }
+
+    /// Ids of streams matching every matcher: equality matchers through
+    /// the postings, the rest checked on the candidates' labels.
+    fn matching(&self, matchers: &[Matcher]) -> Vec<usize> {
+        let mut cand: Option<RoaringBitmap> = None;
+        for m in matchers {
+            if m.op == MatchOp::Equal && !m.value.is_empty() {
+                let key = (m.name.clone(), m.value.clone());
+                let p = self.postings.get(&key).cloned().unwrap_or_default();
+                cand = Some(match cand {
+                    Some(c) => c & p,
+                    None => p,
+                });
+            }
+        }
+        let ids: Box<dyn Iterator<Item = usize>> = match cand {
+            Some(c) => Box::new(c.into_iter().map(|i| i as usize)),
+            None => Box::new(0..self.streams.len()),
+        };
+        ids.filter(|&i| {
+            self.streams
+                .get(i)
+                .is_some_and(|s| crate::storage::matches_all(&s.labels, matchers))
+        })
+        .collect()
+    }
+
+    /// Streams matching the matchers with entries in `[start, end)`.
+    pub(crate) fn stream_refs(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> impl Iterator<Item = &SegStream> {
+        self.matching(matchers)
+            .into_iter()
+            .map(|i| &self.streams[i])
+            .filter(move |s| s.max_ts >= start && s.min_ts < end)
+    }
+
+    /// Adds the index statistics of matching streams in the range.
+    pub(crate) fn add_stats(&self, matchers: &[Matcher], start: i64, end: i64, st: &mut LogStats) {
+        for s in self.stream_refs(matchers, start, end) {
+            st.streams += 1;
+            for b in s
+                .blocks
+                .iter()
+                .filter(|b| b.max_ts >= start && b.min_ts < end)
+            {
+                st.chunks += 1;
+                st.entries += b.entries;
+                st.bytes += b.bytes;
+            }
+        }
+    }
+
+    /// Matching streams with their entries in `[start, end)` that pass the
+    /// hint. Blocks whose token filter rules a needle out are not read;
+    /// `blocks_read` counts those that are.
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        hint: &LineHint,
+        blocks_read: &mut u64,
+    ) -> Result<Vec<Stream>, StorageError> {
+        let needles: Vec<Needle> = hint.must_contain.iter().map(|h| Needle::of(h)).collect();
+        let mut out = Vec::new();
+        for s in self.stream_refs(matchers, start, end) {
+            let mut entries = Vec::new();
+            for b in &s.blocks {
+                if b.max_ts < start || b.min_ts >= end {
+                    continue;
+                }
+                if !needles
+                    .iter()
+                    .all(|n| n.whole.iter().all(|t| b.filter.may_contain(t)))
+                {
+                    continue;
+                }
+                *blocks_read += 1;
+                entries.extend(
+                    self.read_block(b)?
+                        .into_iter()
+                        .filter(|e| e.ts >= start && e.ts < end && hint.accepts(&e.line)),
+                );
+            }
+            if !entries.is_empty() {
+                out.push(Stream {
+                    labels: s.labels.clone(),
+                    entries,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_block(&self, b: &BlockRef) -> Result<Vec<LogEntry>, StorageError> {
+        let path = self.dir.join(DATA_FILE);
+        let mut buf = vec![0u8; b.len as usize];
+        self.data
+            .read_exact_at(&mut buf, b.offset)
+            .map_err(io(format!("read {} at {}", path.display(), b.offset)))?;
+        let bad = |r: String| corrupt(&path, format!("block at {}: {r}", b.offset));
+        if crc32c::crc32c(&buf) != b.crc {
+            return Err(bad("checksum mismatch".into()));
+        }
+        let raw =
+            zstd::bulk::decompress(&buf, b.raw_len as usize).map_err(|e| bad(e.to_string()))?;
+        decode_block(&raw).map_err(bad)
+    }
+}
+
+type ParsedIndex = (
+    u64,
+    i64,
+    i64,
+    Vec<SegStream>,
+    BTreeMap<(String, String), RoaringBitmap>,
+);
+
+fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
+    let mut r = Reader::new(body);
+    let wal_upto = r.u64("wal position")?;
+    let min_ts = r.varint("min time")?;
+    let max_ts = r.varint("max time")?;
+    let n = r.len("stream count")?;
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let labels = r.labels("stream labels")?;
+        let (smin, smax) = (r.varint("stream min time")?, r.varint("stream max time")?);
+        let nb = r.len("block count")?;
+        let mut blocks = Vec::with_capacity(nb);
+        for _ in 0..nb {
+            blocks.push(BlockRef {
+                offset: r.u64("block offset")?,
+                len: r.u64("block length")?,
+                crc: r.u64("block checksum")? as u32,
+                min_ts: r.varint("block min time")?,
+                max_ts: r.varint("block max time")?,
+                entries: r.u64("block entries")?,
+                bytes: r.u64("block bytes")?,
+                raw_len: r.u64("block raw length")?,
+                filter: TokenFilter::from_bytes(r.bytes("token filter")?)?,
+            });
+        }
+        streams.push(SegStream {
+            labels,
+            min_ts: smin,
+            max_ts: smax,
+            blocks,
+        });
+    }
+    let np = r.len("postings count")?;
+    let mut postings = BTreeMap::new();
+    for _ in 0..np {
+        let name = r.string("postings name")?;
+        let value = r.string("postings value")?;
+        let bm = RoaringBitmap::deserialize_from(r.bytes("postings")?)
+            .map_err(|e| format!("postings of {name}={value}: {e}"))?;
+        if bm.max().is_some_and(|m| m as usize >= streams.len()) {
+            return Err(format!("postings of {name}={value} name a missing stream"));
+        }
+        postings.insert((name, value), bm);
+    }
+    if !r.is_empty() {
+        return Err("trailing bytes in the index".into());
+    }
+    Ok((wal_upto, min_ts, max_ts, streams, postings))
+}
