@@ -315,7 +315,19 @@ impl FloatHistogram {
         Ok(false)
     }
 
+    /// Prometheus's result hint when adding or subtracting `other`.
+    fn adjust_hint(&mut self, other: &FloatHistogram) {
+        use CounterResetHint::*;
+        match (self.counter_reset_hint, other.counter_reset_hint) {
+            (a, b) if a == b => {}
+            (Gauge, _) | (Unknown, _) => {}
+            (_, Gauge) => self.counter_reset_hint = Gauge,
+            _ => self.counter_reset_hint = Unknown,
+        }
+    }
+
     fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<bool, HistogramError> {
+        self.adjust_hint(other);
         let mut o = other.clone();
         let reconciled = self.reconcile(&mut o)?;
         self.count += sign * o.count;

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::{go_f, go_g, unparen, Evaluator, Result, Series, Steps, Val};
+use super::eval::{go_f, go_g, unparen, Evaluator, Result, Series, Steps, Val, H};
 use super::functions::{kahan_inc, merge_same_labels, quantile};
+use super::native::{push_out, sum_histograms, Out, Site};
 use super::QueryError;
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
 
@@ -212,25 +213,38 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
         }
         "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
             let mut out = Vec::with_capacity(groups.len());
+            let pos = ev.pos(&a.expr);
+            let any_hist = input.iter().any(|s| !s.hvals.is_empty());
             for ((key, members), drop_name) in groups.into_iter().zip(gdrop) {
-                let vals: Vec<Option<f64>> = (0..n)
-                    .map(|i| {
-                        let mut acc = Acc::default();
-                        for &si in &members {
-                            if let Some(v) = input[si].vals[i] {
-                                add(&op, &mut acc, v);
-                            }
+                let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
+                let mut hvals: Vec<Option<H>> = vec![];
+                for i in 0..n {
+                    let mut acc = Acc::default();
+                    for &si in &members {
+                        if let Some(v) = input[si].vals[i] {
+                            add(&op, &mut acc, v);
                         }
-                        (acc.n > 0.0).then(|| finish(&op, &acc))
-                    })
-                    .collect();
-                if vals.iter().any(|v| v.is_some()) {
-                    out.push(Series {
-                        hvals: vec![],
-                        labels: key,
-                        drop_name,
-                        vals,
-                    });
+                    }
+                    let hs: Vec<&H> = if any_hist {
+                        members.iter().filter_map(|&si| input[si].h(i)).collect()
+                    } else {
+                        vec![]
+                    };
+                    if hs.is_empty() {
+                        vals.push((acc.n > 0.0).then(|| finish(&op, &acc)));
+                        continue;
+                    }
+                    let o = aggregate_histograms(ev, &op, &acc, &hs, &pos);
+                    push_out(&mut vals, &mut hvals, n, i, o);
+                }
+                let s = Series {
+                    hvals,
+                    labels: key,
+                    drop_name,
+                    vals,
+                };
+                if s.has_any() {
+                    out.push(s);
                 }
             }
             Ok(Val::Vector(out))
@@ -238,6 +252,39 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
         other => Err(QueryError::BadData(format!(
             "aggregation {other} is not supported"
         ))),
+    }
+}
+
+/// One step of an aggregation whose group holds histograms `hs` (and the
+/// floats accumulated in `acc`).
+fn aggregate_histograms(
+    ev: &mut Evaluator,
+    op: &str,
+    acc: &Acc,
+    hs: &[&H],
+    pos: &str,
+) -> Option<Out> {
+    match op {
+        "count" => Some(Out::F(acc.n + hs.len() as f64)),
+        "group" => Some(Out::F(1.0)),
+        "sum" | "avg" => {
+            if acc.n > 0.0 {
+                ev.warn(format!(
+                    "encountered a mix of histograms and floats for aggregation {pos}"
+                ));
+                return None;
+            }
+            let site = Site { metric: "", pos };
+            let mut sum = sum_histograms(ev, hs.iter().map(|h| &***h), &site)?;
+            if op == "avg" {
+                sum.scale(1.0 / hs.len() as f64);
+            }
+            Some(Out::H(sum))
+        }
+        _ => {
+            ev.info(format!("ignored histogram in {op} aggregation {pos}"));
+            (acc.n > 0.0).then(|| Out::F(finish(op, acc)))
+        }
     }
 }
 

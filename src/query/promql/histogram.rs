@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{go_g, Evaluator, Result, Series, Steps, Val};
-use crate::model::Labels;
+use crate::model::{FloatHistogram, Labels};
 
 #[derive(Clone, Copy)]
 struct Bucket {
@@ -210,6 +210,10 @@ fn group_buckets(ev: &mut Evaluator, vs: &[Series], pos: &str) -> Vec<Group> {
     let mut idx: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for (si, s) in vs.iter().enumerate() {
+        if s.vals.iter().all(|v| v.is_none()) {
+            // Native histograms only.
+            continue;
+        }
         let le = s.labels.get("le").unwrap_or("");
         let name = s.labels.metric_name().unwrap_or("").to_string();
         let Some(upper) = parse_le(le) else {
@@ -290,9 +294,27 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps)
     Ok(Val::Vector(out))
 }
 
+/// One float series per native-histogram series: `f(step, histogram)`.
+fn per_native(vs: &[Series], f: impl Fn(usize, &FloatHistogram) -> f64) -> Vec<Series> {
+    vs.iter()
+        .filter(|s| !s.hvals.is_empty())
+        .map(|s| Series {
+            labels: s.labels.clone(),
+            drop_name: true,
+            vals: s
+                .hvals
+                .iter()
+                .enumerate()
+                .map(|(i, h)| h.as_ref().map(|h| f(i, h)))
+                .collect(),
+            hvals: vec![],
+        })
+        .collect()
+}
+
 fn quantiles_of(ev: &mut Evaluator, vs: &[Series], q: &[f64], pos: &str) -> Vec<Series> {
     let groups = group_buckets(ev, vs, pos);
-    let mut out = Vec::with_capacity(groups.len());
+    let mut out = per_native(vs, |i, h| h.quantile(q[i]));
     for g in groups {
         let mut forced_any = false;
         let vals: Vec<Option<f64>> = (0..q.len())
@@ -330,7 +352,7 @@ pub(crate) fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], r: &Steps) 
     let vs = ev.eval_vector(args[2], r)?;
     let pos = ev.pos(args[2]);
     let groups = group_buckets(ev, &vs, &pos);
-    let mut out = Vec::with_capacity(groups.len());
+    let mut out = per_native(&vs, |i, h| h.fraction(lo[i], hi[i]));
     for g in groups {
         let vals: Vec<Option<f64>> = (0..r.len())
             .map(|i| {
