@@ -106,6 +106,21 @@ const MEM: &[&str] = &[
     "HugePages_Total",
     "Hugepagesize",
 ];
+/// Meminfo fields that do not move on a running host without swap or huge
+/// pages in use.
+const STATIC_MEM: &[&str] = &[
+    "SwapCached",
+    "SwapFree",
+    "Unevictable",
+    "Mlocked",
+    "NFS_Unstable",
+    "Bounce",
+    "WritebackTmp",
+    "HardwareCorrupted",
+    "Hugepagesize",
+    "VmallocChunk",
+    "CommitLimit",
+];
 const NET_DEVICES: &[&str] = &["eth0", "eth1", "lo", "docker0"];
 const NET_FIELDS: &[(&str, f64)] = &[
     ("receive_bytes", 2e5),
@@ -233,7 +248,7 @@ pub fn host_series(host_idx: usize, rng: &mut Rng) -> Vec<SeriesGen> {
     for m in MEM {
         let total = 64.0 * 1024.0 * 1024.0 * 1024.0;
         let v = (rng.unit() * total / 4096.0).round() * 4096.0;
-        let kind = if m.ends_with("Total") || *m == "Hugepagesize" {
+        let kind = if STATIC_MEM.contains(m) || m.ends_with("Total") {
             Kind::Constant
         } else {
             Kind::Gauge {
@@ -446,17 +461,31 @@ pub fn host_series(host_idx: usize, rng: &mut Rng) -> Vec<SeriesGen> {
     out
 }
 
+/// `v` rounded to a multiple of `quantum` the way exporters compute such
+/// values: a whole number of units times the unit or, for fractions, a count
+/// of ticks divided by the ticks per unit (node-exporter divides jiffies by
+/// USER_HZ and milliseconds by 1000; /proc/loadavg's "0.42" parses to the
+/// same float), which is the float nearest to the decimal.
+fn quantize(v: f64, quantum: f64) -> f64 {
+    if quantum >= 1.0 {
+        (v / quantum).round() * quantum
+    } else {
+        let per_unit = (1.0 / quantum).round();
+        (v * per_unit).round() / per_unit
+    }
+}
+
 impl SeriesGen {
     /// The value at the scrape at `t_ms`, `interval_s` after the previous one.
     pub fn advance(&mut self, rng: &mut Rng, interval_s: f64, t_ms: i64) -> f64 {
         match self.kind {
             Kind::Counter { rate, quantum } => {
                 let inc = rate * interval_s * (0.5 + rng.unit());
-                self.value = ((self.value + inc) / quantum).round() * quantum;
+                self.value = quantize(self.value + inc, quantum);
             }
             Kind::Gauge { step, quantum } => {
                 let d = (rng.unit() * 2.0 - 1.0) * step;
-                self.value = (((self.value + d).max(0.0)) / quantum).round() * quantum;
+                self.value = quantize((self.value + d).max(0.0), quantum);
             }
             Kind::Constant => {}
             Kind::Clock => {
@@ -464,6 +493,52 @@ impl SeriesGen {
             }
         }
         self.value
+    }
+}
+
+/// The timestamps a Prometheus scrape loop gives one host's samples.
+struct ScrapeClock {
+    host: usize,
+    /// Scheduled time of scrape 0 (the host's phase in the interval).
+    first_ms: i64,
+    interval_ms: i64,
+    /// Timestamp of the previous scrape.
+    last: Option<i64>,
+}
+
+impl ScrapeClock {
+    /// Prometheus's default scrape timestamp tolerance.
+    const TOLERANCE_MS: i64 = 2;
+
+    fn new(host: usize, first_ms: i64, interval_ms: i64) -> ScrapeClock {
+        let phase = Rng::new(host as u64 ^ 0x9e37).below(interval_ms as u64 / 2) as i64;
+        ScrapeClock {
+            host,
+            first_ms: first_ms + phase,
+            interval_ms,
+            last: None,
+        }
+    }
+
+    /// Timestamp of scrape `step`: the scheduled time plus a start delay,
+    /// snapped to the previous timestamp plus the interval when within the
+    /// tolerance.
+    fn next(&mut self, step: usize) -> i64 {
+        let mut rng = Rng::new((self.host as u64) << 32 | step as u64);
+        let delay = if rng.below(50) == 0 {
+            3 + rng.below(28) as i64
+        } else {
+            rng.below(2) as i64
+        };
+        let actual = self.first_ms + step as i64 * self.interval_ms + delay;
+        let t = match self.last {
+            Some(l) if (actual - (l + self.interval_ms)).abs() < Self::TOLERANCE_MS => {
+                l + self.interval_ms
+            }
+            _ => actual,
+        };
+        self.last = Some(t);
+        t
     }
 }
 
@@ -496,7 +571,7 @@ pub struct Load {
     pub wire_bytes: u64,
     /// Sum of uncompressed protobuf sizes.
     pub raw_bytes: u64,
-    /// Timestamp of the last scrape (ms, before jitter).
+    /// Timestamp of the last scrape (ms, the latest host's).
     pub last_ms: i64,
     /// Series named `node_cpu_seconds_total` (checked after ingestion).
     pub cpu_series: usize,
@@ -541,13 +616,15 @@ pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
         })
         .collect();
     let mut buf = Vec::new();
+    let mut scrapes: Vec<ScrapeClock> = (0..host)
+        .map(|h| ScrapeClock::new(h, first_ms, spec.interval_ms))
+        .collect();
     for step in 0..spec.samples_per_series {
-        let scrape_ms = first_ms + step as i64 * spec.interval_ms;
+        let stamps: Vec<i64> = scrapes.iter_mut().map(|c| c.next(step)).collect();
         for (b, range) in blocks.iter().enumerate() {
             for (ts, gen) in reqs[b].timeseries.iter_mut().zip(&mut all[range.clone()]) {
-                // One timestamp per host and scrape, off the grid by a few
-                // ms, as a real scrape loop's are.
-                let t = scrape_ms + Rng::new((gen.host as u64) << 32 | step as u64).below(5) as i64;
+                // One timestamp per host and scrape.
+                let t = stamps[gen.host];
                 let v = gen.advance(&mut rng, spec.interval_ms as f64 / 1000.0, t);
                 ts.samples[0] = Sample {
                     value: v,
@@ -579,7 +656,11 @@ pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
         samples,
         wire_bytes: wire,
         raw_bytes: raw,
-        last_ms: first_ms + (spec.samples_per_series as i64 - 1) * spec.interval_ms,
+        last_ms: scrapes
+            .iter()
+            .filter_map(|c| c.last)
+            .max()
+            .unwrap_or(first_ms),
         cpu_series,
     }
 }

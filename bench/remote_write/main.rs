@@ -9,7 +9,9 @@
 //! `cargo bench --bench remote_write`. Env (defaults in brackets):
 //! `STRATA_BENCH_SERIES` [100000], `STRATA_BENCH_SAMPLES` [10000000, total],
 //! `STRATA_BENCH_BATCH` [2000 series per request], `STRATA_BENCH_CLIENTS` [4],
-//! `STRATA_BENCH_REPEATS` [1, medians are printed], `STRATA_BENCH_TARGETS`
+//! `STRATA_BENCH_KEEP_DATA` [unset: set, the
+//! data directories are kept and their paths printed], `STRATA_BENCH_REPEATS` [3: the whole comparison is run that many
+//! times, receivers interleaved, and medians are printed], `STRATA_BENCH_TARGETS`
 //! [strata,prometheus,victoriametrics].
 
 #[path = "../../compat/common/mod.rs"]
@@ -17,6 +19,7 @@ mod common;
 mod load;
 mod targets;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +43,8 @@ struct RunResult {
     bytes_per_sample: f64,
     bytes_per_sample_alloc: f64,
     disk_method: String,
+    /// Bytes per sample and file count per on-disk component.
+    disk_parts: BTreeMap<String, (f64, u64)>,
     failed_requests: u64,
     retries: u64,
     /// `count(node_cpu_seconds_total)` at the last scrape, as the receiver
@@ -153,6 +158,10 @@ fn run_once(kind: Kind, bin: &Path, load: &load::Load) -> RunResult {
         std::thread::sleep(Duration::from_secs(1));
     }
     let disk = t.flush_and_measure();
+    if std::env::var_os("STRATA_BENCH_KEEP_DATA").is_some() {
+        t.proc.stop(Duration::from_secs(120));
+        eprintln!("  kept {}", work.keep().display());
+    }
     let samples = load.samples as f64;
     let r = RunResult {
         samples_per_s: samples / secs,
@@ -161,19 +170,25 @@ fn run_once(kind: Kind, bin: &Path, load: &load::Load) -> RunResult {
         bytes_per_sample: disk.usage.apparent as f64 / samples,
         bytes_per_sample_alloc: disk.usage.allocated as f64 / samples,
         disk_method: disk.method,
+        disk_parts: disk
+            .parts
+            .iter()
+            .map(|(k, (b, n))| (k.clone(), (*b as f64 / samples, *n)))
+            .collect(),
         failed_requests: failed,
         retries,
         cpu_series_seen,
     };
     eprintln!(
-        "  {:<16} {:>10.0} samples/s  {:>6.2} cpu-s/M  {:>7.1} MiB peak RSS  {:.3} B/sample ({} failed requests, {} retries)",
+        "  {:<16} {:>10.0} samples/s  {:>6.2} cpu-s/M  {:>7.1} MiB peak RSS  {:.3} B/sample ({} failed requests, {} retries) {:?}",
         kind.name(),
         r.samples_per_s,
         r.cpu_s_per_million,
         r.peak_rss as f64 / 1048576.0,
         r.bytes_per_sample,
         r.failed_requests,
-        r.retries
+        r.retries,
+        r.disk_parts
     );
     r
 }
@@ -200,6 +215,18 @@ fn summarize(runs: &[RunResult]) -> RunResult {
         bytes_per_sample: m(|r| r.bytes_per_sample),
         bytes_per_sample_alloc: m(|r| r.bytes_per_sample_alloc),
         disk_method: runs[0].disk_method.clone(),
+        disk_parts: runs[0]
+            .disk_parts
+            .iter()
+            .map(|(k, (_, n))| {
+                let b = median(
+                    runs.iter()
+                        .map(|r| r.disk_parts.get(k).map_or(0.0, |p| p.0))
+                        .collect(),
+                );
+                (k.clone(), (b, *n))
+            })
+            .collect(),
         failed_requests: runs.iter().map(|r| r.failed_requests).sum(),
         retries: runs.iter().map(|r| r.retries).sum(),
         cpu_series_seen: runs
@@ -250,7 +277,7 @@ fn main() {
         clients: env_usize("STRATA_BENCH_CLIENTS", 4).max(1),
         interval_ms: 15_000,
     };
-    let repeats = env_usize("STRATA_BENCH_REPEATS", 1).max(1);
+    let repeats = env_usize("STRATA_BENCH_REPEATS", 3).max(1);
     let wanted = std::env::var("STRATA_BENCH_TARGETS")
         .unwrap_or_else(|_| "strata,prometheus,victoriametrics".into());
     let kinds: Vec<Kind> = [Kind::Strata, Kind::Prometheus, Kind::VictoriaMetrics]
@@ -277,18 +304,24 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let mut results: Vec<(Kind, RunResult)> = Vec::new();
-    for kind in kinds {
-        let Some(bin) = peer_binary(kind) else {
-            continue;
-        };
-        let mut runs = Vec::new();
-        for i in 0..repeats {
+    let peers: Vec<(Kind, PathBuf)> = kinds
+        .into_iter()
+        .filter_map(|k| peer_binary(k).map(|b| (k, b)))
+        .collect();
+    // Whole comparisons, one after the other, so that a noisy stretch of
+    // the machine hits every receiver alike.
+    let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); peers.len()];
+    for i in 0..repeats {
+        for (p, (kind, bin)) in peers.iter().enumerate() {
             eprintln!("{} run {}/{repeats}", kind.name(), i + 1);
-            runs.push(run_once(kind, &bin, &load));
+            runs[p].push(run_once(*kind, bin, &load));
         }
-        results.push((kind, summarize(&runs)));
     }
+    let results: Vec<(Kind, RunResult)> = peers
+        .iter()
+        .zip(&runs)
+        .map(|((k, _), r)| (*k, summarize(r)))
+        .collect();
 
     println!(
         "\n{:<16} {:>12} {:>14} {:>13} {:>13} {:>9} {:>12}",
@@ -322,6 +355,12 @@ fn main() {
             r.disk_method,
             r.bytes_per_sample_alloc
         );
+        let parts: Vec<String> = r
+            .disk_parts
+            .iter()
+            .map(|(k, (b, n))| format!("{k} {b:.3} ({n} files)"))
+            .collect();
+        println!("  {:<16} B/sample by component: {}", "", parts.join(", "));
     }
     println!(
         "(medians over {repeats} run(s); peak RSS is VmHWM at the end of ingestion, before the flush; \

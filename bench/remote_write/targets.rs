@@ -2,6 +2,7 @@
 //! it is ready, and how to make it persist what it received so its disk use
 //! can be measured.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,6 +102,66 @@ pub struct Disk {
     pub usage: DirUsage,
     /// How they were obtained (printed with the results).
     pub method: String,
+    /// Per component (index, chunks, WAL, ...) of the measured directory:
+    /// apparent bytes and number of files.
+    pub parts: BTreeMap<String, (u64, u64)>,
+}
+
+/// Apparent bytes of the files under `dir`, grouped by `component`
+/// (given the path relative to `dir`).
+fn breakdown(dir: &Path, component: fn(&[String]) -> String) -> BTreeMap<String, (u64, u64)> {
+    fn walk(
+        dir: &Path,
+        rel: &mut Vec<String>,
+        component: fn(&[String]) -> String,
+        out: &mut BTreeMap<String, (u64, u64)>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            rel.push(e.file_name().to_string_lossy().into_owned());
+            if meta.is_dir() {
+                walk(&e.path(), rel, component, out);
+            } else if meta.is_file() {
+                let e = out.entry(component(rel)).or_default();
+                e.0 += meta.len();
+                e.1 += 1;
+            }
+            rel.pop();
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, &mut Vec::new(), component, &mut out);
+    out
+}
+
+/// Strata: `tsdb/wal/<segment>`, `tsdb/blocks/<tenant>/<block>/<file>`.
+fn strata_component(rel: &[String]) -> String {
+    match rel {
+        [_, w, ..] if w == "wal" => "wal".into(),
+        [_, b, _, _, file] if b == "blocks" => file.clone(),
+        _ => "other".into(),
+    }
+}
+
+/// A Prometheus block: `index`, `chunks/<n>`, `meta.json`, `tombstones`.
+fn prometheus_component(rel: &[String]) -> String {
+    match rel {
+        [.., c, _] if c == "chunks" => "chunks".into(),
+        [.., file] => file.clone(),
+        [] => "other".into(),
+    }
+}
+
+/// VictoriaMetrics: `data/{small,big}/...` (samples), `indexdb/...`.
+fn victoriametrics_component(rel: &[String]) -> String {
+    match rel {
+        [d, kind, ..] if d == "data" => format!("data/{kind}"),
+        [first, ..] => first.clone(),
+        [] => "other".into(),
+    }
 }
 
 impl Target {
@@ -108,9 +169,23 @@ impl Target {
     /// stop (SIGTERM), then the whole data dir (WAL included).
     fn stop_and_measure(&mut self, why: &str) -> Disk {
         self.proc.stop(Duration::from_secs(120));
+        self.measure(
+            &self.data.clone(),
+            format!("whole data dir after graceful stop ({why})"),
+        )
+    }
+
+    /// Measures `dir` with this receiver's component breakdown.
+    fn measure(&self, dir: &Path, method: String) -> Disk {
+        let component = match self.kind {
+            Kind::Strata => strata_component,
+            Kind::Prometheus => prometheus_component,
+            Kind::VictoriaMetrics => victoriametrics_component,
+        };
         Disk {
-            usage: dir_usage(&self.data),
-            method: format!("whole data dir after graceful stop ({why})"),
+            usage: dir_usage(dir),
+            method,
+            parts: breakdown(dir, component),
         }
     }
 
@@ -131,10 +206,10 @@ impl Target {
                     .post(format!("{}/api/v1/admin/tsdb/flush", self.url))
                     .send();
                 match r {
-                    Ok(r) if r.status().is_success() => Disk {
-                        usage: dir_usage(&self.data),
-                        method: "data dir after POST /api/v1/admin/tsdb/flush".into(),
-                    },
+                    Ok(r) if r.status().is_success() => self.measure(
+                        &self.data.clone(),
+                        "data dir after POST /api/v1/admin/tsdb/flush".into(),
+                    ),
                     Ok(r) => self.stop_and_measure(&format!("flush endpoint: HTTP {}", r.status())),
                     Err(e) => self.stop_and_measure(&format!("flush endpoint: {e}")),
                 }
@@ -150,10 +225,10 @@ impl Target {
                 match r {
                     Ok(v) if v["data"]["name"].is_string() => {
                         let name = v["data"]["name"].as_str().unwrap_or_default();
-                        Disk {
-                            usage: dir_usage(&self.data.join("snapshots").join(name)),
-                            method: "TSDB snapshot incl. head (block: chunks+index, no WAL)".into(),
-                        }
+                        self.measure(
+                            &self.data.join("snapshots").join(name),
+                            "TSDB snapshot incl. head (block: chunks+index, no WAL)".into(),
+                        )
                     }
                     Ok(v) => self.stop_and_measure(&format!("snapshot failed: {v}")),
                     Err(e) => self.stop_and_measure(&format!("snapshot failed: {e}")),
@@ -167,14 +242,12 @@ impl Target {
                     .unwrap_or(false);
                 // Let in-flight part merges settle.
                 std::thread::sleep(Duration::from_secs(2));
-                Disk {
-                    usage: dir_usage(&self.data),
-                    method: if ok {
-                        "data dir after /internal/force_flush".into()
-                    } else {
-                        "data dir (force_flush failed)".into()
-                    },
-                }
+                let method = if ok {
+                    "data dir after /internal/force_flush"
+                } else {
+                    "data dir (force_flush failed)"
+                };
+                self.measure(&self.data.clone(), method.into())
             }
         }
     }

@@ -10,7 +10,18 @@
 //!   (exact round trip required), both with [`super::format::encode_ints`].
 //!   Counters and gauges with few distinct values cost a few bits per sample.
 //!
-//! The writer encodes both and keeps the smaller.
+//! - [`ENC_TIMES`]: `uvarint count` and timestamps as an integer sequence:
+//!   a timestamp column shared by the chunks that follow it (all series of
+//!   one scrape target carry the same timestamps). Not a chunk itself: the
+//!   index never points at it.
+//! - [`ENC_PACKED_SHARED`]: [`ENC_PACKED`] without its timestamps:
+//!   `uvarint back` (the [`ENC_TIMES`] record sits `back` bytes before this
+//!   record), the decimal exponent and the values. Format version 2.
+//!
+//! The writer ([`ChunkWriter`]) encodes the candidates and keeps the smallest.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use crate::model::Sample;
 use crate::storage::tsdb::chunk::{XorChunk, XorIter};
@@ -23,6 +34,13 @@ pub(crate) const MAGIC_CHUNKS: &[u8; 4] = b"STCK";
 pub(crate) const ENC_XOR: u8 = 1;
 /// Packed integer timestamps and decimal values.
 pub(crate) const ENC_PACKED: u8 = 2;
+/// A shared timestamp column (format version 2).
+pub(crate) const ENC_TIMES: u8 = 3;
+/// Packed decimal values over a shared timestamp column (format version 2).
+pub(crate) const ENC_PACKED_SHARED: u8 = 4;
+/// Timestamp columns remembered for sharing while writing one block (the
+/// table is cleared when full, which only costs sharing).
+const MAX_SHARED_TIMES: usize = 1 << 16;
 /// Largest decimal exponent tried for [`ENC_PACKED`].
 const MAX_DECIMAL_EXP: u8 = 9;
 /// Most samples a packed chunk may claim (bounds allocation on corrupt input).
@@ -114,28 +132,165 @@ pub(crate) fn decode_chunk(payload: &[u8]) -> Option<Vec<Sample>> {
             let mut d = Decoder::new(body);
             let n = d.len(MAX_PACKED_SAMPLES)?;
             let ts = decode_ints(&mut d, n)?;
-            let e = d.u8()?;
-            let ms = decode_ints(&mut d, n)?;
-            if !d.is_empty() {
-                return None;
-            }
-            let out = if e == RAW_BITS {
-                ts.into_iter()
-                    .zip(ms)
-                    .map(|(t, m)| Sample::new(t, f64::from_bits(m as u64)))
-                    .collect()
-            } else if e <= MAX_DECIMAL_EXP {
-                let scale = pow10(e);
-                ts.into_iter()
-                    .zip(ms)
-                    .map(|(t, m)| Sample::new(t, m as f64 / scale))
-                    .collect()
-            } else {
-                return None;
-            };
-            Some(out)
+            decode_values(&mut d, ts)
         }
         _ => None,
+    }
+}
+
+/// Reads the exponent and values that follow a packed chunk's timestamps;
+/// the decoder must end with them.
+fn decode_values(d: &mut Decoder<'_>, ts: Vec<i64>) -> Option<Vec<Sample>> {
+    let e = d.u8()?;
+    let ms = decode_ints(d, ts.len())?;
+    if !d.is_empty() {
+        return None;
+    }
+    let out = if e == RAW_BITS {
+        ts.into_iter()
+            .zip(ms)
+            .map(|(t, m)| Sample::new(t, f64::from_bits(m as u64)))
+            .collect()
+    } else if e <= MAX_DECIMAL_EXP {
+        let scale = pow10(e);
+        ts.into_iter()
+            .zip(ms)
+            .map(|(t, m)| Sample::new(t, m as f64 / scale))
+            .collect()
+    } else {
+        return None;
+    };
+    Some(out)
+}
+
+/// Reads and decodes the chunk at `offset` of a `chunks` file (resolving a
+/// shared timestamp column).
+pub(crate) fn read_chunk(file: &[u8], offset: u64) -> Result<Vec<Sample>, String> {
+    let payload = read_record(file, offset)?;
+    let malformed = || format!("chunk at {offset}: malformed");
+    let Some((&ENC_PACKED_SHARED, body)) = payload.split_first() else {
+        return decode_chunk(payload).ok_or_else(malformed);
+    };
+    let mut d = Decoder::new(body);
+    let back = d
+        .uvarint()
+        .filter(|&b| b > 0 && b <= offset)
+        .ok_or_else(malformed)?;
+    let times = read_record(file, offset - back)?;
+    let ts = match times.split_first() {
+        Some((&ENC_TIMES, t)) => {
+            let mut td = Decoder::new(t);
+            td.len(MAX_PACKED_SAMPLES)
+                .and_then(|n| decode_ints(&mut td, n))
+                .filter(|_| td.is_empty())
+        }
+        _ => None,
+    };
+    let ts = ts.ok_or_else(|| format!("chunk at {offset}: bad timestamp column"))?;
+    decode_values(&mut d, ts).ok_or_else(malformed)
+}
+
+/// Builds a block's `chunks` file: chunk records in order, with timestamp
+/// columns written once and shared by every packed chunk that has them.
+pub(crate) struct ChunkWriter {
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    taken: u64,
+    /// Timestamp columns written so far: 128-bit hash to record offset.
+    times: HashMap<(u64, u64), u64>,
+    hashers: (RandomState, RandomState),
+}
+
+impl ChunkWriter {
+    /// A writer whose file starts with `header`.
+    pub(crate) fn new(header: &[u8]) -> ChunkWriter {
+        ChunkWriter {
+            buf: header.to_vec(),
+            taken: 0,
+            times: HashMap::new(),
+            hashers: (RandomState::new(), RandomState::new()),
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.taken + self.buf.len() as u64
+    }
+
+    /// Bytes buffered and not taken yet.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Hands out the buffered bytes (to be appended to the file).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        self.taken += self.buf.len() as u64;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Appends `samples` (sorted, unique timestamps) as one chunk in the
+    /// smallest encoding; returns the chunk's reference.
+    pub(crate) fn add(&mut self, samples: &[Sample]) -> u64 {
+        if let Some(r) = self.add_shared(samples) {
+            return r;
+        }
+        let r = self.offset();
+        put_record(&mut self.buf, &encode_chunk(samples));
+        r
+    }
+
+    /// Writes a packed chunk over a shared timestamp column when the values
+    /// are decimal and that beats Gorilla XOR.
+    fn add_shared(&mut self, samples: &[Sample]) -> Option<u64> {
+        if samples.len() < 2 {
+            return None;
+        }
+        let (e, ms) = decimal_exponent(samples)?;
+        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+        let key = (self.hashers.0.hash_one(&ts), self.hashers.1.hash_one(&ts));
+        let known = self.times.get(&key).copied();
+        let mut times = Vec::new();
+        if known.is_none() {
+            times.push(ENC_TIMES);
+            put_uvarint(&mut times, ts.len() as u64);
+            encode_ints(&ts, &mut times);
+        }
+        let mut values = vec![e];
+        encode_ints(&ms, &mut values);
+        // Costs of the record framings (length, CRC) included.
+        let shared = values.len() + 10 + if known.is_none() { times.len() + 7 } else { 0 };
+        let xor = self.xor_len(samples);
+        if xor.is_some_and(|x| x + 6 < shared) {
+            return None;
+        }
+        let times_ref = match known {
+            Some(r) => r,
+            None => {
+                if self.times.len() >= MAX_SHARED_TIMES {
+                    self.times.clear();
+                }
+                let r = self.offset();
+                put_record(&mut self.buf, &times);
+                self.times.insert(key, r);
+                r
+            }
+        };
+        let r = self.offset();
+        let mut payload = vec![ENC_PACKED_SHARED];
+        put_uvarint(&mut payload, r - times_ref);
+        payload.extend_from_slice(&values);
+        put_record(&mut self.buf, &payload);
+        Some(r)
+    }
+
+    fn xor_len(&self, samples: &[Sample]) -> Option<usize> {
+        if samples.len() > crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES {
+            return None;
+        }
+        let mut c = XorChunk::new();
+        samples
+            .iter()
+            .all(|s| c.append(s.t, s.v))
+            .then(|| c.byte_len() + 1)
     }
 }
 
@@ -225,6 +380,84 @@ mod tests {
         );
         check(&[]);
         check(&[Sample::new(-5, 0.5)]);
+    }
+
+    /// Writes series through a [`ChunkWriter`] and reads every chunk back.
+    fn write_all(series: &[Vec<Sample>]) -> (Vec<u8>, Vec<u64>) {
+        let mut w = ChunkWriter::new(b"STCK\x02");
+        let mut file = Vec::new();
+        let refs: Vec<u64> = series
+            .iter()
+            .map(|s| {
+                let r = w.add(s);
+                file.extend(w.take());
+                r
+            })
+            .collect();
+        for (s, &r) in series.iter().zip(&refs) {
+            let got = read_chunk(&file, r).unwrap();
+            assert_eq!(got.len(), s.len());
+            for (g, w) in got.iter().zip(s) {
+                assert_eq!((g.t, g.v.to_bits()), (w.t, w.v.to_bits()));
+            }
+        }
+        (file, refs)
+    }
+
+    #[test]
+    fn timestamp_columns_are_written_once_and_shared() {
+        let t0 = 1_700_000_000_000i64;
+        let ts = |off: i64| -> Vec<i64> {
+            (0..120)
+                .map(|i| t0 + off + i * 15_000 + if i == 50 { 17 } else { 0 })
+                .collect()
+        };
+        let mut series = Vec::new();
+        for host in 0..3 {
+            for k in 0..20 {
+                let v: Vec<Sample> = ts(host * 1000)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| Sample::new(t, (k * 1000 + i * i) as f64 / 100.0))
+                    .collect();
+                series.push(v);
+            }
+        }
+        // High-entropy floats take XOR; a single sample stays inline.
+        series.push(
+            ts(0)
+                .into_iter()
+                .map(|t| Sample::new(t, (t as f64).sqrt().sin()))
+                .collect(),
+        );
+        series.push(vec![Sample::new(t0, 1.5)]);
+        let (file, refs) = write_all(&series);
+        let kinds: Vec<u8> = refs
+            .iter()
+            .map(|&r| read_record(&file, r).unwrap()[0])
+            .collect();
+        assert!(kinds[..60].iter().all(|&k| k == ENC_PACKED_SHARED));
+        assert_eq!(kinds[60], ENC_XOR);
+        assert_eq!(kinds[61], ENC_PACKED);
+        // Three hosts, three timestamp columns.
+        let mut r = 5u64;
+        let mut columns = 0;
+        while (r as usize) < file.len() {
+            let p = read_record(&file, r).unwrap();
+            columns += usize::from(p[0] == ENC_TIMES);
+            let mut d = Decoder::new(&file[r as usize..]);
+            r += (d.len(usize::MAX).unwrap() + d.pos() + 4) as u64;
+        }
+        assert_eq!(columns, 3);
+        // Every flipped bit of a shared chunk and its column is an error or
+        // a wrong answer, never a panic.
+        for i in 5..file.len().min(400) {
+            let mut bad = file.clone();
+            bad[i] ^= 0x10;
+            for &r in &refs[..3] {
+                let _ = read_chunk(&bad, r);
+            }
+        }
     }
 
     #[test]

@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use crate::model::{Labels, Sample};
 use crate::storage::{SeriesSamples, StorageError};
 
-use super::chunks::{
-    decode_chunk, encode_chunk, put_record, read_record, CHUNK_SAMPLES, MAGIC_CHUNKS,
-};
+use super::chunks::{read_chunk, ChunkWriter, CHUNK_SAMPLES, MAGIC_CHUNKS};
 use super::index::{build_index, ChunkMeta, IndexReader, SeriesEntry};
 use super::BlockMeta;
 
 /// Format version written by this code.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Prefix of directories being written.
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
 pub(crate) const META_FILE: &str = "meta.json";
@@ -100,9 +98,9 @@ fn write_into(
     let chunks_path = tmp.join(CHUNKS_FILE);
     let mut chunks_file =
         File::create(&chunks_path).map_err(io(format!("create {}", chunks_path.display())))?;
-    let mut buf = MAGIC_CHUNKS.to_vec();
-    buf.push(FORMAT_VERSION as u8);
-    let mut written = 0u64;
+    let mut header = MAGIC_CHUNKS.to_vec();
+    header.push(FORMAT_VERSION as u8);
+    let mut writer = ChunkWriter::new(&header);
     let mut entries: Vec<SeriesEntry> = Vec::new();
     let (mut min_t, mut max_t) = (spec.min_t, spec.max_t);
     let (mut num_samples, mut num_chunks) = (0u64, 0u64);
@@ -123,13 +121,11 @@ fn write_into(
         max_t = max_t.max(last.t.saturating_add(1));
         let mut metas = Vec::with_capacity(samples.len().div_ceil(CHUNK_SAMPLES));
         for part in samples.chunks(CHUNK_SAMPLES) {
-            let payload = encode_chunk(part);
             metas.push(ChunkMeta {
                 min_t: part[0].t,
                 max_t: part[part.len() - 1].t,
-                r: written + buf.len() as u64,
+                r: writer.add(part),
             });
-            put_record(&mut buf, &payload);
             num_chunks += 1;
         }
         num_samples += samples.len() as u64;
@@ -137,16 +133,14 @@ fn write_into(
             labels,
             chunks: metas,
         });
-        if buf.len() >= 1 << 20 {
+        if writer.buffered() >= 1 << 20 {
             chunks_file
-                .write_all(&buf)
+                .write_all(&writer.take())
                 .map_err(io(format!("write {}", chunks_path.display())))?;
-            written += buf.len() as u64;
-            buf.clear();
         }
     }
     chunks_file
-        .write_all(&buf)
+        .write_all(&writer.take())
         .and_then(|_| chunks_file.sync_all())
         .map_err(io(format!("write {}", chunks_path.display())))?;
     if entries.is_empty() {
@@ -299,11 +293,8 @@ impl Block {
     ) -> Result<Vec<Sample>, StorageError> {
         let mut out = Vec::new();
         for c in chunks.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
-            let payload =
-                read_record(&self.chunks, c.r).map_err(|r| corrupt(&self.chunks_path, r))?;
-            let samples = decode_chunk(payload).ok_or_else(|| {
-                corrupt(&self.chunks_path, format!("chunk at {}: malformed", c.r))
-            })?;
+            let samples =
+                read_chunk(&self.chunks, c.r).map_err(|r| corrupt(&self.chunks_path, r))?;
             out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         if !out.windows(2).all(|w| w[0].t < w[1].t) {

@@ -1,5 +1,6 @@
 //! Block store tests: round trips against the in-memory reference store,
-//! matchers, compaction, retention, corruption and the v1 fixture.
+//! matchers, compaction, retention, corruption and the fixtures of every
+//! format version.
 
 use std::path::{Path, PathBuf};
 
@@ -542,8 +543,9 @@ fn block_ids_sort_by_creation_time() {
     assert!(a < b, "{a} {b}");
 }
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/blocks/v1")
+/// Fixture blocks written by format version `v`.
+fn fixture_dir(v: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/blocks/v{v}"))
 }
 
 /// The fixture's content: small, with a counter, a gauge, a stale marker and
@@ -584,13 +586,13 @@ fn fixture_series() -> Vec<SeriesSamples> {
 }
 
 #[test]
-#[ignore = "regenerates testdata/blocks/v1; run only when changing the fixture on purpose"]
-fn regenerate_v1_fixture() {
+#[ignore = "writes testdata/blocks/v<FORMAT_VERSION>; run only for a new format version"]
+fn regenerate_fixture() {
     if std::env::var_os("STRATA_REGENERATE_FIXTURES").is_none() {
-        println!("set STRATA_REGENERATE_FIXTURES=1 to rewrite testdata/blocks/v1");
+        println!("set STRATA_REGENERATE_FIXTURES=1 to write testdata/blocks/v{FORMAT_VERSION}");
         return;
     }
-    let root = fixture_dir();
+    let root = fixture_dir(FORMAT_VERSION);
     let _ = std::fs::remove_dir_all(&root);
     let store = BlockStore::open(&root, opts()).unwrap();
     let t = 1_600_000_000_000i64;
@@ -598,10 +600,16 @@ fn regenerate_v1_fixture() {
 }
 
 #[test]
-fn v1_fixture_still_reads() {
+fn fixtures_of_every_version_still_read() {
+    for v in 1..=FORMAT_VERSION {
+        fixture_reads(v);
+    }
+}
+
+fn fixture_reads(version: u32) {
     // Open a copy: opening may clean up the directory.
     let dir = tempfile::tempdir().unwrap();
-    let src = fixture_dir().join("team-a");
+    let src = fixture_dir(version).join("team-a");
     let dst = dir.path().join("team-a");
     for b in std::fs::read_dir(&src).unwrap() {
         let b = b.unwrap();
@@ -610,7 +618,7 @@ fn v1_fixture_still_reads() {
     let store = BlockStore::open(dir.path(), opts()).unwrap();
     let blocks = store.blocks(&tenant());
     assert_eq!(blocks.len(), 1);
-    assert_eq!(blocks[0].version, 1);
+    assert_eq!(blocks[0].version, version);
     assert_eq!((blocks[0].num_series, blocks[0].num_samples), (2, 310));
     let got = store.select(&tenant(), &[], i64::MIN, i64::MAX).unwrap();
     let want = fixture_series();
@@ -896,4 +904,88 @@ fn a_corrupt_block_stops_only_its_tenants_compaction() {
         .unwrap()
         .count();
     assert_eq!(leftovers, 3, "no temporary directory left behind");
+}
+
+/// Section sizes of the index of the block in `$STRATA_BLOCK_DIR`.
+#[test]
+#[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
+fn index_section_report() {
+    let Some(dir) = std::env::var_os("STRATA_BLOCK_DIR") else {
+        eprintln!("STRATA_BLOCK_DIR is not set");
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let index = fs::read(dir.join("index")).unwrap();
+    let chunks = fs::metadata(dir.join("chunks")).unwrap().len();
+    let toc = &index[index.len() - 88..];
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let samples = meta["stats"]["numSamples"]
+        .as_f64()
+        .or(meta["num_samples"].as_f64())
+        .unwrap_or(f64::NAN);
+    println!("meta: {meta}");
+    for (i, name) in ["symbols", "series", "terms", "postings"]
+        .iter()
+        .enumerate()
+    {
+        let len = u64::from_be_bytes(toc[i * 20 + 8..i * 20 + 16].try_into().unwrap());
+        println!(
+            "{name:<10} {len:>10} bytes {:.4} B/sample",
+            len as f64 / samples
+        );
+    }
+    println!(
+        "chunks     {chunks:>10} bytes {:.4} B/sample",
+        chunks as f64 / samples
+    );
+}
+
+/// Chunk bytes per sample by metric name for the block in `$STRATA_BLOCK_DIR`.
+#[test]
+#[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
+fn chunk_report() {
+    let Some(dir) = std::env::var_os("STRATA_BLOCK_DIR") else {
+        eprintln!("STRATA_BLOCK_DIR is not set");
+        return;
+    };
+    let b = dir::Block::open(Path::new(&dir)).unwrap();
+    let raw = fs::read(Path::new(&dir).join("chunks")).unwrap();
+    // metric -> (series, samples, record bytes, packed, xor, ts-only bytes)
+    let mut by: BTreeMap<String, [usize; 6]> = BTreeMap::new();
+    for id in 0..b.index.num_series() {
+        let e = b.series(id).unwrap();
+        let name = e.labels.metric_name().unwrap_or("").to_string();
+        let row = by.entry(name).or_default();
+        row[0] += 1;
+        for c in &e.chunks {
+            let payload = chunks::read_record(&raw, c.r).unwrap();
+            let samples = chunks::read_chunk(&raw, c.r).unwrap();
+            row[1] += samples.len();
+            row[2] += payload.len() + 5;
+            row[if payload[0] == chunks::ENC_PACKED {
+                3
+            } else {
+                4
+            }] += 1;
+            let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+            let mut tb = Vec::new();
+            format::encode_ints(&ts, &mut tb);
+            row[5] += tb.len();
+        }
+    }
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by_key(|(_, r)| std::cmp::Reverse(r[2]));
+    let total: usize = rows.iter().map(|(_, r)| r[1]).sum();
+    for (name, r) in rows {
+        println!(
+            "{name:<45} series={:<6} B/sample={:.3} share={:.3} (packed {} xor {}) ts B/sample={:.3}",
+            r[0],
+            r[2] as f64 / r[1] as f64,
+            r[2] as f64 / total as f64,
+            r[3],
+            r[4],
+            r[5] as f64 / r[1] as f64
+        );
+    }
 }
