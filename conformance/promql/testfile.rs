@@ -62,6 +62,7 @@ enum Cmd {
     Clear,
     Load {
         step: i64,
+        nhcb: bool,
         lines: Vec<String>,
     },
     Eval {
@@ -478,6 +479,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             let step = l.split_whitespace().nth(1).ok_or("load without step")?;
             cmds.push(Cmd::Load {
                 step: dur(step)?,
+                nhcb: first == "load_with_nhcb",
                 lines: body,
             });
         } else if first.starts_with("eval") {
@@ -524,7 +526,109 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
     Ok(cmds)
 }
 
-fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
+/// Classic histogram parts of one timestamp, for `load_with_nhcb`.
+#[derive(Default)]
+struct Classic {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: Option<f64>,
+}
+
+/// `load_with_nhcb`: the classic histograms of the block (`X_bucket` with
+/// `le`, `X_count`, `X_sum`) as custom-bucket histograms named `X`.
+fn classic_to_nhcb(
+    merged: &std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, V>>,
+) -> Vec<(Labels, i64, FloatHistogram)> {
+    let mut parts: std::collections::BTreeMap<(Labels, i64), Classic> = Default::default();
+    for (labels, vals) in merged {
+        let Some(name) = labels.metric_name() else {
+            continue;
+        };
+        let (base, kind) = if let Some(b) = name.strip_suffix("_bucket") {
+            (b, 0)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, 1)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, 2)
+        } else {
+            continue;
+        };
+        let le = if kind == 0 {
+            match labels.get("le").and_then(parse_num_nohex) {
+                Some(le) if !le.is_nan() => Some(le),
+                _ => continue,
+            }
+        } else {
+            None
+        };
+        let mut pairs: Vec<(String, String)> = labels
+            .iter()
+            .filter(|l| l.name != "le" && l.name != "__name__")
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        pairs.push(("__name__".into(), base.to_string()));
+        let key = Labels::from_pairs(pairs);
+        for (&t, v) in vals {
+            let V::F(v) = v else { continue };
+            if v.to_bits() == STALE_NAN_BITS {
+                continue;
+            }
+            let c = parts.entry((key.clone(), t)).or_default();
+            match (kind, le) {
+                (0, Some(le)) => c.buckets.push((le, *v)),
+                (1, _) => c.count = Some(*v),
+                _ => c.sum = Some(*v),
+            }
+        }
+    }
+    let mut out = vec![];
+    for ((labels, t), mut c) in parts {
+        if c.buckets.is_empty() {
+            continue;
+        }
+        c.buckets
+            .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut h = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            ..Default::default()
+        };
+        let mut prev = 0.0;
+        for (i, &(le, cum)) in c.buckets.iter().enumerate() {
+            if le.is_finite() {
+                h.custom_values.push(le);
+            }
+            h.positive.push((i as i32, cum - prev));
+            prev = cum;
+        }
+        h.count = c.count.unwrap_or(prev);
+        h.sum = c.sum.unwrap_or(0.0);
+        out.push((labels, t, h));
+    }
+    out
+}
+
+/// Gives stored histograms the counter-reset hints they read back with
+/// from Prometheus's TSDB: a sample that starts a new chunk after a reset
+/// is `unknown`, others `not_reset`; the first sample and explicit hints
+/// are kept.
+fn tsdb_hints(hists: &mut [HistogramSample]) {
+    for i in 1..hists.len() {
+        let prev = hists[i - 1].h.clone();
+        let h = Arc::make_mut(&mut hists[i].h);
+        if h.counter_reset_hint != CounterResetHint::Unknown {
+            continue;
+        }
+        let mut probe = h.clone();
+        probe.counter_reset_hint = CounterResetHint::Unknown;
+        h.counter_reset_hint = if probe.detect_reset(&prev) {
+            CounterResetHint::Unknown
+        } else {
+            CounterResetHint::NotReset
+        };
+    }
+}
+
+fn load(store: &MemMetrics, step: i64, nhcb: bool, lines: &[String]) -> Result<(), String> {
     let tenant = Tenant::anonymous();
     // A later line for the same series overwrites values at the same time,
     // as Prometheus's test storage does.
@@ -546,6 +650,14 @@ fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
             }
         }
     }
+    if nhcb {
+        for (labels, t, h) in classic_to_nhcb(&merged) {
+            merged
+                .entry(labels)
+                .or_default()
+                .insert(t, V::H(Box::new(h), false));
+        }
+    }
     let mut batch = WriteBatch::default();
     for (labels, m) in merged {
         let mut samples = vec![];
@@ -557,6 +669,7 @@ fn load(store: &MemMetrics, step: i64, lines: &[String]) -> Result<(), String> {
             }
         }
         if !hists.is_empty() {
+            tsdb_hints(&mut hists);
             store.append_histograms(&tenant, &labels, hists);
         }
         batch.series.push(SeriesWrite {
@@ -1042,8 +1155,8 @@ pub fn run_file(text: &str, filter: Option<&str>) -> Vec<(usize, Result<(), Stri
                 runner.store.clear();
                 load_err = None;
             }
-            Cmd::Load { step, lines } => {
-                if let Err(e) = load(&runner.store, step, &lines) {
+            Cmd::Load { step, nhcb, lines } => {
+                if let Err(e) = load(&runner.store, step, nhcb, &lines) {
                     load_err = Some(e);
                 }
             }

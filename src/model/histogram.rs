@@ -348,6 +348,26 @@ impl FloatHistogram {
         self.combine(other, -1.0)
     }
 
+    /// Prometheus's `Equals`: same layout and values (NaN equal to NaN),
+    /// the counter-reset hint aside.
+    pub fn equals(&self, o: &FloatHistogram) -> bool {
+        let f = |a: f64, b: f64| a.to_bits() == b.to_bits() || a == b;
+        let (mut a, mut b) = (self.clone(), o.clone());
+        a.compact();
+        b.compact();
+        let bk = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.0 == q.0 && f(p.1, q.1))
+        };
+        a.schema == b.schema
+            && f(a.zero_threshold, b.zero_threshold)
+            && f(a.zero_count, b.zero_count)
+            && f(a.count, b.count)
+            && f(a.sum, b.sum)
+            && bounds_match(&a.custom_values, &b.custom_values)
+            && bk(&a.positive, &b.positive)
+            && bk(&a.negative, &b.negative)
+    }
+
     /// True when `self` follows `prev` only after a counter reset
     /// (Prometheus's `DetectReset`).
     pub fn detect_reset(&self, prev: &FloatHistogram) -> bool {

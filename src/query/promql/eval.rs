@@ -547,7 +547,7 @@ impl<'a> Evaluator<'a> {
                     .filter_map(|(i, h)| {
                         h.as_ref().map(|h| HistogramSample {
                             t: inner.t(i),
-                            h: h.clone(),
+                            h: unknown_hint(h),
                         })
                     })
                     .collect(),
@@ -562,6 +562,18 @@ impl<'a> Evaluator<'a> {
             mode: None,
             lookback: self.lookback,
         })
+    }
+}
+
+/// A subquery's steps are not adjacent samples: a `not_reset` hint no
+/// longer holds between them.
+fn unknown_hint(h: &H) -> H {
+    if h.counter_reset_hint == crate::model::CounterResetHint::NotReset {
+        let mut c = (**h).clone();
+        c.counter_reset_hint = crate::model::CounterResetHint::Unknown;
+        std::sync::Arc::new(c)
+    } else {
+        h.clone()
     }
 }
 

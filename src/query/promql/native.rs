@@ -378,7 +378,7 @@ pub(crate) fn range_step(
                         if name == "resets" {
                             hb.detect_reset(ha)
                         } else {
-                            ha != hb
+                            !ha.equals(hb)
                         }
                     }
                     (None, None, Some(x), Some(y)) => {
