@@ -55,7 +55,7 @@ pub enum ServerError {
 pub struct Running {
     /// The addresses actually bound (useful with port 0).
     pub addrs: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     tasks: JoinSet<()>,
     rules: Arc<RuleManager>,
     tsdb: Arc<Tsdb>,
@@ -143,6 +143,7 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>, Arc<LogStore>), ServerE
         metrics_admin: store.clone(),
         promql: Arc::new(engine),
         rules: None,
+        shutdown: Arc::new(watch::channel(false).0),
     };
     Ok((state, store, logs))
 }
@@ -157,7 +158,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Ok(built) => built?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = state.shutdown.clone();
+    let stop_rx = stop.subscribe();
     let mut tasks = JoinSet::new();
     let rules = start_rules(&mut state, &mut tasks, &stop_rx);
     let app = router(state);

@@ -1,6 +1,7 @@
 //! HTTP adapters, one module per protocol. Handlers decode, call one core
 //! function and encode (STYLE.md rule 3); no storage or query logic here.
 
+pub mod loki;
 pub mod prom;
 mod rules;
 mod tenant;
@@ -35,6 +36,9 @@ pub struct AppState {
     pub logs_writer: Arc<dyn crate::logs::LogWriter>,
     /// Recording and alerting rules (None in states built without them).
     pub rules: Option<Arc<crate::rules::manager::RuleManager>>,
+    /// Turns true when the server shuts down (ends live tails and other
+    /// endless responses so graceful shutdown does not wait for them).
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The router serving every protocol on one listener.
@@ -43,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(|| async { crate::telemetry::render() }))
         .merge(rules::routes())
         .with_state(state.clone())
+        .merge(loki::routes(state.clone()))
         .merge(prom::routes(state))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
 }

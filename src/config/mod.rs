@@ -83,6 +83,8 @@ pub struct Config {
     pub logql: LogqlConfig,
     /// Log storage.
     pub logs: LogsConfig,
+    /// Loki API: push validation and query limits.
+    pub loki: LokiConfig,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             logql: LogqlConfig::default(),
             logs: LogsConfig::default(),
+            loki: LokiConfig::default(),
         }
     }
 }
@@ -411,6 +414,88 @@ impl Default for LogqlConfig {
             max_query_series: 500,
             max_query_points: 11_000,
             max_entries_limit_per_query: 5000,
+        }
+    }
+}
+
+/// Loki push validation and query limits (Loki's `limits_config` names;
+/// byte sizes in bytes, rates per tenant). Zero means unlimited where noted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LokiConfig {
+    /// Longest accepted log line in bytes (0 = unlimited); 400 beyond.
+    pub max_line_size: usize,
+    /// Label names per stream (400 beyond).
+    pub max_label_names_per_series: usize,
+    /// Label name length in bytes (400 beyond).
+    pub max_label_name_length: usize,
+    /// Label value length in bytes (400 beyond).
+    pub max_label_value_length: usize,
+    /// Refuse entries older than `reject_old_samples_max_age`.
+    pub reject_old_samples: bool,
+    /// Oldest accepted entry age when `reject_old_samples` is on.
+    pub reject_old_samples_max_age: DurationMs,
+    /// Entries further than this in the future are refused (400).
+    pub creation_grace_period: DurationMs,
+    /// Sustained ingestion per tenant in bytes per second (0 = unlimited); 429 beyond.
+    pub ingestion_rate_bytes: usize,
+    /// Burst of the ingestion rate in bytes (0 = one second's worth).
+    pub ingestion_burst_size_bytes: usize,
+    /// Structured metadata bytes per entry (0 = unlimited).
+    pub max_structured_metadata_size: usize,
+    /// Structured metadata pairs per entry (0 = unlimited).
+    pub max_structured_metadata_entries_count: usize,
+    /// Labels `service_name` is taken from when a stream has none (the
+    /// first present wins, else `unknown_service`); empty turns it off.
+    pub discover_service_name: Vec<String>,
+    /// Longest time range of a query (0 = unlimited); 400 beyond.
+    pub max_query_length: DurationMs,
+    /// Line bytes one query may read from the store (0 = unlimited).
+    pub max_query_bytes_read: usize,
+    /// Longest a Loki query runs; a log query then returns what it has,
+    /// flagged partial, a metric query fails with 504.
+    pub query_timeout: DurationMs,
+    /// Loki queries running at once per tenant (0 = unlimited); further ones wait.
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Live-tail connections per tenant (0 = unlimited); 429 beyond.
+    pub max_concurrent_tail_requests: usize,
+}
+
+impl Default for LokiConfig {
+    fn default() -> Self {
+        LokiConfig {
+            max_line_size: 256 << 10,
+            max_label_names_per_series: 15,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            reject_old_samples: true,
+            reject_old_samples_max_age: DurationMs(7 * 86_400_000),
+            creation_grace_period: DurationMs(10 * 60_000),
+            ingestion_rate_bytes: 0,
+            ingestion_burst_size_bytes: 0,
+            max_structured_metadata_size: 64 << 10,
+            max_structured_metadata_entries_count: 128,
+            discover_service_name: [
+                "service_name",
+                "service",
+                "app",
+                "application",
+                "name",
+                "app_kubernetes_io_name",
+                "container",
+                "container_name",
+                "k8s_container_name",
+                "component",
+                "workload",
+                "job",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_query_length: DurationMs(721 * 3_600_000),
+            max_query_bytes_read: 0,
+            query_timeout: DurationMs(60_000),
+            max_concurrent_queries_per_tenant: 16,
+            max_concurrent_tail_requests: 10,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! written (Prometheus's partial-write behaviour); the report says what was
 //! written and names the first refused series per reason.
 
+pub mod logs;
 mod rate;
 pub mod validate;
 

@@ -91,6 +91,46 @@ pub enum QueryResult {
     Scalar(i64, f64),
 }
 
+/// A log-query entry with its labels split into Loki's categories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategorizedEntry {
+    /// Timestamp, Unix ns.
+    pub ts: i64,
+    /// The line after the pipeline.
+    pub line: String,
+    /// Stream labels (as the pipeline left them).
+    pub stream: Labels,
+    /// Structured metadata.
+    pub metadata: Labels,
+    /// Labels extracted by parsers and formatting stages.
+    pub parsed: Labels,
+}
+
+impl CategorizedEntry {
+    /// Sorts the pipeline's labels into stream labels (unchanged stream
+    /// pairs), structured metadata (unchanged metadata pairs) and parsed.
+    fn split(ts: i64, out: super::pipeline::Processed, stream: &Labels, meta: &Labels) -> Self {
+        let (mut s, mut m, mut p) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in out.labels {
+            let l = crate::model::Label::new(k, v);
+            if stream.get(&l.name) == Some(l.value.as_str()) {
+                s.push(l);
+            } else if meta.get(&l.name) == Some(l.value.as_str()) {
+                m.push(l);
+            } else {
+                p.push(l);
+            }
+        }
+        CategorizedEntry {
+            ts,
+            line: out.line,
+            stream: Labels::from_sorted(s),
+            metadata: Labels::from_sorted(m),
+            parsed: Labels::from_sorted(p),
+        }
+    }
+}
+
 /// Limits the engine enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
@@ -283,6 +323,57 @@ impl Engine {
         log: &LogExpr,
         p: LogParams,
     ) -> Result<QueryResult, EvalError> {
+        let mut by: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
+        for e in self.log_entries(tenant, log, p)? {
+            let all = Labels::from_pairs(
+                e.stream
+                    .iter()
+                    .chain(e.metadata.iter())
+                    .chain(e.parsed.iter())
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            );
+            by.entry(all).or_default().push(LogEntry::new(e.ts, e.line));
+        }
+        let mut out: Vec<Stream> = by
+            .into_iter()
+            .map(|(labels, entries)| Stream { labels, entries })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult::Streams(out))
+    }
+
+    /// Runs a log query keeping Loki's label categories apart (the
+    /// `categorize-labels` response form): entries grouped by their stream
+    /// labels, each with its structured metadata and parsed labels.
+    pub fn query_logs_categorized(
+        &self,
+        tenant: &Tenant,
+        query: &str,
+        p: LogParams,
+    ) -> Result<Vec<(Labels, Vec<CategorizedEntry>)>, EvalError> {
+        let t0 = Instant::now();
+        let expr = parse(query)?;
+        let Expr::Log(log) = strip_parens(&expr) else {
+            return Err(EvalError::BadRequest("expected a log query".into()));
+        };
+        let mut by: HashMap<Labels, Vec<CategorizedEntry>> = HashMap::new();
+        for e in self.log_entries(tenant, log, p)? {
+            by.entry(e.stream.clone()).or_default().push(e);
+        }
+        let mut out: Vec<_> = by.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        observe("logs", t0);
+        Ok(out)
+    }
+
+    /// The entries of a log query after the pipeline, in the requested
+    /// direction and within the limit.
+    fn log_entries(
+        &self,
+        tenant: &Tenant,
+        log: &LogExpr,
+        p: LogParams,
+    ) -> Result<Vec<CategorizedEntry>, EvalError> {
         let pipeline = Pipeline::new(log, None).map_err(EvalError::BadRequest)?;
         let hint = line_hint(log);
         let streams = self.reader.select(
@@ -294,29 +385,29 @@ impl Engine {
                 hint: &hint,
             },
         )?;
-        let mut all: Vec<(i64, Labels, String)> = Vec::new();
+        let mut all: Vec<CategorizedEntry> = Vec::new();
         for s in &streams {
             for e in &s.entries {
                 if let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata) {
-                    all.push((e.ts, map_labels(&out.labels), out.line));
+                    all.push(CategorizedEntry::split(e.ts, out, &s.labels, &e.metadata));
                 }
             }
         }
+        let key = |e: &CategorizedEntry| {
+            Labels::from_pairs(
+                e.stream
+                    .iter()
+                    .chain(e.metadata.iter())
+                    .chain(e.parsed.iter())
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            )
+        };
         match p.direction {
-            Direction::Forward => all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))),
-            Direction::Backward => all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))),
+            Direction::Forward => all.sort_by_cached_key(|e| (e.ts, key(e))),
+            Direction::Backward => all.sort_by_cached_key(|e| (std::cmp::Reverse(e.ts), key(e))),
         }
         all.truncate(p.limit.min(self.limits.max_entries));
-        let mut by: HashMap<Labels, Vec<LogEntry>> = HashMap::new();
-        for (ts, labels, line) in all {
-            by.entry(labels).or_default().push(LogEntry::new(ts, line));
-        }
-        let mut out: Vec<Stream> = by
-            .into_iter()
-            .map(|(labels, entries)| Stream { labels, entries })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryResult::Streams(out))
+        Ok(all)
     }
 
     /// Reads and processes the data of every range aggregation once.

@@ -15,7 +15,9 @@ pub mod template;
 pub mod vector;
 
 pub use ast::Expr;
-pub use eval::{Direction, Engine, EvalError, LogParams, QueryResult, RangeParams};
+pub use eval::{
+    CategorizedEntry, Direction, Engine, EvalError, LogParams, QueryResult, RangeParams,
+};
 pub use parser::parse;
 
 use std::fmt;

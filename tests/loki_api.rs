@@ -1,0 +1,501 @@
+//! The Loki face end to end on an in-process server: push in every form
+//! with Loki's status codes and messages, the query API's shapes (streams,
+//! categorize-labels, matrix, vector, scalar), metadata endpoints, errors,
+//! tenancy, and live tail over WebSocket and Server-Sent Events.
+
+#[allow(dead_code)]
+#[path = "prometheus_api/helpers.rs"]
+mod helpers;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::time::{Duration, Instant};
+
+use helpers::*;
+use prost::Message;
+use serde_json::{json, Value};
+use strata::api::loki::proto::{
+    EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
+};
+
+fn now_ns() -> i64 {
+    now_ms() * 1_000_000
+}
+
+fn push_json(s: &Server, body: Value, tenant: Option<&str>) -> (u16, String) {
+    let mut h = vec![("Content-Type", "application/json")];
+    if let Some(t) = tenant {
+        h.push(("X-Scope-OrgID", t));
+    }
+    let r = s.write("/loki/api/v1/push", serde_json::to_vec(&body).unwrap(), &h);
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn query_range(s: &Server, params: &[(&str, &str)], headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = s
+        .client
+        .get(s.url("/loki/api/v1/query_range"))
+        .query(params);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// `[(labels, [(ts, line)])]` of a streams result.
+fn streams(v: &Value) -> Vec<(Value, Vec<(String, String)>)> {
+    assert_eq!(v["data"]["resultType"], "streams", "{v}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let vals = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().to_string(),
+                        p[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (s["stream"].clone(), vals)
+        })
+        .collect()
+}
+
+#[test]
+fn push_forms_and_query_back() {
+    let s = Server::start();
+    let t0 = now_ns() - 60_000_000_000;
+    let (st, body) = push_json(
+        &s,
+        json!({"streams":[{"stream":{"app":"web","env":"prod"},"values":[
+            [(t0).to_string(),"level=info msg=\"hello\" status=200"],
+            [(t0+1).to_string(),"level=error msg=boom status=500",{"trace_id":"abc"}]]}]}),
+        None,
+    );
+    assert_eq!((st, body.as_str()), (204, ""));
+    // Protobuf with snappy, structured metadata; and plain protobuf.
+    let pb = PushRequest {
+        streams: vec![StreamAdapter {
+            labels: r#"{app="api", env="prod"}"#.into(),
+            entries: vec![EntryAdapter {
+                timestamp: Some(Timestamp {
+                    seconds: (t0 + 2) / 1_000_000_000,
+                    nanos: ((t0 + 2) % 1_000_000_000) as i32,
+                }),
+                line: "{\"level\":\"warn\",\"latency\":\"1.5s\"}".into(),
+                structured_metadata: vec![LabelPairAdapter {
+                    name: "pod".into(),
+                    value: "p1".into(),
+                }],
+                parsed: vec![],
+            }],
+            hash: 0,
+        }],
+    }
+    .encode_to_vec();
+    let r = s.write(
+        "/loki/api/v1/push",
+        snappy(&pb),
+        &[("Content-Type", "application/x-protobuf")],
+    );
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    // Legacy path, gzip JSON.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(
+        json!({"streams":[{"stream":{"app":"legacy"},"values":[[(t0+3).to_string(),"old path"]]}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let r = s.write(
+        "/api/prom/push",
+        gz.finish().unwrap(),
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+    );
+    assert_eq!(r.status().as_u16(), 204);
+
+    let (start, end) = ((t0 - 1000).to_string(), (t0 + 1000).to_string());
+    let (st, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{env="prod"}"#),
+            ("start", &start),
+            ("end", &end),
+            ("direction", "forward"),
+        ],
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    let got = streams(&v);
+    assert_eq!(got.len(), 3, "{v}");
+    assert_eq!(
+        got[0].0,
+        json!({"app":"api","env":"prod","pod":"p1","service_name":"api"})
+    );
+    assert_eq!(
+        got[1].0,
+        json!({"app":"web","env":"prod","service_name":"web"})
+    );
+    assert_eq!(
+        got[1].1,
+        [(
+            t0.to_string(),
+            "level=info msg=\"hello\" status=200".to_string()
+        )]
+    );
+    assert_eq!(
+        got[2].0,
+        json!({"app":"web","env":"prod","service_name":"web","trace_id":"abc"})
+    );
+    assert!(
+        v["data"]["stats"]["summary"]["totalLinesProcessed"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+    // Backward with a limit keeps the newest.
+    let (_, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{env="prod"}"#),
+            ("start", &start),
+            ("end", &end),
+            ("limit", "1"),
+        ],
+        &[],
+    );
+    let got = streams(&v);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1[0].0, (t0 + 2).to_string());
+    // categorize-labels: stream holds indexed labels, 3-tuples carry the rest.
+    let (_, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{app="web"} | logfmt | level="error""#),
+            ("start", &start),
+            ("end", &end),
+        ],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    let text = s
+        .client
+        .get(s.url("/loki/api/v1/query_range"))
+        .query(&[
+            ("query", r#"{app="web"} | logfmt | level="error""#),
+            ("start", &start),
+            ("end", &end),
+        ])
+        .header("X-Loki-Response-Encoding-Flags", "categorize-labels")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains(
+            r#""data":{"resultType":"streams","encodingFlags":["categorize-labels"],"result""#
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        v["data"]["result"][0]["stream"],
+        json!({"app":"web","env":"prod","service_name":"web"})
+    );
+    assert_eq!(
+        v["data"]["result"][0]["values"][0],
+        json!([(t0 + 1).to_string(), "level=error msg=boom status=500", {"structuredMetadata":{"trace_id":"abc"},"parsed":{"level":"error","msg":"boom","status":"500"}}])
+    );
+    // Metric query, RFC3339 times and an Nms step.
+    let rfc = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339();
+    let (st, v) = query_range(
+        &s,
+        &[
+            (
+                "query",
+                r#"sum by (app) (count_over_time({env="prod"}[1m]))"#,
+            ),
+            ("start", &rfc(t0 + 10_000_000_000)),
+            ("end", &rfc(t0 + 20_000_000_000)),
+            ("step", "10000ms"),
+        ],
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{v}");
+    assert_eq!(r[0]["metric"], json!({"app":"api"}));
+    assert_eq!(r[1]["values"][0][1], "2");
+    assert_eq!(r[1]["values"].as_array().unwrap().len(), 2);
+    // Grafana's health check.
+    let (st, v) = s.get_json(
+        "/loki/api/v1/query",
+        &[
+            ("query", "vector(1)+vector(1)"),
+            ("time", "1700000000000000000"),
+        ],
+        None,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(
+        v["data"]["result"],
+        json!([{"metric":{},"value":[1700000000,"2"]}])
+    );
+    // Tenants are separate.
+    let (_, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{env="prod"}"#),
+            ("start", &start),
+            ("end", &end),
+        ],
+        &[("X-Scope-OrgID", "other")],
+    );
+    assert_eq!(v["data"]["result"], json!([]));
+}
+
+#[test]
+fn metadata_endpoints() {
+    let s = Server::start();
+    let t0 = now_ns() - 60_000_000_000;
+    let (st, body) = push_json(
+        &s,
+        json!({"streams":[
+            {"stream":{"app":"a","namespace":"ns1"},"values":[[t0.to_string(),"level=info dur=5ms"]]},
+            {"stream":{"app":"b","namespace":"ns1"},"values":[[(t0+1).to_string(),"level=warn dur=7ms"],[(t0+2).to_string(),"level=warn dur=1s",{"pod":"p"}]]}]}),
+        None,
+    );
+    assert_eq!(st, 204, "{body}");
+    let (start, end) = ((t0 - 1000).to_string(), (t0 + 1000).to_string());
+    let range = [("start", start.as_str()), ("end", end.as_str())];
+    let (_, v) = s.get_json("/loki/api/v1/labels", &range, None);
+    assert_eq!(
+        v,
+        json!({"status":"success","data":["app","namespace","service_name"]})
+    );
+    let (_, v) = s.get_json("/loki/api/v1/label/app/values", &range, None);
+    assert_eq!(v["data"], json!(["a", "b"]));
+    let mut p = range.to_vec();
+    p.push(("query", r#"{app="b"}"#));
+    let (_, v) = s.get_json("/api/prom/label/app/values", &p, None);
+    assert_eq!(v["data"], json!(["b"]));
+    let (_, v) = s.get_json("/loki/api/v1/index/stats", &p, None);
+    assert_eq!(v, json!({"streams":1,"chunks":1,"bytes":35,"entries":2}));
+    let mut m = range.to_vec();
+    m.push(("match[]", r#"{app="a"}"#));
+    let (_, v) = s.get_json("/loki/api/v1/series", &m, None);
+    assert_eq!(
+        v["data"],
+        json!([{"app":"a","namespace":"ns1","service_name":"a"}])
+    );
+    let mut q = range.to_vec();
+    q.push(("query", r#"{app=~".+"}"#));
+    let (_, v) = s.get_json("/loki/api/v1/index/volume", &q, None);
+    let t_end = (t0 + 1000) / 1_000_000_000;
+    assert_eq!(
+        v,
+        json!({"status":"success","data":{"resultType":"vector","result":[
+        {"metric":{"app":"b"},"value":[t_end,"35"]},{"metric":{"app":"a"},"value":[t_end,"18"]}]}})
+    );
+    let (_, v) = s.get_json("/loki/api/v1/detected_labels", &range, None);
+    assert_eq!(
+        v,
+        json!({"detectedLabels":[{"label":"app","cardinality":2},{"label":"namespace","cardinality":1},{"label":"service_name","cardinality":2}]})
+    );
+    let (_, v) = s.get_json("/loki/api/v1/detected_fields", &q, None);
+    assert_eq!(
+        v,
+        json!({"fields":[
+        {"label":"dur","type":"duration","cardinality":3,"parsers":["logfmt"]},
+        {"label":"level","type":"string","cardinality":2,"parsers":["logfmt"]},
+        {"label":"pod","type":"string","cardinality":1,"parsers":null}],"limit":1000})
+    );
+    let (_, v) = s.get_json("/loki/api/v1/detected_field/level/values", &q, None);
+    assert_eq!(v, json!({"values":["info","warn"],"limit":1000}));
+    let (_, v) = s.get_json(
+        "/loki/api/v1/format_query",
+        &[("query", r#"{a="b"}|="x""#)],
+        None,
+    );
+    assert_eq!(v, json!({"status":"success","data":"{a=\"b\"} |= \"x\""}));
+    assert_eq!(s.get_text("/ready", &[]), (200, "ready\n".into()));
+}
+
+#[test]
+fn errors_in_lokis_words() {
+    let s = Server::start_with(|c| {
+        c.loki.max_line_size = 8;
+        c.limits.max_request_body_bytes = 1000;
+    });
+    let t0 = now_ns();
+    let (st, body) = push_json(
+        &s,
+        json!({"streams":[{"stream":{"app":"a"},"values":[[t0.to_string(),"short"],[t0.to_string(),"much too long"]]}]}),
+        None,
+    );
+    assert_eq!(st, 400);
+    assert_eq!(body, "Max entry size '8' bytes exceeded for stream '{app=\"a\"}' while adding an entry with length '13' bytes");
+    let (_, v) = query_range(&s, &[("query", "{app=\"a\"}")], &[]);
+    assert_eq!(streams(&v)[0].1.len(), 1, "the valid entry was written");
+    let r = s.write("/loki/api/v1/push", vec![b'x'; 2000], &[]);
+    assert_eq!(r.status().as_u16(), 413);
+    let r = s.write(
+        "/loki/api/v1/push",
+        b"{}".to_vec(),
+        &[("Content-Encoding", "br")],
+    );
+    assert_eq!(
+        (r.status().as_u16(), r.text().unwrap()),
+        (415, "Content-Encoding \"br\" not supported".to_string())
+    );
+    let (st, v) = query_range(&s, &[("query", "{app=")], &[]);
+    assert_eq!(st, 400);
+    assert!(
+        v.as_str()
+            .unwrap()
+            .starts_with("parse error at line 1, col 6"),
+        "{v}"
+    );
+    let (st, v) = query_range(&s, &[("query", "{app=\"a\"}"), ("limit", "6000")], &[]);
+    assert_eq!((st, v.as_str().unwrap()), (400, "max entries limit per query exceeded, limit > max_entries_limit_per_query (6000 > 5000)"));
+    let (st, v) = query_range(
+        &s,
+        &[("query", "{app=\"a\"}"), ("start", "10"), ("end", "5")],
+        &[],
+    );
+    assert_eq!(
+        (st, v.as_str().unwrap()),
+        (
+            400,
+            "end timestamp must not be before or equal to start time"
+        )
+    );
+    let (st, v) = s.get_text("/loki/api/v1/query", &[("query", "{app=\"a\"}")]);
+    assert_eq!(st, 400);
+    assert!(
+        v.starts_with("log queries are not supported as an instant query type"),
+        "{v}"
+    );
+}
+
+#[test]
+fn rate_limit_is_429() {
+    let s = Server::start_with(|c| {
+        c.loki.ingestion_rate_bytes = 10;
+        c.loki.ingestion_burst_size_bytes = 10;
+    });
+    let t0 = now_ns();
+    let body = json!({"streams":[{"stream":{"app":"a"},"values":[[t0.to_string(),"0123456789"]]}]});
+    assert_eq!(push_json(&s, body.clone(), None).0, 204);
+    let (st, msg) = push_json(&s, body, None);
+    assert_eq!(st, 429);
+    assert!(
+        msg.starts_with("Ingestion rate limit exceeded for user anonymous (limit: 10 bytes/sec)"),
+        "{msg}"
+    );
+}
+
+/// Reads SSE `data:` lines until one satisfies `want` or the deadline.
+fn sse_until(url: &str, want: impl Fn(&str) -> bool, deadline: Instant) -> Option<String> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(url)
+        .header("Accept", "text/event-stream")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut lines = BufReader::new(resp).lines();
+    while Instant::now() < deadline {
+        let line = lines.next()?.ok()?;
+        if let Some(d) = line.strip_prefix("data:") {
+            if want(d.trim()) {
+                return Some(d.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn live_tail_websocket_and_sse() {
+    let s = Server::start();
+    let t0 = now_ns();
+    assert_eq!(
+        push_json(
+            &s,
+            json!({"streams":[{"stream":{"app":"t"},"values":[[t0.to_string(),"history line"]]}]}),
+            None
+        )
+        .0,
+        204
+    );
+    let q = "query=%7Bapp%3D%22t%22%7D%20%7C%3D%20%22live%22";
+    let ws_url = format!(
+        "{}/loki/api/v1/tail?{q}",
+        s.url("").replacen("http", "ws", 1)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut ws, _) = rt
+        .block_on(tokio_tungstenite::connect_async(ws_url))
+        .unwrap();
+    // SSE client in a thread, waiting for the live line.
+    let sse_url = s.url(&format!("/loki/api/v1/tail?{q}"));
+    let sse = std::thread::spawn(move || {
+        sse_until(
+            &sse_url,
+            |d| d.contains("live two"),
+            Instant::now() + Duration::from_secs(5),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let pushed = Instant::now();
+    let t1 = now_ns();
+    let (st, _) = push_json(
+        &s,
+        json!({"streams":[{"stream":{"app":"t"},"values":[[t1.to_string(),"live two"],[t1.to_string(),"filtered out"]]}]}),
+        None,
+    );
+    assert_eq!(st, 204);
+    use futures_util::StreamExt;
+    let msg = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), ws.next()).await })
+        .expect("a WebSocket frame within 2 s")
+        .unwrap()
+        .unwrap();
+    let frame: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(
+        frame,
+        json!({"streams":[{"stream":{"app":"t","service_name":"t"},"values":[[t1.to_string(),"live two"]]}],"dropped_entries":null})
+    );
+    assert!(pushed.elapsed() < Duration::from_secs(2));
+    let got = sse
+        .join()
+        .unwrap()
+        .expect("an SSE event within the deadline");
+    let frame: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        frame["streams"][0]["values"],
+        json!([[t1.to_string(), "live two"]])
+    );
+    // Without an upgrade or SSE: 400.
+    assert_eq!(
+        s.get_text("/loki/api/v1/tail", &[("query", "{app=\"t\"}")])
+            .0,
+        400
+    );
+}
