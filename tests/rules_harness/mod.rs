@@ -164,6 +164,7 @@ impl Harness {
             logs_reader: logs.clone(),
             logs_writer: logs.clone(),
             rules: Some(manager.clone()),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let base = serve(&rt, strata::api::router(state), stop_rx);
         Harness {
