@@ -25,6 +25,9 @@ use crate::ingest::logs::{IncomingLogStream, LogIngestError, StreamLabels};
 use crate::logs::{LogEntry, LogWriteError};
 use crate::model::{Label, Labels};
 
+/// Push bodies decoded, by `format` (`protobuf`, `json`).
+pub const LOKI_PUSHES_TOTAL: &str = "strata_loki_pushes_total";
+
 fn too_large(limit: usize) -> LokiError {
     LokiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -242,8 +245,10 @@ pub fn decode(
     let raw = decode_body(body, &hv(header::CONTENT_ENCODING), limit)?;
     let ct = hv(header::CONTENT_TYPE);
     if ct.starts_with("application/json") {
+        metrics::counter!(LOKI_PUSHES_TOTAL, "format" => "json").increment(1);
         from_json(&raw).map_err(LokiError::bad)
     } else {
+        metrics::counter!(LOKI_PUSHES_TOTAL, "format" => "protobuf").increment(1);
         Ok(from_proto(decode_proto(&raw, limit)?))
     }
 }
