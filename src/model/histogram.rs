@@ -212,6 +212,16 @@ impl FloatHistogram {
         }
     }
 
+    /// Divides every count and the sum by `f`.
+    pub fn div(&mut self, f: f64) {
+        self.count /= f;
+        self.sum /= f;
+        self.zero_count /= f;
+        for b in self.positive.iter_mut().chain(self.negative.iter_mut()) {
+            b.1 /= f;
+        }
+    }
+
     /// Lowers the resolution to `target` (exponential schemas only).
     pub fn reduce_schema(&mut self, target: i32) {
         if self.uses_custom_buckets() || target >= self.schema {

@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinaryExpr, Expr, LabelModifier, VectorMatchCardinality};
 
-use super::eval::{go_labels, Evaluator, Result, Series, Steps, Val};
+use super::eval::{go_labels, Evaluator, Result, Series, Steps, Val, H};
 use super::functions::merge_same_labels;
 use super::QueryError;
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
@@ -34,6 +34,113 @@ pub(crate) fn apply(op: &str, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// A step value: a float or a native histogram.
+#[derive(Clone)]
+enum Sv {
+    F(f64),
+    H(H),
+}
+
+impl Sv {
+    fn of(s: &Series, i: usize) -> Option<Sv> {
+        match (s.vals[i], s.h(i)) {
+            (Some(v), _) => Some(Sv::F(v)),
+            (None, Some(h)) => Some(Sv::H(h.clone())),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Sv::F(_) => "float",
+            Sv::H(_) => "histogram",
+        }
+    }
+}
+
+/// Stores `v` as step `i` of `s`.
+fn put(s: &mut Series, i: usize, v: Option<Sv>) {
+    s.clear(i);
+    match v {
+        Some(Sv::F(f)) => s.vals[i] = Some(f),
+        Some(Sv::H(h)) => {
+            if s.hvals.is_empty() {
+                s.hvals = vec![None; s.vals.len()];
+            }
+            s.hvals[i] = Some(h);
+        }
+        None => {}
+    }
+}
+
+/// `l op r` when a histogram is involved (Prometheus's
+/// `vectorElemBinop`); `None` drops the element.
+fn hist_op(
+    ev: &mut Evaluator,
+    op: &str,
+    l: &Sv,
+    r: &Sv,
+    return_bool: bool,
+    pos: &str,
+) -> Option<Sv> {
+    let incompatible = |ev: &mut Evaluator| {
+        ev.info(format!(
+            "incompatible sample types encountered for binary operator {op:?}: {} {op} {} {pos}",
+            l.kind(),
+            r.kind()
+        ));
+        None
+    };
+    match (l, r) {
+        (Sv::H(a), Sv::H(b)) => match op {
+            "+" | "-" => {
+                let mut out = (**a).clone();
+                let res = if op == "+" { out.add(b) } else { out.sub(b) };
+                match res {
+                    Err(_) => {
+                        ev.warn(format!(
+                            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name \"\" {pos}"
+                        ));
+                        None
+                    }
+                    Ok(rec) => {
+                        if rec {
+                            let what = if op == "+" { "addition" } else { "subtraction" };
+                            super::native::reconciled(ev, what, pos);
+                        }
+                        out.compact();
+                        Some(Sv::H(std::sync::Arc::new(out)))
+                    }
+                }
+            }
+            "==" | "!=" => {
+                let keep = (op == "==") == a.equals(b);
+                if return_bool {
+                    Some(Sv::F(if keep { 1.0 } else { 0.0 }))
+                } else {
+                    keep.then(|| l.clone())
+                }
+            }
+            _ => incompatible(ev),
+        },
+        (Sv::H(h), Sv::F(f)) if op == "*" || op == "/" => {
+            let mut out = (**h).clone();
+            if op == "*" {
+                out.scale(*f);
+            } else {
+                out.div(*f);
+            }
+            Some(Sv::H(std::sync::Arc::new(out)))
+        }
+        (Sv::F(f), Sv::H(h)) if op == "*" => {
+            let mut out = (**h).clone();
+            out.scale(*f);
+            Some(Sv::H(std::sync::Arc::new(out)))
+        }
+        _ => incompatible(ev),
+    }
+}
+
 pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Result<Val> {
     let op = b.op.to_string().to_lowercase();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -59,10 +166,28 @@ pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Resu
                 .collect(),
         )),
         (Val::Vector(v), Val::Scalar(s)) => {
-            Ok(Val::Vector(vector_scalar(&op, v, &s, false, return_bool)))
+            let pos = ev.pos(&Expr::Binary(b.clone()));
+            Ok(Val::Vector(vector_scalar(
+                ev,
+                &op,
+                v,
+                &s,
+                false,
+                return_bool,
+                &pos,
+            )))
         }
         (Val::Scalar(s), Val::Vector(v)) => {
-            Ok(Val::Vector(vector_scalar(&op, v, &s, true, return_bool)))
+            let pos = ev.pos(&Expr::Binary(b.clone()));
+            Ok(Val::Vector(vector_scalar(
+                ev,
+                &op,
+                v,
+                &s,
+                true,
+                return_bool,
+                &pos,
+            )))
         }
         (Val::Vector(l), Val::Vector(rv)) => {
             let (on, names) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
@@ -98,6 +223,7 @@ pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Resu
                 return_bool,
                 fill_lhs: fill.as_ref().and_then(|f| f.lhs),
                 fill_rhs: fill.as_ref().and_then(|f| f.rhs),
+                pos: ev.pos(&Expr::Binary(b.clone())),
             };
             vector_vector(ev, &op, l, rv, lsig, rsig, &m, r.len())
         }
@@ -108,16 +234,31 @@ pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Resu
 }
 
 fn vector_scalar(
+    ev: &mut Evaluator,
     op: &str,
     v: Vec<Series>,
     s: &[f64],
     swap: bool,
     return_bool: bool,
+    pos: &str,
 ) -> Vec<Series> {
     let cmp = is_comparison(op);
     let mut out = Vec::with_capacity(v.len());
     for mut series in v {
         let mut any = false;
+        for (i, &x) in s.iter().enumerate().take(series.hvals.len()) {
+            let Some(h) = series.hvals[i].clone() else {
+                continue;
+            };
+            let (l, r) = if swap {
+                (Sv::F(x), Sv::H(h))
+            } else {
+                (Sv::H(h), Sv::F(x))
+            };
+            let res = hist_op(ev, op, &l, &r, return_bool, pos);
+            any |= res.is_some();
+            put(&mut series, i, res);
+        }
         for (i, slot) in series.vals.iter_mut().enumerate() {
             let Some(x) = *slot else { continue };
             let (a, c) = if swap { (s[i], x) } else { (x, s[i]) };
@@ -158,13 +299,13 @@ fn set_op(
                 let rs: HashSet<&Labels> = rkeep
                     .iter()
                     .zip(rsig)
-                    .filter(|(s, _)| s.vals[i].is_some())
+                    .filter(|(s, _)| s.present(i))
                     .map(|(_, g)| g)
                     .collect();
                 for (s, g) in lkeep.iter_mut().zip(lsig) {
                     let hit = rs.contains(g);
                     if (op == "and") != hit {
-                        s.vals[i] = None;
+                        s.clear(i);
                     }
                 }
             }
@@ -172,12 +313,12 @@ fn set_op(
                 let ls: HashSet<&Labels> = lkeep
                     .iter()
                     .zip(lsig)
-                    .filter(|(s, _)| s.vals[i].is_some())
+                    .filter(|(s, _)| s.present(i))
                     .map(|(_, g)| g)
                     .collect();
                 for (s, g) in rkeep.iter_mut().zip(rsig) {
                     if ls.contains(g) {
-                        s.vals[i] = None;
+                        s.clear(i);
                     }
                 }
             }
@@ -187,7 +328,7 @@ fn set_op(
     if op == "or" {
         out.extend(rkeep);
     }
-    out.retain(|s| s.vals.iter().any(|v| v.is_some()));
+    out.retain(|s| s.has_any());
     merge_same_labels(out)
 }
 
@@ -200,6 +341,8 @@ pub(crate) struct Matching<'a> {
     /// `fill_left(v)` / `fill_right(v)`: values for a missing side.
     pub fill_lhs: Option<f64>,
     pub fill_rhs: Option<f64>,
+    /// `(line:col)` of the operation, for annotations.
+    pub pos: String,
 }
 
 impl Matching<'_> {
@@ -258,7 +401,7 @@ fn vector_vector(
     let mut out: Vec<Series> = Vec::new();
     let mut out_idx: HashMap<Labels, usize> = HashMap::new();
     let mut metric_cache: HashMap<(usize, usize), Labels> = HashMap::new();
-    let mut emit = |metric: Labels, drop_name: bool, i: usize, val: f64| {
+    let mut emit = |metric: Labels, drop_name: bool, i: usize, val: Sv| {
         let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
             out.push(Series {
                 hvals: vec![],
@@ -268,15 +411,20 @@ fn vector_vector(
             });
             out.len() - 1
         });
-        out[oidx].vals[i] = Some(val);
+        put(&mut out[oidx], i, Some(val));
     };
     // The value of `fl op fr`, or None when a comparison filters it out.
-    let compute = |fl: f64, fr: f64| -> Option<f64> {
-        let (val, keep) = apply(op, fl, fr);
-        if return_bool {
-            Some(if keep { 1.0 } else { 0.0 })
-        } else {
-            keep.then_some(val)
+    let compute = |ev: &mut Evaluator, fl: Sv, fr: Sv| -> Option<Sv> {
+        match (&fl, &fr) {
+            (Sv::F(a), Sv::F(b)) => {
+                let (val, keep) = apply(op, *a, *b);
+                if return_bool {
+                    Some(Sv::F(if keep { 1.0 } else { 0.0 }))
+                } else {
+                    keep.then_some(Sv::F(val))
+                }
+            }
+            _ => hist_op(ev, op, &fl, &fr, return_bool, &m.pos),
         }
     };
     for i in 0..n {
@@ -285,7 +433,7 @@ fn vector_vector(
         }
         let mut right: HashMap<&Labels, usize> = HashMap::new();
         for (oi, s) in one.iter().enumerate() {
-            if s.vals[i].is_none() {
+            if !s.present(i) {
                 continue;
             }
             if let Some(&prev) = right.get(&osig[oi]) {
@@ -305,19 +453,20 @@ fn vector_vector(
         }
         let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (mi, ls) in many.iter().enumerate() {
-            let Some(lv) = ls.vals[i] else { continue };
+            let Some(lv) = Sv::of(ls, i) else { continue };
             let drop_name = ls.drop_name || return_bool || !cmp;
             let Some(&oi) = right.get(&msig[mi]) else {
                 if let Some(fv) = fill_one {
+                    let fv = Sv::F(fv);
                     let (fl, fr) = if one_to_many { (fv, lv) } else { (lv, fv) };
-                    if let Some(val) = compute(fl, fr) {
+                    if let Some(val) = compute(ev, fl, fr) {
                         emit(m.result_metric(&ls.labels, None), drop_name, i, val);
                     }
                 }
                 continue;
             };
             let rs = &one[oi];
-            let rv = rs.vals[i].unwrap();
+            let Some(rv) = Sv::of(rs, i) else { continue };
             let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
             let metric = metric_cache
                 .entry((mi, oi))
@@ -336,18 +485,19 @@ fn vector_vector(
                 ));
             }
             set.insert(metric.clone());
-            if let Some(val) = compute(fl, fr) {
+            if let Some(val) = compute(ev, fl, fr) {
                 emit(metric, drop_name, i, val);
             }
         }
         if let Some(fv) = fill_many {
             for (oi, rs) in one.iter().enumerate() {
-                let Some(rv) = rs.vals[i] else { continue };
+                let Some(rv) = Sv::of(rs, i) else { continue };
                 if matched.contains_key(&osig[oi]) {
                     continue;
                 }
+                let fv = Sv::F(fv);
                 let (fl, fr) = if one_to_many { (rv, fv) } else { (fv, rv) };
-                if let Some(val) = compute(fl, fr) {
+                if let Some(val) = compute(ev, fl, fr) {
                     let drop_name = rs.drop_name || return_bool || !cmp;
                     // The filled series has the match group's labels.
                     emit(osig[oi].clone(), drop_name, i, val);

@@ -62,6 +62,19 @@ impl Series {
         self.hvals.get(i).and_then(|h| h.as_ref())
     }
 
+    /// True when step `i` has a float or a histogram.
+    pub fn present(&self, i: usize) -> bool {
+        self.vals[i].is_some() || self.h(i).is_some()
+    }
+
+    /// Removes the value of step `i`.
+    pub fn clear(&mut self, i: usize) {
+        self.vals[i] = None;
+        if let Some(h) = self.hvals.get_mut(i) {
+            *h = None;
+        }
+    }
+
     /// True when some step has a float or a histogram.
     pub fn has_any(&self) -> bool {
         self.vals.iter().any(|v| v.is_some()) || self.hvals.iter().any(|h| h.is_some())
