@@ -112,6 +112,40 @@ pub fn write_point(out: &mut String, t: i64, v: f64) {
     out.push(']');
 }
 
+/// Appends `[t,{"count":"..","sum":"..","buckets":[[rule,"lower","upper","count"],..]}]`,
+/// Prometheus's native-histogram point (empty buckets left out; rule 0:
+/// `(l,u]`, 1: `[l,u)`, 2: `(l,u)`, 3: `[l,u]`).
+pub fn write_histogram_point(out: &mut String, t: i64, h: &crate::model::FloatHistogram) {
+    out.push('[');
+    write_ts(out, t);
+    out.push_str(r#",{"count":"#);
+    write_value(out, h.count);
+    out.push_str(r#","sum":"#);
+    write_value(out, h.sum);
+    let mut first = true;
+    for b in h.buckets().into_iter().filter(|b| b.count != 0.0) {
+        out.push_str(if first { r#","buckets":["# } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (true, true) => 3,
+        };
+        out.push('[');
+        out.push_str(&rule.to_string());
+        for v in [b.lower, b.upper, b.count] {
+            out.push(',');
+            write_value(out, v);
+        }
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push_str("}]");
+}
+
 /// Appends a label set as a JSON object in label order.
 pub fn write_labels(out: &mut String, labels: &Labels) {
     out.push('{');

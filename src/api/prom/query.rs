@@ -294,8 +294,16 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
                 }
                 data.push_str(r#"{"metric":"#);
                 json::write_labels(&mut data, &s.labels);
-                data.push_str(r#","value":"#);
-                json::write_point(&mut data, s.t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        data.push_str(r#","histogram":"#);
+                        json::write_histogram_point(&mut data, s.t, h);
+                    }
+                    None => {
+                        data.push_str(r#","value":"#);
+                        json::write_point(&mut data, s.t, s.v);
+                    }
+                }
                 data.push('}');
             }
             data.push(']');
@@ -312,14 +320,27 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
                 }
                 data.push_str(r#"{"metric":"#);
                 json::write_labels(&mut data, &s.labels);
-                data.push_str(r#","values":["#);
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        data.push(',');
+                if !s.samples.is_empty() || s.histograms.is_empty() {
+                    data.push_str(r#","values":["#);
+                    for (j, p) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            data.push(',');
+                        }
+                        json::write_point(&mut data, p.t, p.v);
                     }
-                    json::write_point(&mut data, p.t, p.v);
+                    data.push(']');
                 }
-                data.push_str("]}");
+                if !s.histograms.is_empty() {
+                    data.push_str(r#","histograms":["#);
+                    for (j, p) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            data.push(',');
+                        }
+                        json::write_histogram_point(&mut data, p.t, &p.h);
+                    }
+                    data.push(']');
+                }
+                data.push('}');
             }
             data.push(']');
         }
@@ -370,6 +391,24 @@ mod tests {
                     s: "x".into(),
                 },
                 r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#,
+            ),
+            (
+                // {{schema:0 count:3 sum:5 z_bucket:1 z_bucket_w:0.5 buckets:[2] n_buckets:[0]}}
+                Value::Vector(vec![VectorSample {
+                    labels: Labels::empty(),
+                    t: 2000,
+                    v: 0.0,
+                    h: Some(std::sync::Arc::new(crate::model::FloatHistogram {
+                        count: 3.0,
+                        sum: 5.0,
+                        zero_count: 1.0,
+                        zero_threshold: 0.5,
+                        positive: vec![(0, 2.0)],
+                        negative: vec![(0, 0.0)],
+                        ..Default::default()
+                    })),
+                }]),
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"histogram":[2,{"count":"3","sum":"5","buckets":[[3,"-0.5","0.5","1"],[0,"0.5","1","2"]]}]}]}}"#,
             ),
             (
                 Value::Vector(vec![VectorSample {
