@@ -452,8 +452,8 @@ pub struct LokiConfig {
     pub max_query_length: DurationMs,
     /// Line bytes one query may read from the store (0 = unlimited).
     pub max_query_bytes_read: usize,
-    /// Longest a Loki query runs; a log query then returns what it has,
-    /// flagged partial, a metric query fails with 504.
+    /// Longest a Loki query runs (queueing included); beyond it the query
+    /// fails with 504 (partial results are not returned).
     pub query_timeout: DurationMs,
     /// Loki queries running at once per tenant (0 = unlimited); further ones wait.
     pub max_concurrent_queries_per_tenant: usize,
