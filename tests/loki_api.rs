@@ -310,6 +310,28 @@ fn metadata_endpoints() {
         json!({"status":"success","data":{"resultType":"vector","result":[
         {"metric":{"app":"b"},"value":[t_end,"35"]},{"metric":{"app":"a"},"value":[t_end,"18"]}]}})
     );
+    let (ws, we) = (
+        (t0 - 10_000_000_000).to_string(),
+        (t0 + 10_000_000_000).to_string(),
+    );
+    let qr = [
+        ("query", r#"{app=~".+"}"#),
+        ("start", ws.as_str()),
+        ("end", we.as_str()),
+        ("step", "1"),
+    ];
+    let (_, v) = s.get_json("/loki/api/v1/index/volume_range", &qr, None);
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{v}");
+    assert_eq!(r[0]["metric"], json!({"app":"a"}));
+    let total: u64 = r[1]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 35);
     let (_, v) = s.get_json("/loki/api/v1/detected_labels", &range, None);
     assert_eq!(
         v,
@@ -491,6 +513,29 @@ fn live_tail_websocket_and_sse() {
     assert_eq!(
         frame["streams"][0]["values"],
         json!([[t1.to_string(), "live two"]])
+    );
+    // A new tail first gets the history since `start` (newest `limit`).
+    let hist_url = format!(
+        "{}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D&limit=2&start={}",
+        s.url("").replacen("http", "ws", 1),
+        t0 - 1
+    );
+    let (mut ws2, _) = rt
+        .block_on(tokio_tungstenite::connect_async(hist_url))
+        .unwrap();
+    let msg = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), ws2.next()).await })
+        .expect("a history frame")
+        .unwrap()
+        .unwrap();
+    let frame: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(
+        frame["streams"][0]["values"],
+        json!([
+            [t1.to_string(), "live two"],
+            [t1.to_string(), "filtered out"]
+        ]),
+        "{frame}"
     );
     // Without an upgrade or SSE: 400.
     assert_eq!(
