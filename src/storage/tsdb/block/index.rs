@@ -9,6 +9,16 @@
 //!           uvarint nchunks, chunk metas (first: varint min_t; later: varint
 //!           min_t - previous max_t; then uvarint max_t - min_t and varint
 //!           chunk ref delta)
+//!           Version 3 encodes each series against the one before it (sorted
+//!           neighbours share most labels, timestamps and chunk positions),
+//!           restarting every [`RESTART`] series so a lookup decodes at most
+//!           that many: uvarint nlabels, uvarint labels shared with the
+//!           previous series' leading labels, the other labels' refs, uvarint
+//!           nchunks, then the first chunk as varint min_t - previous series'
+//!           first min_t, varint span - previous first span, varint ref -
+//!           previous series' last chunk ref, later chunks as above. At a
+//!           restart the previous series counts as empty (all zeros), which is
+//!           the absolute form.
 //! terms:    uvarint count, then per (name, value) term sorted by name then
 //!           value: uvarint name ref, uvarint value ref, uvarint postings
 //!           offset, uvarint postings length (the term dictionary: symbols are
@@ -29,6 +39,19 @@ use super::format::{put_uvarint, put_varint, Decoder};
 /// Magic at both ends of an `index` file.
 pub(crate) const MAGIC_INDEX: &[u8; 4] = b"STIX";
 const SECTIONS: usize = 4;
+/// Series per restart point of a version 3 series section.
+pub(crate) const RESTART: usize = 16;
+/// First version with delta-encoded series.
+const DELTA_VERSION: u8 = 3;
+
+/// What a series is encoded against: the one before it (zeros at a restart).
+#[derive(Default, Clone)]
+struct Prev {
+    labels: Vec<(u64, u64)>,
+    first_min: i64,
+    first_span: i64,
+    last_ref: u64,
+}
 const TOC_LEN: usize = SECTIONS * 20 + 4 + 4;
 
 /// Where one chunk of a series lives and what it covers (inclusive).
@@ -76,36 +99,67 @@ pub(crate) fn build_index(series: &[SeriesEntry], version: u8) -> Vec<u8> {
     let mut terms: BTreeMap<(u64, u64), RoaringBitmap> = BTreeMap::new();
     sec.clear();
     put_uvarint(&mut sec, series.len() as u64);
+    let delta = version >= DELTA_VERSION;
+    let mut prev = Prev::default();
     for (id, s) in series.iter().enumerate() {
-        put_uvarint(&mut sec, s.labels.len() as u64);
-        for l in &s.labels {
-            let (n, v) = (refs[l.name.as_str()], refs[l.value.as_str()]);
-            put_uvarint(&mut sec, n);
-            put_uvarint(&mut sec, v);
+        let labels: Vec<(u64, u64)> = s
+            .labels
+            .iter()
+            .map(|l| (refs[l.name.as_str()], refs[l.value.as_str()]))
+            .collect();
+        for &(n, v) in &labels {
             terms.entry((n, v)).or_default().insert(id as u32);
         }
+        if !delta || id % RESTART == 0 {
+            prev = Prev::default();
+        }
+        let shared = if delta {
+            labels
+                .iter()
+                .zip(&prev.labels)
+                .take_while(|(a, b)| a == b)
+                .count()
+        } else {
+            0
+        };
+        put_uvarint(&mut sec, labels.len() as u64);
+        if delta {
+            put_uvarint(&mut sec, shared as u64);
+        }
+        for &(n, v) in &labels[shared..] {
+            put_uvarint(&mut sec, n);
+            put_uvarint(&mut sec, v);
+        }
         put_uvarint(&mut sec, s.chunks.len() as u64);
-        let (mut prev_max, mut prev_ref) = (0i64, 0u64);
+        let (mut prev_max, mut prev_ref) = (0i64, if delta { prev.last_ref } else { 0 });
         for (i, c) in s.chunks.iter().enumerate() {
-            put_varint(
-                &mut sec,
-                if i == 0 {
-                    c.min_t
-                } else {
-                    c.min_t.wrapping_sub(prev_max)
-                },
-            );
-            put_uvarint(&mut sec, c.max_t.wrapping_sub(c.min_t) as u64);
+            let span = c.max_t.wrapping_sub(c.min_t);
+            if i > 0 {
+                put_varint(&mut sec, c.min_t.wrapping_sub(prev_max));
+                put_uvarint(&mut sec, span as u64);
+            } else if delta {
+                put_varint(&mut sec, c.min_t.wrapping_sub(prev.first_min));
+                put_varint(&mut sec, span.wrapping_sub(prev.first_span));
+                (prev.first_min, prev.first_span) = (c.min_t, span);
+            } else {
+                put_varint(&mut sec, c.min_t);
+                put_uvarint(&mut sec, span as u64);
+            }
             put_varint(&mut sec, c.r.wrapping_sub(prev_ref) as i64);
             (prev_max, prev_ref) = (c.max_t, c.r);
         }
+        prev.last_ref = prev_ref;
+        prev.labels = labels;
     }
     push_section(&mut out, &mut toc, &sec);
 
     let mut postings = Vec::new();
     sec.clear();
     put_uvarint(&mut sec, terms.len() as u64);
-    for ((n, v), bm) in &terms {
+    for ((n, v), bm) in &mut terms {
+        // Run containers for ranges of ids (a metric name's series are
+        // contiguous).
+        bm.optimize();
         let off = postings.len();
         bm.serialize_into(&mut postings)
             .expect("writing to a Vec cannot fail");
@@ -134,6 +188,50 @@ fn push_section(out: &mut Vec<u8>, toc: &mut Vec<(u64, u64, u32)>, sec: &[u8]) {
     out.extend_from_slice(sec);
 }
 
+/// Decodes the series at `d` against `prev` (which becomes it): its labels
+/// land in `prev.labels` (refs below `sym_count`), its chunk metas are
+/// returned. `None` when malformed.
+fn decode_series(
+    d: &mut Decoder<'_>,
+    prev: &mut Prev,
+    delta: bool,
+    sym_count: u64,
+) -> Option<Vec<ChunkMeta>> {
+    let nl = d.len(1 << 16)?;
+    let shared = if delta { d.len(nl)? } else { 0 };
+    if shared > prev.labels.len() {
+        return None;
+    }
+    prev.labels.truncate(shared);
+    for _ in shared..nl {
+        let n = d.uvarint().filter(|&r| r < sym_count)?;
+        let v = d.uvarint().filter(|&r| r < sym_count)?;
+        prev.labels.push((n, v));
+    }
+    let nc = d.len(d.rest().len())?;
+    let mut chunks = Vec::with_capacity(nc);
+    let (mut prev_max, mut prev_ref) = (0i64, if delta { prev.last_ref } else { 0 });
+    for i in 0..nc {
+        let (min_t, span) = if i > 0 {
+            let min_t = prev_max.wrapping_add(d.varint()?);
+            (min_t, d.uvarint()? as i64)
+        } else if delta {
+            let min_t = prev.first_min.wrapping_add(d.varint()?);
+            let span = prev.first_span.wrapping_add(d.varint()?);
+            (prev.first_min, prev.first_span) = (min_t, span);
+            (min_t, span)
+        } else {
+            (d.varint()?, d.uvarint()? as i64)
+        };
+        let r = prev_ref.wrapping_add(d.varint()? as u64);
+        let max_t = min_t.wrapping_add(span);
+        chunks.push(ChunkMeta { min_t, max_t, r });
+        (prev_max, prev_ref) = (max_t, r);
+    }
+    prev.last_ref = prev_ref;
+    Some(chunks)
+}
+
 /// One entry of the term dictionary.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Term {
@@ -146,6 +244,8 @@ pub(crate) struct Term {
 /// A parsed, checksum-verified index. Series are decoded on demand.
 pub(crate) struct IndexReader {
     data: Box<dyn AsRef<[u8]> + Send + Sync>,
+    /// Series are delta-encoded with restart points (version 3).
+    delta: bool,
     symbols: Vec<(usize, usize)>,
     series: Vec<usize>,
     terms: Vec<Term>,
@@ -217,19 +317,14 @@ impl IndexReader {
         let mut d = Decoder::new(&b[ss..se]);
         let n = d.len(se - ss).ok_or_else(|| bad("series"))?;
         let mut series = Vec::with_capacity(n);
-        for _ in 0..n {
+        let delta = version >= DELTA_VERSION;
+        let mut prev = Prev::default();
+        for id in 0..n {
             series.push(ss + d.pos());
-            let nl = d.len(se - ss).ok_or_else(|| bad("series"))?;
-            for _ in 0..nl * 2 {
-                d.uvarint()
-                    .filter(|&r| r < sym_count)
-                    .ok_or_else(|| bad("series labels"))?;
+            if !delta || id % RESTART == 0 {
+                prev = Prev::default();
             }
-            let nc = d.len(se - ss).ok_or_else(|| bad("series"))?;
-            for _ in 0..nc {
-                let ok = d.varint().and(d.uvarint()).and(d.varint());
-                ok.ok_or_else(|| bad("chunk metas"))?;
-            }
+            decode_series(&mut d, &mut prev, delta, sym_count).ok_or_else(|| bad("series"))?;
         }
 
         let (ts, te) = ranges[2];
@@ -261,6 +356,7 @@ impl IndexReader {
         }
         Ok(IndexReader {
             data,
+            delta,
             symbols,
             series,
             terms,
@@ -301,36 +397,30 @@ impl IndexReader {
 
     /// Labels and chunk metas of series `id`.
     pub(crate) fn series(&self, id: u32) -> R<SeriesEntry> {
-        let &start = self
-            .series
-            .get(id as usize)
-            .ok_or_else(|| bad("series id"))?;
-        let mut d = Decoder::new(&self.bytes()[start..]);
-        let nl = d.len(1 << 16).ok_or_else(|| bad("series"))?;
-        let mut labels = Vec::with_capacity(nl);
-        for _ in 0..nl {
-            let n = d.uvarint().ok_or_else(|| bad("series"))? as u32;
-            let v = d.uvarint().ok_or_else(|| bad("series"))? as u32;
-            labels.push(Label::new(self.symbol(n)?, self.symbol(v)?));
+        if id as usize >= self.series.len() {
+            return Err(bad("series id"));
+        }
+        let first = if self.delta {
+            id as usize - id as usize % RESTART
+        } else {
+            id as usize
+        };
+        // Decode from the restart point up to `id`.
+        let mut d = Decoder::new(&self.bytes()[self.series[first]..]);
+        let mut prev = Prev::default();
+        let mut chunks = Vec::new();
+        for _ in first..=id as usize {
+            chunks = decode_series(&mut d, &mut prev, self.delta, self.symbols.len() as u64)
+                .ok_or_else(|| bad("series"))?;
+        }
+        let mut labels = Vec::with_capacity(prev.labels.len());
+        for &(n, v) in &prev.labels {
+            labels.push(Label::new(self.symbol(n as u32)?, self.symbol(v as u32)?));
         }
         if labels.windows(2).any(|w| w[0].name >= w[1].name)
             || labels.iter().any(|l| l.value.is_empty())
         {
             return Err(bad("series labels"));
-        }
-        let nc = d.len(usize::MAX).ok_or_else(|| bad("series"))?;
-        let mut chunks = Vec::with_capacity(nc.min(1 << 16));
-        let (mut prev_max, mut prev_ref) = (0i64, 0u64);
-        for i in 0..nc {
-            let (a, span, dr) = (d.varint(), d.uvarint(), d.varint());
-            let (Some(a), Some(span), Some(dr)) = (a, span, dr) else {
-                return Err(bad("chunk metas"));
-            };
-            let min_t = if i == 0 { a } else { prev_max.wrapping_add(a) };
-            let max_t = min_t.wrapping_add(span as i64);
-            let r = prev_ref.wrapping_add(dr as u64);
-            chunks.push(ChunkMeta { min_t, max_t, r });
-            (prev_max, prev_ref) = (max_t, r);
         }
         Ok(SeriesEntry {
             labels: Labels::from_sorted(labels),

@@ -906,15 +906,22 @@ fn a_corrupt_block_stops_only_its_tenants_compaction() {
     assert_eq!(leftovers, 3, "no temporary directory left behind");
 }
 
+/// The block the size reports read (`$STRATA_BLOCK_DIR`).
+fn report_block_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("STRATA_BLOCK_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        eprintln!("STRATA_BLOCK_DIR is not set");
+    }
+    dir
+}
+
 /// Section sizes of the index of the block in `$STRATA_BLOCK_DIR`.
 #[test]
 #[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
 fn index_section_report() {
-    let Some(dir) = std::env::var_os("STRATA_BLOCK_DIR") else {
-        eprintln!("STRATA_BLOCK_DIR is not set");
+    let Some(dir) = report_block_dir() else {
         return;
     };
-    let dir = PathBuf::from(dir);
     let index = fs::read(dir.join("index")).unwrap();
     let chunks = fs::metadata(dir.join("chunks")).unwrap().len();
     let toc = &index[index.len() - 88..];
@@ -945,12 +952,11 @@ fn index_section_report() {
 #[test]
 #[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
 fn chunk_report() {
-    let Some(dir) = std::env::var_os("STRATA_BLOCK_DIR") else {
-        eprintln!("STRATA_BLOCK_DIR is not set");
+    let Some(dir) = report_block_dir() else {
         return;
     };
-    let b = dir::Block::open(Path::new(&dir)).unwrap();
-    let raw = fs::read(Path::new(&dir).join("chunks")).unwrap();
+    let b = dir::Block::open(&dir).unwrap();
+    let raw = fs::read(dir.join("chunks")).unwrap();
     // metric -> (series, samples, record bytes, packed, xor, ts-only bytes)
     let mut by: BTreeMap<String, [usize; 6]> = BTreeMap::new();
     for id in 0..b.index.num_series() {
@@ -986,6 +992,57 @@ fn chunk_report() {
             r[3],
             r[4],
             r[5] as f64 / r[1] as f64
+        );
+    }
+}
+
+/// Rewrites the block in `$STRATA_BLOCK_DIR` with this build's format and
+/// prints both sizes.
+#[test]
+#[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
+fn rewrite_report() {
+    let Some(dir) = report_block_dir() else {
+        return;
+    };
+    let b = dir::Block::open(&dir).unwrap();
+    let series: Vec<SeriesSamples> = b
+        .all_series()
+        .map(|r| {
+            let (labels, samples) = r.unwrap();
+            SeriesSamples {
+                labels,
+                samples,
+                histograms: vec![],
+            }
+        })
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let store = BlockStore::open(out.path(), opts()).unwrap();
+    let meta = store
+        .write_block(
+            &tenant(),
+            b.meta.min_t,
+            b.meta.max_t,
+            &mut series.into_iter(),
+        )
+        .unwrap()
+        .unwrap();
+    let nb = store
+        .blocks
+        .read()
+        .values()
+        .flatten()
+        .next()
+        .unwrap()
+        .dir
+        .clone();
+    for (name, d) in [("before", dir), ("after", nb)] {
+        let size =
+            |f: &str| fs::metadata(d.join(f)).unwrap().len() as f64 / meta.num_samples as f64;
+        println!(
+            "{name:<7} index {:.4} B/sample, chunks {:.4} B/sample",
+            size("index"),
+            size("chunks")
         );
     }
 }
