@@ -238,36 +238,44 @@ impl Group {
                 eval_rule(rule, query_ts, ctx, &group_labels, limit)
             };
             let rule = &mut self.rules[i];
+            // A failed rule writes nothing (no samples, no staleness
+            // markers) and sends nothing this round, as in Prometheus and
+            // the alert-generator spec (step 4).
             let series = match res {
                 Ok(series) => {
                     rule.health.health = "ok";
                     rule.health.last_error = None;
-                    series
+                    Some(series)
                 }
                 Err(e) => {
                     rule.health.health = "err";
                     rule.health.last_error = Some(e.clone());
                     first_err.get_or_insert(format!("rule {:?}: {e}", rule.spec.name()));
-                    Vec::new()
+                    None
                 }
             };
             rule.health.last_evaluation = Some(ts);
             rule.health.evaluation_seconds = rule_started.elapsed().as_secs_f64();
-            if let Err(e) = write_with_staleness(rule, series, query_ts, ctx) {
-                first_err.get_or_insert(e);
+            let ok = series.is_some();
+            if let Some(series) = series {
+                if let Err(e) = write_with_staleness(rule, series, query_ts, ctx) {
+                    first_err.get_or_insert(e);
+                }
             }
             if let RuleKind::Alert { .. } = rule.spec.kind {
                 if !rule.restored {
                     restore_for_state(rule, query_ts, ctx);
                     rule.restored = true;
                 }
-                out.extend(alerts_to_send(
-                    rule,
-                    query_ts,
-                    resend_delay_ms,
-                    self.interval_ms,
-                    ctx.external_url,
-                ));
+                if ok {
+                    out.extend(alerts_to_send(
+                        rule,
+                        query_ts,
+                        resend_delay_ms,
+                        self.interval_ms,
+                        ctx.external_url,
+                    ));
+                }
             }
         }
         self.evaluations += 1;
@@ -717,6 +725,23 @@ mod tests {
         out
     }
 
+    /// A context without external labels or URL.
+    fn bare_ctx<'a>(
+        q: &'a Script,
+        store: &'a MemMetrics,
+        tenant: &'a Tenant,
+        ext: &'a Labels,
+    ) -> EvalContext<'a> {
+        EvalContext {
+            querier: q,
+            writer: store,
+            reader: store,
+            tenant,
+            external_labels: ext,
+            external_url: "",
+        }
+    }
+
     fn series(store: &MemMetrics, name: &str) -> Vec<crate::storage::SeriesSamples> {
         store
             .select(
@@ -895,16 +920,8 @@ groups:
         );
         let q = Script(Box::new(|_, _| vec![(up("a"), 1.0), (up("b"), 1.0)]));
         let store = MemMetrics::new();
-        let tenant = Tenant::anonymous();
-        let ext = Labels::empty();
-        let ctx = EvalContext {
-            querier: &q,
-            writer: &store,
-            reader: &store,
-            tenant: &tenant,
-            external_labels: &ext,
-            external_url: "",
-        };
+        let (tenant, ext) = (Tenant::anonymous(), Labels::empty());
+        let ctx = bare_ctx(&q, &store, &tenant, &ext);
         let (_, err) = g.eval(0, &ctx, MIN);
         assert!(err.unwrap().contains("same labelset"));
         assert_eq!(g.rules[0].health.health, "err");
@@ -938,5 +955,46 @@ groups:
             "20m pending before the outage are kept"
         );
         assert_eq!(a.state, AlertState::Pending);
+    }
+
+    /// Spec step 4: an alerting rule whose labels collide errors out and
+    /// neither sends (not even a due resend) nor writes `ALERTS`.
+    #[test]
+    fn failed_alert_rule_sends_and_writes_nothing() {
+        let mut g = group(
+            r#"
+groups:
+- name: g
+  rules:
+  - alert: Down
+    expr: up == 0
+    labels: {instance: same}
+"#,
+        );
+        let q = Script(Box::new(|_, t| {
+            if t < 2 * MIN {
+                vec![(up("a"), 0.0)]
+            } else {
+                vec![(up("a"), 0.0), (up("b"), 0.0)]
+            }
+        }));
+        let store = MemMetrics::new();
+        let (tenant, ext) = (Tenant::anonymous(), Labels::empty());
+        let ctx = bare_ctx(&q, &store, &tenant, &ext);
+        assert_eq!(g.eval(0, &ctx, MIN).0.len(), 1, "fires at once");
+        assert!(g.eval(MIN, &ctx, MIN).0.is_empty(), "not due yet");
+        let (sent, err) = g.eval(2 * MIN + MIN / 2, &ctx, MIN);
+        assert!(err.unwrap().contains("same labelset"));
+        assert!(sent.is_empty(), "a resend was due, but the rule failed");
+        let alerts = series(&store, "ALERTS");
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].samples.last().unwrap().t,
+            MIN,
+            "no sample nor staleness marker at the failed evaluation"
+        );
+        assert!(!crate::model::is_stale_nan(
+            alerts[0].samples.last().unwrap().v
+        ));
     }
 }

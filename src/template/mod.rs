@@ -193,18 +193,35 @@ impl FuncMap {
 pub struct Template {
     name: String,
     nodes: Vec<Node>,
+    /// Templates named by `{{define}}`/`{{block}}`.
+    defs: BTreeMap<String, Arc<Vec<Node>>>,
 }
+
+/// Nesting of `{{template}}` calls beyond which execution fails (Go: 100000;
+/// lower here to stay well inside the thread's stack).
+const MAX_TEMPLATE_DEPTH: usize = 100;
 
 impl Template {
     /// Parses `text`; `name` appears in error messages as Go puts it
     /// (`template: <name>:1: ...`). `known` says which function names exist
     /// (Go rejects unknown functions at parse time).
     pub fn parse(name: &str, text: &str, known: &FuncMap) -> Result<Template, String> {
-        let nodes =
+        let parsed =
             parse::parse(text, &|f| known.has(f)).map_err(|e| format!("template: {name}:{e}"))?;
+        let mut nodes = Vec::with_capacity(parsed.len());
+        let mut defs = BTreeMap::new();
+        for n in parsed {
+            match n {
+                Node::Define(n, body) => {
+                    defs.insert(n, Arc::new(body));
+                }
+                other => nodes.push(other),
+            }
+        }
         Ok(Template {
             name: name.to_string(),
             nodes,
+            defs,
         })
     }
 
@@ -218,6 +235,8 @@ impl Template {
     ) -> Result<String, String> {
         let mut ex = Exec {
             funcs,
+            defs: &self.defs,
+            depth: 0,
             vars: vars
                 .iter()
                 .map(|(n, v)| (format!("${n}"), v.clone()))
@@ -257,6 +276,8 @@ fn is_builtin(name: &str) -> bool {
 
 struct Exec<'a> {
     funcs: &'a FuncMap,
+    defs: &'a BTreeMap<String, Arc<Vec<Node>>>,
+    depth: usize,
     vars: Vec<(String, Value)>,
     out: String,
 }
@@ -272,6 +293,30 @@ impl Exec<'_> {
     fn node(&mut self, node: &Node, dot: &Value) -> Result<(), String> {
         match node {
             Node::Text(t) => self.out.push_str(t),
+            Node::Define(..) => {}
+            Node::Call(name, pipe) => {
+                let body = self
+                    .defs
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| format!("no such template {name:?}"))?;
+                let arg = match pipe {
+                    Some(p) => self.pipeline_value(p, dot)?,
+                    None => Value::Nil,
+                };
+                if self.depth >= MAX_TEMPLATE_DEPTH {
+                    return Err(format!(
+                        "exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})"
+                    ));
+                }
+                // A called template sees only its own dot (and `$` = dot).
+                let saved = std::mem::replace(&mut self.vars, vec![("$".to_string(), arg.clone())]);
+                self.depth += 1;
+                let r = self.nodes(&body, &arg);
+                self.depth -= 1;
+                self.vars = saved;
+                r?;
+            }
             Node::Action(p) => {
                 let v = self.pipeline(p, dot)?;
                 if p.decl.is_empty() {

@@ -20,6 +20,12 @@ pub(super) enum Node {
         body: Vec<Node>,
         otherwise: Vec<Node>,
     },
+    /// `{{define "name"}}...{{end}}` (top level only; hoisted by
+    /// [`super::Template::parse`]).
+    Define(String, Vec<Node>),
+    /// `{{template "name" pipeline}}`: runs a defined template with the
+    /// pipeline's value (nil without one) as its dot.
+    Call(String, Option<Pipeline>),
 }
 
 /// `$x := a | b c` : declared variables, then commands.
@@ -450,6 +456,37 @@ enum Frame {
     Range(Pipeline, Option<Vec<Node>>),
     /// An `else if` opened inside an `if`: closed by the same `end`.
     ElseIf(Pipeline, Option<Vec<Node>>),
+    /// `define` (and the definition half of `block`).
+    Define(String, Option<Pipeline>, bool),
+}
+
+/// Splits `"name" rest` (or a raw-quoted name) into the name and the rest.
+fn template_name(src: &str) -> Result<(String, &str), String> {
+    let src = src.trim_start();
+    let end = match src.chars().next() {
+        Some('"') => find_close_quote(src),
+        Some('`') => src[1..].find('`').map(|i| i + 2),
+        _ => None,
+    }
+    .ok_or_else(|| format!("template name must be a string, not {src:?}"))?;
+    match lex(&src[..end])?.as_slice() {
+        [Tok::Str(name)] => Ok((name.clone(), src[end..].trim())),
+        _ => Err(format!("invalid template name {:?}", &src[..end])),
+    }
+}
+
+/// Length of the double-quoted literal `src` starts with.
+fn find_close_quote(src: &str) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Parses a whole template. `known` tells whether a function exists.
@@ -503,6 +540,15 @@ pub(super) fn parse(text: &str, known: &dyn Fn(&str) -> bool) -> Result<Vec<Node
                     return Err(err("unexpected tokens after end".into()));
                 }
                 let mut was_else_if = matches!(stack.last(), Some((Frame::ElseIf(..), _)));
+                // `block` defines and calls in place.
+                if let Some((Frame::Define(name, pipe, true), _)) = stack.last() {
+                    let call = Node::Call(name.clone(), pipe.clone());
+                    let def = close(&mut stack).map_err(err)?;
+                    let root = &mut stack.first_mut().expect("root frame").1;
+                    root.push(def);
+                    stack.last_mut().expect("root frame").1.push(call);
+                    continue;
+                }
                 let mut node = close(&mut stack).map_err(err)?;
                 // An `else if` lives in the else branch of its parent frame,
                 // which the same `end` closes.
@@ -513,7 +559,35 @@ pub(super) fn parse(text: &str, known: &dyn Fn(&str) -> bool) -> Result<Vec<Node
                 }
                 stack.last_mut().expect("root frame").1.push(node);
             }
-            "define" | "template" | "block" | "break" | "continue" => {
+            "define" | "block" => {
+                let (name, pipe) = template_name(rest).map_err(err)?;
+                let is_block = word == "block";
+                if !is_block && (!pipe.is_empty() || stack.len() != 1) {
+                    return Err(err(
+                        "{{define}} takes a name and is only allowed at top level".into(),
+                    ));
+                }
+                let pipe = if pipe.is_empty() {
+                    None
+                } else {
+                    Some(parse_pipeline(pipe, known).map_err(err)?)
+                };
+                stack.push((Frame::Define(name, pipe, is_block), Vec::new()));
+            }
+            "template" => {
+                let (name, pipe) = template_name(rest).map_err(err)?;
+                let pipe = if pipe.is_empty() {
+                    None
+                } else {
+                    Some(parse_pipeline(pipe, known).map_err(err)?)
+                };
+                stack
+                    .last_mut()
+                    .expect("root frame")
+                    .1
+                    .push(Node::Call(name, pipe));
+            }
+            "break" | "continue" => {
                 return Err(err(format!("{{{{{word}}}}} is not supported")));
             }
             _ => {
@@ -565,5 +639,6 @@ fn close(stack: &mut Vec<(Frame, Vec<Node>)>) -> Result<Node, String> {
                 otherwise,
             }
         }
+        Frame::Define(name, _, _) => Node::Define(name, body),
     })
 }

@@ -181,3 +181,45 @@ fn query_results_with_first_and_value() {
     .unwrap();
     assert_eq!(t.execute(&Value::Nil, &[], &funcs).unwrap(), "42 api");
 }
+
+/// `define`, `template` (with and without a pipeline) and `block`, as the
+/// alert-generator spec's `template_query_test` annotation uses them.
+#[test]
+fn define_template_and_block() {
+    let cases = [
+        (
+            r#"{{ define "t" }}Args are: {{.arg0}} {{.arg1}} {{.arg2}}.{{ end }}{{ template "t" (args "foo" "bar" 99) }}"#,
+            "Args are: foo bar 99.",
+        ),
+        // Called before it is defined; no pipeline means a nil dot.
+        (
+            r#"a{{template "x"}}b{{define "x"}}[{{.}}]{{end}}"#,
+            "a[<no value>]b",
+        ),
+        // Only the call's dot is visible; `$` is that dot.
+        (
+            r#"{{define "y"}}{{$}}{{end}}{{$v := 1}}{{template "y" "d"}}"#,
+            "d",
+        ),
+        (
+            r#"{{block "b" .}}<{{.}}>{{end}}|{{template "b" 2}}"#,
+            "<<no value>>|<2>",
+        ),
+        (r#"{{define `raw`}}r{{end}}{{template `raw`}}"#, "r"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(render(text, 0.0).as_deref(), Ok(want), "{text}");
+    }
+    let e = render(r#"{{template "nope"}}"#, 0.0).unwrap_err();
+    assert!(e.contains("no such template \"nope\""), "{e}");
+    let e = render(
+        r#"{{define "r"}}{{template "r"}}{{end}}{{template "r"}}"#,
+        0.0,
+    )
+    .unwrap_err();
+    assert!(e.contains("exceeded maximum template depth"), "{e}");
+    let e = render(r#"{{if 1}}{{define "d"}}{{end}}{{end}}"#, 0.0).unwrap_err();
+    assert!(e.contains("only allowed at top level"), "{e}");
+    let e = render(r#"{{template .x}}"#, 0.0).unwrap_err();
+    assert!(e.contains("template name must be a string"), "{e}");
+}

@@ -77,6 +77,8 @@ pub struct Harness {
     pub metrics: Arc<MemMetrics>,
     /// Log store the LogQL rules read.
     pub logs: Arc<MemLogs>,
+    /// The PromQL engine over `metrics`.
+    pub promql: Arc<Engine>,
     /// The rule manager under test.
     pub manager: Arc<RuleManager>,
     /// Its notifier.
@@ -160,7 +162,7 @@ impl Harness {
             metrics_reader: metrics.clone(),
             metrics_writer: metrics.clone(),
             metrics_admin: metrics.clone(),
-            promql,
+            promql: promql.clone(),
             logs_reader: logs.clone(),
             logs_writer: logs.clone(),
             rules: Some(manager.clone()),
@@ -170,6 +172,7 @@ impl Harness {
         Harness {
             metrics,
             logs,
+            promql,
             manager,
             notifier,
             base,
