@@ -137,7 +137,8 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
     match op.as_str() {
         "topk" | "bottomk" | "limitk" | "limit_ratio" => {
             let param = param.unwrap_or_else(|| vec![f64::NAN; n]);
-            select_k(ev, &op, &input, &groups, &param, r)
+            let pos = ev.pos(&a.expr);
+            select_k(ev, &op, &input, &groups, &param, r, &pos)
         }
         "count_values" => {
             let label = match a.param.as_deref().map(unparen) {
@@ -188,6 +189,10 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     "quantile value should be between 0 and 1, got {} {pos}",
                     go_g(*bad)
                 ));
+            }
+            if input.iter().any(|s| s.hvals.iter().any(|h| h.is_some())) {
+                let pos = ev.pos(&a.expr);
+                ev.info(format!("ignored histogram in quantile aggregation {pos}"));
             }
             let mut out = Vec::with_capacity(groups.len());
             for ((key, members), drop_name) in groups.into_iter().zip(gdrop) {
@@ -297,6 +302,7 @@ fn select_k(
     groups: &[(Labels, Vec<usize>)],
     param: &[f64],
     r: &Steps,
+    pos: &str,
 ) -> Result<Val> {
     let n = r.len();
     let mut keep: Vec<Vec<bool>> = vec![vec![false; n]; input.len()];
@@ -330,12 +336,19 @@ fn select_k(
             ));
         }
     }
+    let limit = matches!(op, "limitk" | "limit_ratio");
+    let mut ignored = false;
     for (_, members) in groups {
         for i in 0..n {
+            // topk/bottomk rank floats only; limitk/limit_ratio keep histograms.
             let present: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&si| input[si].vals[i].is_some())
+                .filter(|&si| {
+                    let h = input[si].h(i).is_some();
+                    ignored |= h && !limit;
+                    input[si].vals[i].is_some() || (h && limit)
+                })
                 .collect();
             let chosen: Vec<usize> = match op {
                 "limit_ratio" => {
@@ -387,25 +400,38 @@ fn select_k(
             }
         }
     }
+    if ignored {
+        ev.info(format!("ignored histogram in {op} aggregation {}", pos));
+    }
     if n == 1 {
         return Ok(Val::Vector(
-            order.into_iter().map(|si| input[si].clone()).collect(),
+            order
+                .into_iter()
+                .map(|si| {
+                    let mut s = input[si].clone();
+                    if !limit {
+                        s.hvals.clear();
+                    }
+                    s
+                })
+                .collect(),
         ));
     }
     let out = input
         .iter()
         .zip(keep)
         .filter(|(_, k)| k.iter().any(|b| *b))
-        .map(|(s, k)| Series {
-            hvals: vec![],
-            labels: s.labels.clone(),
-            drop_name: s.drop_name,
-            vals: s
-                .vals
-                .iter()
-                .zip(k)
-                .map(|(v, k)| if k { *v } else { None })
-                .collect(),
+        .map(|(s, k)| {
+            let mut s = s.clone();
+            if !limit {
+                s.hvals.clear();
+            }
+            for (i, k) in k.into_iter().enumerate() {
+                if !k {
+                    s.clear(i);
+                }
+            }
+            s
         })
         .collect();
     Ok(Val::Vector(out))
