@@ -376,6 +376,47 @@ impl Matching<'_> {
     }
 }
 
+/// The series a vector-vector operation outputs, by interned result
+/// metric (a series is created at its metric's first value).
+struct Results {
+    out: Vec<Series>,
+    /// Metric id -> labels and index in `out`.
+    metrics: Vec<(Labels, Option<usize>)>,
+    ids: HashMap<Labels, usize>,
+    /// Steps per series.
+    n: usize,
+}
+
+impl Results {
+    /// The id of a result metric.
+    fn id(&mut self, metric: Labels) -> usize {
+        if let Some(&id) = self.ids.get(&metric) {
+            return id;
+        }
+        self.metrics.push((metric.clone(), None));
+        self.ids.insert(metric, self.metrics.len() - 1);
+        self.metrics.len() - 1
+    }
+
+    /// Sets step `i` of metric `id`'s series to `val`.
+    fn emit(&mut self, id: usize, drop_name: bool, i: usize, val: Sv) {
+        let oidx = match self.metrics[id].1 {
+            Some(o) => o,
+            None => {
+                self.out.push(Series {
+                    hvals: vec![],
+                    labels: self.metrics[id].0.clone(),
+                    drop_name,
+                    vals: vec![None; self.n],
+                });
+                self.metrics[id].1 = Some(self.out.len() - 1);
+                self.out.len() - 1
+            }
+        };
+        put(&mut self.out[oidx], i, Some(val));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn vector_vector(
     ev: &mut Evaluator,
@@ -398,21 +439,25 @@ fn vector_vector(
     };
     // Prometheus applies the fill values after swapping the sides.
     let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
-    let mut out: Vec<Series> = Vec::new();
-    let mut out_idx: HashMap<Labels, usize> = HashMap::new();
-    let mut metric_cache: HashMap<(usize, usize), Labels> = HashMap::new();
-    let mut emit = |metric: Labels, drop_name: bool, i: usize, val: Sv| {
-        let oidx = *out_idx.entry(metric.clone()).or_insert_with(|| {
-            out.push(Series {
-                hvals: vec![],
-                labels: metric,
-                drop_name,
-                vals: vec![None; n],
-            });
-            out.len() - 1
-        });
-        put(&mut out[oidx], i, Some(val));
+    // Match-group signatures and result metrics are interned once, so the
+    // per-step loop below works on indices instead of hashing and cloning
+    // label sets at every step.
+    let mut sig_ids: HashMap<&Labels, usize> = HashMap::new();
+    let mut sig_id = |sig| {
+        let next = sig_ids.len();
+        *sig_ids.entry(sig).or_insert(next)
     };
+    let msig_id: Vec<usize> = msig.iter().map(&mut sig_id).collect();
+    let osig_id: Vec<usize> = osig.iter().map(&mut sig_id).collect();
+    let nsig = sig_ids.len();
+    let mut res = Results {
+        out: Vec::new(),
+        metrics: Vec::new(),
+        ids: HashMap::new(),
+        n,
+    };
+    let mut pair_metric: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut fill_metric: HashMap<usize, usize> = HashMap::new();
     // The value of `fl op fr`, or None when a comparison filters it out.
     let compute = |ev: &mut Evaluator, fl: Sv, fr: Sv| -> Option<Sv> {
         match (&fl, &fr) {
@@ -427,16 +472,28 @@ fn vector_vector(
             _ => hist_op(ev, op, &fl, &fr, return_bool, &m.pos),
         }
     };
+    const NONE: usize = usize::MAX;
+    // Per step: the "one" series of each signature, and the result metrics
+    // each signature matched (reset through `touched`).
+    let mut right: Vec<usize> = vec![NONE; nsig];
+    let mut matched: Vec<Vec<usize>> = vec![Vec::new(); nsig];
+    let mut touched: Vec<usize> = Vec::new();
     for i in 0..n {
         if i % 64 == 0 {
             ev.check_deadline()?;
         }
-        let mut right: HashMap<&Labels, usize> = HashMap::new();
+        for sid in touched.drain(..) {
+            right[sid] = NONE;
+            matched[sid].clear();
+        }
+        let mut any_right = false;
         for (oi, s) in one.iter().enumerate() {
             if !s.present(i) {
                 continue;
             }
-            if let Some(&prev) = right.get(&osig[oi]) {
+            let sid = osig_id[oi];
+            if right[sid] != NONE {
+                let prev = right[sid];
                 let (a, b) = (&s.labels, &one[prev].labels);
                 let side = if one_to_many { "left" } else { "right" };
                 return Err(QueryError::Execution(format!(
@@ -446,53 +503,61 @@ fn vector_vector(
                     go_labels(a.max(b))
                 )));
             }
-            right.insert(&osig[oi], oi);
+            right[sid] = oi;
+            touched.push(sid);
+            any_right = true;
         }
-        if right.is_empty() && fill_one.is_none() {
+        if !any_right && fill_one.is_none() {
             continue;
         }
-        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (mi, ls) in many.iter().enumerate() {
             let Some(lv) = Sv::of(ls, i) else { continue };
             let drop_name = ls.drop_name || return_bool || !cmp;
-            let Some(&oi) = right.get(&msig[mi]) else {
+            let sid = msig_id[mi];
+            let oi = right[sid];
+            if oi == NONE {
                 if let Some(fv) = fill_one {
                     let fv = Sv::F(fv);
                     let (fl, fr) = if one_to_many { (fv, lv) } else { (lv, fv) };
                     if let Some(val) = compute(ev, fl, fr) {
-                        emit(m.result_metric(&ls.labels, None), drop_name, i, val);
+                        let id = *fill_metric
+                            .entry(mi)
+                            .or_insert_with(|| res.id(m.result_metric(&ls.labels, None)));
+                        res.emit(id, drop_name, i, val);
                     }
                 }
                 continue;
-            };
+            }
             let rs = &one[oi];
             let Some(rv) = Sv::of(rs, i) else { continue };
             let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
-            let metric = metric_cache
+            let id = *pair_metric
                 .entry((mi, oi))
-                .or_insert_with(|| m.result_metric(&ls.labels, Some(&rs.labels)))
-                .clone();
-            let set = matched.entry(&msig[mi]).or_default();
+                .or_insert_with(|| res.id(m.result_metric(&ls.labels, Some(&rs.labels))));
+            let set = &mut matched[sid];
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 if !set.is_empty() {
                     return Err(QueryError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                     ));
                 }
-            } else if set.contains(&metric) {
+            } else if set.contains(&id) {
                 return Err(QueryError::Execution(
                     "multiple matches for matching labels; many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            set.insert(metric.clone());
+            if set.is_empty() {
+                touched.push(sid);
+            }
+            set.push(id);
             if let Some(val) = compute(ev, fl, fr) {
-                emit(metric, drop_name, i, val);
+                res.emit(id, drop_name, i, val);
             }
         }
         if let Some(fv) = fill_many {
             for (oi, rs) in one.iter().enumerate() {
                 let Some(rv) = Sv::of(rs, i) else { continue };
-                if matched.contains_key(&osig[oi]) {
+                if !matched[osig_id[oi]].is_empty() {
                     continue;
                 }
                 let fv = Sv::F(fv);
@@ -500,10 +565,11 @@ fn vector_vector(
                 if let Some(val) = compute(ev, fl, fr) {
                     let drop_name = rs.drop_name || return_bool || !cmp;
                     // The filled series has the match group's labels.
-                    emit(osig[oi].clone(), drop_name, i, val);
+                    let id = res.id(osig[oi].clone());
+                    res.emit(id, drop_name, i, val);
                 }
             }
         }
     }
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(res.out))
 }
