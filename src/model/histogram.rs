@@ -328,12 +328,11 @@ impl FloatHistogram {
     /// Prometheus's result hint when adding or subtracting `other`.
     fn adjust_hint(&mut self, other: &FloatHistogram) {
         use CounterResetHint::*;
-        match (self.counter_reset_hint, other.counter_reset_hint) {
-            (a, b) if a == b => {}
-            (Gauge, _) | (Unknown, _) => {}
-            (_, Gauge) => self.counter_reset_hint = Gauge,
-            _ => self.counter_reset_hint = Unknown,
-        }
+        self.counter_reset_hint = match (self.counter_reset_hint, other.counter_reset_hint) {
+            (a, b) if a == b => a,
+            (Gauge, _) | (_, Gauge) => Gauge,
+            _ => Unknown,
+        };
     }
 
     fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<bool, HistogramError> {
@@ -353,9 +352,12 @@ impl FloatHistogram {
         self.combine(other, 1.0)
     }
 
-    /// `self -= other`. Returns true when custom bounds were reconciled.
+    /// `self -= other`; the result is a gauge. Returns true when custom
+    /// bounds were reconciled.
     pub fn sub(&mut self, other: &FloatHistogram) -> Result<bool, HistogramError> {
-        self.combine(other, -1.0)
+        let r = self.combine(other, -1.0);
+        self.counter_reset_hint = CounterResetHint::Gauge;
+        r
     }
 
     /// Prometheus's `Equals`: same layout and values (NaN equal to NaN),
