@@ -32,6 +32,7 @@ const MAX_POINTS: i64 = 11_000;
 
 /// A [`LogReader`] layer for one query: counts what it reads (for `stats`),
 /// enforces `loki.max_query_bytes_read` and stops reading past the deadline.
+/// Index methods go to the wrapped store's own (indexed) implementations.
 pub struct Metered {
     inner: Arc<dyn LogReader>,
     deadline: Instant,
@@ -103,6 +104,40 @@ impl LogReader for Metered {
     ) -> Result<Vec<crate::model::Labels>, LogReadError> {
         self.check_deadline()?;
         self.inner.streams(tenant, matchers, start, end)
+    }
+
+    fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[crate::model::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, LogReadError> {
+        self.check_deadline()?;
+        self.inner.label_names(tenant, matchers, start, end)
+    }
+
+    fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[crate::model::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, LogReadError> {
+        self.check_deadline()?;
+        self.inner.label_values(tenant, name, matchers, start, end)
+    }
+
+    fn stats(
+        &self,
+        tenant: &Tenant,
+        matchers: &[crate::model::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<crate::logs::LogStats, LogReadError> {
+        self.check_deadline()?;
+        self.inner.stats(tenant, matchers, start, end)
     }
 }
 
