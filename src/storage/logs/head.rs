@@ -37,16 +37,23 @@ pub(crate) fn entry_bytes(e: &LogEntry) -> usize {
 impl Head {
     /// Inserts entries into a stream, keeping it sorted and dropping an entry
     /// identical (timestamp, line, metadata) to one already held. Returns
-    /// the entries inserted.
-    pub fn apply(&mut self, labels: &Labels, entries: Vec<LogEntry>) -> Vec<LogEntry> {
+    /// how many entries and line bytes were inserted, and copies of the
+    /// inserted entries when `copy` (for live tail).
+    pub fn apply(
+        &mut self,
+        labels: &Labels,
+        entries: Vec<LogEntry>,
+        copy: bool,
+    ) -> (usize, usize, Vec<LogEntry>) {
         if entries.is_empty() {
-            return entries;
+            return (0, 0, entries);
         }
         let buf = match self.streams.get_mut(labels) {
             Some(b) => b,
             None => self.streams.entry(labels.clone()).or_default(),
         };
-        let mut inserted = Vec::with_capacity(entries.len());
+        let (mut n, mut line_bytes) = (0, 0);
+        let mut inserted = Vec::with_capacity(if copy { entries.len() } else { 0 });
         for e in entries {
             let at = if buf.last().is_none_or(|l| l.ts < e.ts) {
                 buf.len()
@@ -60,13 +67,17 @@ impl Head {
             };
             self.bytes += entry_bytes(&e);
             self.entries += 1;
-            buf.insert(at, e.clone());
-            inserted.push(e);
+            n += 1;
+            line_bytes += e.line.len();
+            if copy {
+                inserted.push(e.clone());
+            }
+            buf.insert(at, e);
         }
         if self.since.is_none() {
             self.since = Some(Instant::now());
         }
-        inserted
+        (n, line_bytes, inserted)
     }
 
     /// Labels of streams matching the matchers with entries in `[start, end)`.
@@ -215,8 +226,8 @@ mod tests {
     fn apply_keeps_order_and_drops_identical_entries() {
         let a = Labels::from_pairs([("app", "a")]);
         let mut h = Head::default();
-        let got = h.apply(&a, vec![LogEntry::new(5, "x"), LogEntry::new(3, "y")]);
-        assert_eq!(got.len(), 2);
+        let got = h.apply(&a, vec![LogEntry::new(5, "x"), LogEntry::new(3, "y")], true);
+        assert_eq!(got.2.len(), 2);
         let got = h.apply(
             &a,
             vec![
@@ -224,8 +235,9 @@ mod tests {
                 LogEntry::new(5, "z"),
                 LogEntry::new(4, "w"),
             ],
+            false,
         );
-        assert_eq!(got.len(), 2);
+        assert_eq!((got.0, got.1, got.2.len()), (2, 2, 0));
         let lines: Vec<&str> = h.streams[&a].iter().map(|e| e.line.as_str()).collect();
         assert_eq!(lines, ["y", "w", "x", "z"]);
         assert_eq!((h.entries, h.bytes), (4, 4));

@@ -138,7 +138,7 @@ impl LogStore {
                 let t = tenant_for(&tenants, &tenant);
                 let mut g = t.write();
                 for s in streams {
-                    apply_stream(&mut g, s);
+                    apply_stream(&mut g, s, &mut PushOutcome::default(), None);
                 }
                 records += 1;
                 Ok(())
@@ -249,16 +249,28 @@ fn tenant_for(tenants: &Tenants, tenant: &Tenant) -> Arc<RwLock<TenantLogs>> {
     tenants.write().entry(tenant.clone()).or_default().clone()
 }
 
-/// Applies one stream of a push (or of a replayed record) to the head.
-fn apply_stream(t: &mut TenantLogs, s: Stream) -> Option<Stream> {
-    let max = s.entries.iter().map(|e| e.ts).max()?;
+/// Applies one stream of a push (or of a replayed record) to the head;
+/// adds what was stored to `out` and, when `tail`, a copy to `fed`.
+fn apply_stream(
+    t: &mut TenantLogs,
+    s: Stream,
+    out: &mut PushOutcome,
+    fed: Option<&mut Vec<Stream>>,
+) {
+    let Some(max) = s.entries.iter().map(|e| e.ts).max() else {
+        return;
+    };
     let newest = t.newest.entry(s.labels.clone()).or_insert(max);
     *newest = (*newest).max(max);
-    let entries = t.head.apply(&s.labels, s.entries);
-    (!entries.is_empty()).then_some(Stream {
-        labels: s.labels,
-        entries,
-    })
+    let (n, bytes, copies) = t.head.apply(&s.labels, s.entries, fed.is_some());
+    out.entries_written += n;
+    out.bytes_written += bytes;
+    if let Some(fed) = fed.filter(|_| !copies.is_empty()) {
+        fed.push(Stream {
+            labels: s.labels,
+            entries: copies,
+        });
+    }
 }
 
 impl LogWriter for LogStore {
@@ -293,24 +305,22 @@ impl LogWriter for LogStore {
         wal.append(&[&rec]).map_err(|e| {
             LogWriteError::Unavailable(wal_error(&self.dir.join("wal"), e).to_string())
         })?;
-        let stored: Vec<Stream> = {
+        let feed = self.feed(tenant);
+        // Copies for live tail only while someone tails.
+        let mut fed = (feed.receiver_count() > 0).then(Vec::new);
+        {
             let mut g = t.write();
-            accepted
-                .into_iter()
-                .filter_map(|s| apply_stream(&mut g, s))
-                .collect()
-        };
-        for s in &stored {
-            out.entries_written += s.entries.len();
-            out.bytes_written += s.entries.iter().map(|e| e.line.len()).sum::<usize>();
+            for s in accepted {
+                apply_stream(&mut g, s, &mut out, fed.as_mut());
+            }
         }
         metrics::counter!(ENTRIES_INGESTED_TOTAL, "tenant" => label.clone())
             .increment(out.entries_written as u64);
         metrics::counter!(BYTES_INGESTED_TOTAL, "tenant" => label)
             .increment(out.bytes_written as u64);
-        if !stored.is_empty() {
-            // No receiver is not an error: nobody is tailing.
-            let _ = self.feed(tenant).send(Arc::new(stored));
+        if let Some(fed) = fed.filter(|f| !f.is_empty()) {
+            // Receivers gone since is not an error.
+            let _ = feed.send(Arc::new(fed));
         }
         Ok(out)
     }

@@ -404,7 +404,7 @@ impl Segment {
                 }
                 *blocks_read += 1;
                 entries.extend(
-                    self.read_block(b)?
+                    self.read_block(b, hint)?
                         .into_iter()
                         .filter(|e| e.ts >= start && e.ts < end && hint.accepts(&e.line)),
                 );
@@ -419,7 +419,9 @@ impl Segment {
         Ok(out)
     }
 
-    fn read_block(&self, b: &BlockRef) -> Result<Vec<LogEntry>, StorageError> {
+    /// Reads, checks and decodes a block; empty without decoding when the
+    /// decompressed bytes lack a hint substring (no line can pass it).
+    fn read_block(&self, b: &BlockRef, hint: &LineHint) -> Result<Vec<LogEntry>, StorageError> {
         let path = self.dir.join(DATA_FILE);
         let mut buf = vec![0u8; b.len as usize];
         self.data
@@ -431,6 +433,10 @@ impl Segment {
         }
         let raw =
             zstd::bulk::decompress(&buf, b.raw_len as usize).map_err(|e| bad(e.to_string()))?;
+        let found = |h: &String| memchr::memmem::find(&raw, h.as_bytes()).is_some();
+        if !hint.must_contain.iter().all(found) {
+            return Ok(Vec::new());
+        }
         decode_block(&raw).map_err(bad)
     }
 }
