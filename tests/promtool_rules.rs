@@ -104,50 +104,79 @@ fn promtool_unit_test_files_give_promtool_exit_codes() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// unittest.yml needs native histograms, which Strata does not store yet:
-/// the file fails for exactly that reason, and everything else in it
-/// passes once the histogram series and checks are taken out.
+/// unittest.yml as shipped (with native histogram input series and
+/// `histogram:` expectations) passes, as with promtool; a wrong histogram
+/// expectation or a histogram expected where a float comes (and back) fails
+/// and shows both sides in the test notation; a series mixing floats and
+/// histograms reads back each at its own time.
 #[test]
-fn promtool_unittest_yml_passes_without_native_histograms() {
+fn promtool_unittest_yml_passes_with_native_histograms() {
     let Some(shared) = shared() else { return };
     let src = shared.join("conformance/promtool");
     let (code, out) = strata(&src, &["test", "rules", "unittest.yml"], LIMIT);
-    assert_eq!(code, 1, "native histograms are not supported yet: {out}");
-    assert!(
-        out.contains("native histogram samples are not supported"),
-        "{out}"
-    );
-    let text = std::fs::read_to_string(src.join("unittest.yml")).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let mut removed = 0;
-    for t in doc["tests"].as_sequence_mut().unwrap() {
-        if let Some(s) = t.get_mut("input_series").and_then(|s| s.as_sequence_mut()) {
-            let before = s.len();
-            s.retain(|x| !x["values"].as_str().unwrap_or("").contains("{{"));
-            removed += before - s.len();
-        }
-        if let Some(e) = t
-            .get_mut("promql_expr_test")
-            .and_then(|s| s.as_sequence_mut())
-        {
-            e.retain(|x| {
-                !x["exp_samples"]
-                    .as_sequence()
-                    .is_some_and(|s| s.iter().any(|s| s.get("histogram").is_some()))
-            });
-        }
-    }
-    assert!(removed > 0);
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(src.join("rules.yml"), tmp.path().join("rules.yml")).unwrap();
-    std::fs::write(
-        tmp.path().join("unittest.yml"),
-        serde_yaml::to_string(&doc).unwrap(),
-    )
-    .unwrap();
-    let (code, out) = strata(tmp.path(), &["test", "rules", "unittest.yml"], LIMIT);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("SUCCESS"), "{out}");
+
+    let text = std::fs::read_to_string(src.join("unittest.yml")).unwrap();
+    let good = "{{count:4 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}";
+    assert!(text.contains(good), "unittest.yml changed");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("rules.yml"), tmp.path().join("rules.yml")).unwrap();
+    let run = |name: &str, body: &str| {
+        std::fs::write(tmp.path().join(name), body).unwrap();
+        strata(tmp.path(), &["test", "rules", name], LIMIT)
+    };
+    // Wrong count: fails, naming the expected and the got histogram.
+    let wrong = "{{count:5 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}";
+    let (code, out) = run("wrong.yml", &text.replace(good, wrong));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("expr: \"test_histogram_increase\""), "{out}");
+    assert!(out.contains("count:5"), "{out}");
+    assert!(out.contains("count:4"), "{out}");
+    // The counter-reset hint is part of the comparison.
+    let reset = "{{count:4 sum:5.6 counter_reset_hint:reset buckets:[4]}}";
+    let (code, out) = run("hint.yml", &text.replace(good, reset));
+    assert_eq!(code, 1, "{out}");
+
+    let mixed = r#"
+tests:
+  - interval: 1m
+    input_series:
+      - series: mixed
+        values: "1 {{count:2 sum:3 buckets:[2]}} 5 {{count:3 sum:4 buckets:[3]}}x1"
+    promql_expr_test:
+      - expr: mixed
+        eval_time: 0m
+        exp_samples:
+          - labels: mixed
+            value: 1
+      - expr: mixed
+        eval_time: 1m
+        exp_samples:
+          - labels: mixed
+            histogram: "{{count:2 sum:3 buckets:[2]}}"
+      - expr: mixed
+        eval_time: 2m
+        exp_samples:
+          - labels: mixed
+            value: 5
+      - expr: mixed
+        eval_time: 4m
+        exp_samples:
+          - labels: mixed
+            histogram: "{{count:3 sum:4 counter_reset_hint:not_reset buckets:[3]}}"
+"#;
+    let (code, out) = run("mixed.yml", mixed);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(
+        "mixed_bad.yml",
+        &mixed.replacen("value: 5", "histogram: \"{{count:5}}\"", 1),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("exp: [mixed {{count:5 sum:0}}]") && out.contains("got: [mixed 5]"),
+        "{out}"
+    );
 }
 
 fn copy_glob(from: &Path, ext: &str, to: &Path) -> Vec<String> {

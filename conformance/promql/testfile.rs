@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr};
 use strata::model::{
-    parse_duration, CounterResetHint, FloatHistogram, HistogramSample, Labels, Sample, Tenant,
+    assign_tsdb_hints, expand_test_histogram, parse_duration, parse_test_float, split_test_values,
+    test_histogram_equal, FloatHistogram, HistogramSample, Labels, Sample, Tenant,
     CUSTOM_BUCKETS_SCHEMA, STALE_NAN_BITS,
 };
 use strata::query::promql::{parse, Engine, EngineOptions, QueryOutput, QueryParams, Value};
@@ -80,36 +81,12 @@ fn dur(s: &str) -> Result<i64, String> {
 
 /// Go's `strconv.ParseFloat` for the forms used in test files.
 pub fn parse_number(s: &str) -> Option<f64> {
-    parse_num(s, true)
-}
-
-/// Like [`parse_number`]; series values have no hex (`0x5` is `0` five times).
-fn parse_num(s: &str, hex: bool) -> Option<f64> {
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let v = if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
-        f64::INFINITY
-    } else if body.eq_ignore_ascii_case("nan") {
-        f64::NAN
-    } else if let Some(h) = body
-        .strip_prefix("0x")
-        .or_else(|| body.strip_prefix("0X"))
-        .filter(|_| hex)
-    {
-        u64::from_str_radix(h, 16).ok()? as f64
-    } else if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        body.parse::<f64>().ok()?
-    } else {
-        return None;
-    };
-    Some(if neg { -v } else { v })
+    parse_test_float(s, true)
 }
 
 /// Splits `a`, `a+bxN`, `a-bxN`, `axN` into their parts.
 fn parse_num_nohex(s: &str) -> Option<f64> {
-    parse_num(s, false)
+    parse_test_float(s, false)
 }
 
 fn expand_item(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
@@ -128,7 +105,12 @@ fn expand_item(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
         return Ok(());
     }
     if tok.starts_with("{{") {
-        return expand_histogram(tok, out);
+        out.extend(
+            expand_test_histogram(tok)?
+                .into_iter()
+                .map(|(h, e)| Some(V::H(Box::new(h), e))),
+        );
+        return Ok(());
     }
     if let Some(v) = parse_num_nohex(tok) {
         out.push(Some(V::F(v)));
@@ -163,140 +145,6 @@ fn expand_item(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
         cur += d;
     }
     Ok(())
-}
-
-/// Parses one `{{key:value ...}}` histogram; the bool tells whether
-/// `counter_reset_hint` was given.
-fn parse_histogram(body: &str) -> Result<(FloatHistogram, bool), String> {
-    let mut h = FloatHistogram::default();
-    let mut explicit = false;
-    let (mut pos, mut neg) = (Vec::new(), Vec::new());
-    let (mut off, mut noff) = (0i32, 0i32);
-    let mut seen = std::collections::HashSet::new();
-    let mut rest = body.trim();
-    let num = |v: &str| parse_num_nohex(v).ok_or_else(|| format!("bad number {v:?} in histogram"));
-    let list = |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(num).collect() };
-    while !rest.is_empty() {
-        let (key, after) = rest
-            .split_once(':')
-            .ok_or_else(|| format!("bad histogram {body:?}"))?;
-        let key = key.trim();
-        if !seen.insert(key.to_string()) {
-            return Err(format!("duplicate key {key} in histogram"));
-        }
-        let after = after.trim_start();
-        let (val, next) = if let Some(inner) = after.strip_prefix('[') {
-            let end = inner.find(']').ok_or("unterminated list in histogram")?;
-            (&inner[..end], &inner[end + 1..])
-        } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        rest = next.trim_start();
-        match key {
-            "schema" => h.schema = val.parse().map_err(|_| format!("bad schema {val:?}"))?,
-            "sum" => h.sum = num(val)?,
-            "count" => h.count = num(val)?,
-            "z_bucket" => h.zero_count = num(val)?,
-            "z_bucket_w" => h.zero_threshold = num(val)?,
-            "offset" => off = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
-            "n_offset" => noff = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
-            "buckets" => pos = list(val)?,
-            "n_buckets" => neg = list(val)?,
-            "custom_values" => h.custom_values = list(val)?,
-            "counter_reset_hint" => {
-                explicit = true;
-                h.counter_reset_hint = match val {
-                    "unknown" => CounterResetHint::Unknown,
-                    "reset" => CounterResetHint::Reset,
-                    "not_reset" => CounterResetHint::NotReset,
-                    "gauge" => CounterResetHint::Gauge,
-                    _ => return Err(format!("bad counter_reset_hint {val:?}")),
-                }
-            }
-            _ => return Err(format!("unknown histogram key {key:?}")),
-        }
-    }
-    h.positive = pos
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| (off + i as i32, c))
-        .collect();
-    h.negative = neg
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| (noff + i as i32, c))
-        .collect();
-    if h.schema == CUSTOM_BUCKETS_SCHEMA && h.custom_values.is_empty() {
-        h.custom_values = vec![];
-    }
-    Ok((h, explicit))
-}
-
-/// `{{a}}`, `{{a}}xN`, `{{a}}+{{b}}xN`, `{{a}}-{{b}}xN`.
-fn expand_histogram(tok: &str, out: &mut Vec<Option<V>>) -> Result<(), String> {
-    let bad = || format!("bad histogram item {tok:?}");
-    let end = tok.find("}}").ok_or_else(bad)?;
-    let (a, ea) = parse_histogram(&tok[2..end])?;
-    let rest = &tok[end + 2..];
-    if rest.is_empty() {
-        out.push(Some(V::H(Box::new(a), ea)));
-        return Ok(());
-    }
-    if let Some(n) = rest.strip_prefix('x') {
-        let n: usize = n.parse().map_err(|_| bad())?;
-        out.extend(std::iter::repeat_n(Some(V::H(Box::new(a), ea)), n + 1));
-        return Ok(());
-    }
-    let sign = rest.as_bytes()[0];
-    let rest = rest[1..].strip_prefix("{{").ok_or_else(bad)?;
-    let end = rest.find("}}").ok_or_else(bad)?;
-    let (b, _) = parse_histogram(&rest[..end])?;
-    let n: usize = rest[end + 2..]
-        .strip_prefix('x')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)?;
-    let mut cur = a;
-    for _ in 0..=n {
-        out.push(Some(V::H(Box::new(cur.clone()), ea)));
-        let r = if sign == b'-' {
-            cur.sub(&b)
-        } else {
-            cur.add(&b)
-        };
-        r.map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Splits a value list on whitespace, keeping `{{...}}` items whole.
-fn value_tokens(vals: &str) -> Vec<&str> {
-    let b = vals.as_bytes();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= b.len() {
-            break;
-        }
-        let start = i;
-        let mut depth = 0;
-        while i < b.len() && (depth > 0 || !b[i].is_ascii_whitespace()) {
-            if b[i..].starts_with(b"{{") {
-                depth += 1;
-                i += 2;
-            } else if b[i..].starts_with(b"}}") {
-                depth -= 1;
-                i += 2;
-            } else {
-                i += 1;
-            }
-        }
-        out.push(&vals[start..i]);
-    }
-    out
 }
 
 /// Parses a label set written as a selector (`name{a="b"}`, `{}`).
@@ -347,7 +195,7 @@ fn split_series(line: &str) -> Result<(&str, &str), String> {
 
 fn expand_values(vals: &str) -> Result<Vec<Option<V>>, String> {
     let mut out = vec![];
-    for tok in value_tokens(vals) {
+    for tok in split_test_values(vals) {
         expand_item(tok, &mut out)?;
     }
     Ok(out)
@@ -607,27 +455,6 @@ fn classic_to_nhcb(
     out
 }
 
-/// Gives stored histograms the counter-reset hints they read back with
-/// from Prometheus's TSDB: a sample that starts a new chunk after a reset
-/// is `unknown`, others `not_reset`; the first sample and explicit hints
-/// are kept.
-fn tsdb_hints(hists: &mut [HistogramSample]) {
-    for i in 1..hists.len() {
-        let prev = hists[i - 1].h.clone();
-        let h = Arc::make_mut(&mut hists[i].h);
-        if h.counter_reset_hint != CounterResetHint::Unknown {
-            continue;
-        }
-        let mut probe = h.clone();
-        probe.counter_reset_hint = CounterResetHint::Unknown;
-        h.counter_reset_hint = if probe.detect_reset(&prev) {
-            CounterResetHint::Unknown
-        } else {
-            CounterResetHint::NotReset
-        };
-    }
-}
-
 fn load(store: &MemMetrics, step: i64, nhcb: bool, lines: &[String]) -> Result<(), String> {
     let tenant = Tenant::anonymous();
     // A later line for the same series overwrites values at the same time,
@@ -669,7 +496,7 @@ fn load(store: &MemMetrics, step: i64, nhcb: bool, lines: &[String]) -> Result<(
             }
         }
         if !hists.is_empty() {
-            tsdb_hints(&mut hists);
+            assign_tsdb_hints(&mut hists);
             store.append_histograms(&tenant, &labels, hists);
         }
         batch.series.push(SeriesWrite {
@@ -736,31 +563,10 @@ fn check_annotations(e: &Expect, out: &QueryOutput) -> Result<(), String> {
     Ok(())
 }
 
-fn hist_equal(e: &FloatHistogram, explicit_hint: bool, g: &FloatHistogram) -> bool {
-    let (mut a, mut b) = (e.clone(), g.clone());
-    a.compact();
-    b.compact();
-    let buckets_eq = |x: &[(i32, f64)], y: &[(i32, f64)]| {
-        x.len() == y.len()
-            && x.iter()
-                .zip(y)
-                .all(|(p, q)| p.0 == q.0 && almost_equal(p.1, q.1))
-    };
-    a.schema == b.schema
-        && a.zero_threshold == b.zero_threshold
-        && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
-        && almost_equal(a.count, b.count)
-        && almost_equal(a.sum, b.sum)
-        && almost_equal(a.zero_count, b.zero_count)
-        && buckets_eq(&a.positive, &b.positive)
-        && buckets_eq(&a.negative, &b.negative)
-        && (!explicit_hint || a.counter_reset_hint == b.counter_reset_hint)
-}
-
 fn value_equal(exp: &V, got: &V) -> bool {
     match (exp, got) {
         (V::F(x), V::F(y)) => almost_equal(*x, *y),
-        (V::H(x, explicit), V::H(y, _)) => hist_equal(x, *explicit, y),
+        (V::H(x, explicit), V::H(y, _)) => test_histogram_equal(x, y, *explicit, almost_equal),
         _ => false,
     }
 }

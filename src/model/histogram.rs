@@ -662,8 +662,286 @@ pub struct HistogramSample {
     pub h: std::sync::Arc<FloatHistogram>,
 }
 
+// ---------------------------------------------------------------------------
+// The promqltest / promtool text notation for histograms.
+// ---------------------------------------------------------------------------
+
+/// Parses a number as Go's `strconv.ParseFloat` does for the forms used in
+/// promqltest and promtool files (`1`, `-2.5e3`, `Inf`, `NaN`); `hex`
+/// allows `0x1f` (series values do not: there `0x5` is `0` five times).
+pub fn parse_test_float(s: &str, hex: bool) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        f64::INFINITY
+    } else if body.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else if let Some(h) = body
+        .strip_prefix("0x")
+        .or_else(|| body.strip_prefix("0X"))
+        .filter(|_| hex)
+    {
+        u64::from_str_radix(h, 16).ok()? as f64
+    } else if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        body.parse::<f64>().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// Parses the inside of one `{{schema:.. sum:.. count:.. z_bucket:..
+/// z_bucket_w:.. buckets:[..] offset:.. n_buckets:[..] n_offset:..
+/// custom_values:[..] counter_reset_hint:..}}` histogram (without the
+/// braces). The bool tells whether `counter_reset_hint` was given.
+pub fn parse_test_histogram(body: &str) -> Result<(FloatHistogram, bool), String> {
+    let mut h = FloatHistogram::default();
+    let mut explicit = false;
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    let (mut off, mut noff) = (0i32, 0i32);
+    let mut seen = std::collections::HashSet::new();
+    let mut rest = body.trim();
+    let num = |v: &str| {
+        parse_test_float(v, false).ok_or_else(|| format!("bad number {v:?} in histogram"))
+    };
+    let list = |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(num).collect() };
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("bad histogram {body:?}"))?;
+        let key = key.trim();
+        if !seen.insert(key.to_string()) {
+            return Err(format!("duplicate key {key} in histogram"));
+        }
+        let after = after.trim_start();
+        let (val, next) = if let Some(inner) = after.strip_prefix('[') {
+            let end = inner.find(']').ok_or("unterminated list in histogram")?;
+            (&inner[..end], &inner[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        rest = next.trim_start();
+        match key {
+            "schema" => h.schema = val.parse().map_err(|_| format!("bad schema {val:?}"))?,
+            "sum" => h.sum = num(val)?,
+            "count" => h.count = num(val)?,
+            "z_bucket" => h.zero_count = num(val)?,
+            "z_bucket_w" => h.zero_threshold = num(val)?,
+            "offset" => off = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "n_offset" => noff = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "buckets" => pos = list(val)?,
+            "n_buckets" => neg = list(val)?,
+            "custom_values" => h.custom_values = list(val)?,
+            "counter_reset_hint" => {
+                explicit = true;
+                h.counter_reset_hint = match val {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    _ => return Err(format!("bad counter_reset_hint {val:?}")),
+                }
+            }
+            _ => return Err(format!("unknown histogram key {key:?}")),
+        }
+    }
+    h.positive = pos
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (off + i as i32, c))
+        .collect();
+    h.negative = neg
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (noff + i as i32, c))
+        .collect();
+    Ok((h, explicit))
+}
+
+/// Expands one histogram series item: `{{a}}`, `{{a}}xN` (N+1 copies),
+/// `{{a}}+{{b}}xN` or `{{a}}-{{b}}xN` (N+1 values, adding or subtracting
+/// `b` each step). Each value carries whether `a` gave its hint explicitly.
+pub fn expand_test_histogram(tok: &str) -> Result<Vec<(FloatHistogram, bool)>, String> {
+    let bad = || format!("bad histogram item {tok:?}");
+    let body = tok.strip_prefix("{{").ok_or_else(bad)?;
+    let end = body.find("}}").ok_or_else(bad)?;
+    let (a, ea) = parse_test_histogram(&body[..end])?;
+    let rest = &body[end + 2..];
+    if rest.is_empty() {
+        return Ok(vec![(a, ea)]);
+    }
+    if let Some(n) = rest.strip_prefix('x') {
+        let n: usize = n.parse().map_err(|_| bad())?;
+        return Ok(vec![(a, ea); n + 1]);
+    }
+    let sign = rest.as_bytes()[0];
+    if sign != b'+' && sign != b'-' {
+        return Err(bad());
+    }
+    let rest = rest[1..].strip_prefix("{{").ok_or_else(bad)?;
+    let end = rest.find("}}").ok_or_else(bad)?;
+    let (b, _) = parse_test_histogram(&rest[..end])?;
+    let n: usize = rest[end + 2..]
+        .strip_prefix('x')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(n + 1);
+    let mut cur = a;
+    for _ in 0..=n {
+        out.push((cur.clone(), ea));
+        let r = if sign == b'-' {
+            cur.sub(&b)
+        } else {
+            cur.add(&b)
+        };
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Splits a series value list on whitespace, keeping `{{...}}` items
+/// (which contain spaces) whole.
+pub fn split_test_values(vals: &str) -> Vec<&str> {
+    let b = vals.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        let mut depth = 0;
+        while i < b.len() && (depth > 0 || !b[i].is_ascii_whitespace()) {
+            if b[i..].starts_with(b"{{") {
+                depth += 1;
+                i += 2;
+            } else if b[i..].starts_with(b"}}") {
+                depth -= 1;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        out.push(&vals[start..i]);
+    }
+    out
+}
+
+/// Compares an expected histogram with a got one after compacting both:
+/// floats with `float_eq`, the counter-reset hint only when `check_hint`.
+pub fn test_histogram_equal(
+    e: &FloatHistogram,
+    g: &FloatHistogram,
+    check_hint: bool,
+    float_eq: impl Fn(f64, f64) -> bool,
+) -> bool {
+    let (mut a, mut b) = (e.clone(), g.clone());
+    a.compact();
+    b.compact();
+    let buckets_eq = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| p.0 == q.0 && float_eq(p.1, q.1))
+    };
+    a.schema == b.schema
+        && a.zero_threshold == b.zero_threshold
+        && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
+        && float_eq(a.count, b.count)
+        && float_eq(a.sum, b.sum)
+        && float_eq(a.zero_count, b.zero_count)
+        && buckets_eq(&a.positive, &b.positive)
+        && buckets_eq(&a.negative, &b.negative)
+        && (!check_hint || a.counter_reset_hint == b.counter_reset_hint)
+}
+
+/// Gives consecutive histogram samples of one series the counter-reset
+/// hints they read back with from Prometheus's TSDB: a sample that starts a
+/// new chunk after a reset is `unknown`, the others `not_reset`; the first
+/// sample and hints other than `unknown` are kept.
+pub fn assign_tsdb_hints(hists: &mut [HistogramSample]) {
+    for i in 1..hists.len() {
+        let prev = hists[i - 1].h.clone();
+        let h = std::sync::Arc::make_mut(&mut hists[i].h);
+        if h.counter_reset_hint != CounterResetHint::Unknown {
+            continue;
+        }
+        let mut probe = h.clone();
+        probe.counter_reset_hint = CounterResetHint::Unknown;
+        h.counter_reset_hint = if probe.detect_reset(&prev) {
+            CounterResetHint::Unknown
+        } else {
+            CounterResetHint::NotReset
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn test_notation_parses_expands_and_round_trips() {
+        let (h, explicit) = parse_test_histogram(
+            "schema:1 sum:-0.3 count:32.1 z_bucket:7.1 z_bucket_w:0.05 buckets:[5.1 10 7] offset:-3 n_buckets:[4.1 5] n_offset:-5",
+        )
+        .unwrap();
+        assert!(!explicit);
+        assert_eq!(h.schema, 1);
+        assert_eq!(h.positive, vec![(-3, 5.1), (-2, 10.0), (-1, 7.0)]);
+        assert_eq!(h.negative, vec![(-5, 4.1), (-4, 5.0)]);
+        let (back, _) = parse_test_histogram(h.to_string().trim_matches(['{', '}'])).unwrap();
+        assert!(test_histogram_equal(&h, &back, true, |a, b| a == b));
+        assert!(parse_test_histogram("sum:1 sum:2").is_err());
+        assert!(parse_test_histogram("bogus:1").is_err());
+
+        let v = expand_test_histogram(
+            "{{sum:3 count:2 buckets:[2]}}+{{sum:1.3 count:1 buckets:[1]}}x2",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[2].0.count, 4.0);
+        assert!((v[2].0.sum - 5.6).abs() < 1e-9);
+        assert_eq!(expand_test_histogram("{{count:1}}x3").unwrap().len(), 4);
+        assert!(expand_test_histogram("{{count:1}}*{{count:1}}x3").is_err());
+        assert_eq!(
+            split_test_values(" 1 {{count:1 buckets:[1 2]}}x2  _ "),
+            vec!["1", "{{count:1 buckets:[1 2]}}x2", "_"]
+        );
+        assert_eq!(parse_test_float("0x10", true), Some(16.0));
+        assert_eq!(parse_test_float("0x10", false), None);
+    }
+
+    #[test]
+    fn tsdb_hints_mark_non_resets() {
+        let mk = |t, c| HistogramSample {
+            t,
+            h: std::sync::Arc::new(
+                parse_test_histogram(&format!("count:{c} sum:{c} buckets:[{c}]"))
+                    .unwrap()
+                    .0,
+            ),
+        };
+        let mut hs = vec![mk(0, 2.0), mk(1, 3.0), mk(2, 1.0)];
+        assign_tsdb_hints(&mut hs);
+        let hints: Vec<_> = hs.iter().map(|h| h.h.counter_reset_hint).collect();
+        assert_eq!(
+            hints,
+            vec![
+                CounterResetHint::Unknown,
+                CounterResetHint::NotReset,
+                CounterResetHint::Unknown
+            ]
+        );
+        let (e, _) = parse_test_histogram("count:3 sum:3 buckets:[3]").unwrap();
+        assert!(!test_histogram_equal(&e, &hs[1].h, true, |a, b| a == b));
+        assert!(test_histogram_equal(&e, &hs[1].h, false, |a, b| a == b));
+    }
+
     use super::*;
 
     fn h(schema: i32, count: f64, sum: f64, pos: &[(i32, f64)]) -> FloatHistogram {

@@ -10,6 +10,10 @@ mod tenant;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use histogram::{
+    assign_tsdb_hints, expand_test_histogram, parse_test_float, parse_test_histogram,
+    split_test_values, test_histogram_equal,
+};
+pub use histogram::{
     exponential_bound, format_float, Bucket, CounterResetHint, FloatHistogram, HistogramError,
     HistogramSample, CUSTOM_BUCKETS_SCHEMA,
 };

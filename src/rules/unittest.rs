@@ -11,7 +11,10 @@ use serde::Deserialize;
 use super::file::{expand_globs, load_rule_file, Lang};
 use super::group::{AlertState, EvalContext, Group};
 use super::PromqlQuerier;
-use crate::model::{parse_duration, Labels, Sample, Tenant, STALE_NAN_BITS};
+use crate::model::{
+    assign_tsdb_hints, expand_test_histogram, parse_duration, split_test_values,
+    test_histogram_equal, FloatHistogram, HistogramSample, Labels, Sample, Tenant, STALE_NAN_BITS,
+};
 use crate::query::promql::{Engine, EngineOptions, QueryParams, Value as PromValue};
 use crate::storage::mem::MemMetrics;
 use crate::storage::{MetricsWriter, SeriesWrite, WriteBatch};
@@ -153,20 +156,35 @@ pub fn parse_series_descriptor(s: &str) -> Result<Labels, String> {
     }
 }
 
-/// Expands promqltest's value notation (`1+2x3 _ stale 5x2 _x3`) into
-/// values (None = no sample at that step).
-pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
+/// One input value: a float or a native histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TestValue {
+    /// A float sample.
+    Float(f64),
+    /// A native histogram sample.
+    Histogram(FloatHistogram),
+}
+
+/// Expands promqltest's value notation (`1+2x3 _ stale 5x2 _x3`, and
+/// histograms `{{..}}`, `{{a}}xN`, `{{a}}+{{b}}xN`) into values (None = no
+/// sample at that step).
+pub fn expand_values(s: &str) -> Result<Vec<Option<TestValue>>, String> {
     let mut out = Vec::new();
-    for tok in s.split_whitespace() {
+    for tok in split_test_values(s) {
         if tok.starts_with("{{") {
-            return Err("native histogram samples are not supported".into());
+            out.extend(
+                expand_test_histogram(tok)?
+                    .into_iter()
+                    .map(|(h, _)| Some(TestValue::Histogram(h))),
+            );
+            continue;
         }
         if tok == "_" {
             out.push(None);
             continue;
         }
         if tok == "stale" {
-            out.push(Some(f64::from_bits(STALE_NAN_BITS)));
+            out.push(Some(TestValue::Float(f64::from_bits(STALE_NAN_BITS))));
             continue;
         }
         let num = |x: &str| -> Result<f64, String> {
@@ -193,11 +211,11 @@ pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
                 None => (num(head)?, 0.0),
             };
             for k in 0..=n {
-                out.push(Some(start + step * k as f64));
+                out.push(Some(TestValue::Float(start + step * k as f64)));
             }
             continue;
         }
-        out.push(Some(num(tok)?));
+        out.push(Some(TestValue::Float(num(tok)?)));
     }
     Ok(out)
 }
@@ -329,16 +347,29 @@ fn run_group(
     };
     // Input series, loaded lazily up to each evaluation time.
     let mut input: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    let mut input_hists: Vec<Vec<HistogramSample>> = Vec::new();
     for s in &tg.input_series {
         let labels = parse_series_descriptor(&s.series).map_err(|e| format!("{prefix}    {e}"))?;
         let vals = expand_values(&s.values).map_err(|e| format!("{prefix}    {e}"))?;
-        let samples = vals
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| Sample::new(start + i as i64 * interval, v)))
-            .collect();
+        let (mut samples, mut hists, mut run_start) = (Vec::new(), Vec::new(), 0);
+        for (i, v) in vals.into_iter().enumerate() {
+            let t = start + i as i64 * interval;
+            match v {
+                None => {}
+                Some(TestValue::Float(v)) => {
+                    // A float cuts the histogram chunk, as in Prometheus's TSDB.
+                    assign_tsdb_hints(&mut hists[run_start..]);
+                    run_start = hists.len();
+                    samples.push(Sample::new(t, v));
+                }
+                Some(TestValue::Histogram(h)) => hists.push(HistogramSample { t, h: Arc::new(h) }),
+            }
+        }
+        assign_tsdb_hints(&mut hists[run_start..]);
         input.push((labels, samples));
+        input_hists.push(hists);
     }
+    let mut loaded_hists: Vec<usize> = vec![0; input_hists.len()];
     let store = Arc::new(MemMetrics::new());
     let engine = Engine::new(
         store.clone(),
@@ -402,6 +433,17 @@ fn run_group(
                     exemplars: vec![],
                 });
                 loaded[i] = upto;
+            }
+        }
+        for (i, hists) in input_hists.iter().enumerate() {
+            let upto = hists[loaded_hists[i]..].partition_point(|h| h.t <= ts) + loaded_hists[i];
+            if upto > loaded_hists[i] {
+                store.append_histograms(
+                    &tenant,
+                    &input[i].0,
+                    hists[loaded_hists[i]..upto].to_vec(),
+                );
+                loaded_hists[i] = upto;
             }
         }
         if !batch.series.is_empty() {
@@ -541,40 +583,53 @@ fn check_expr(
             fmt_duration(t)
         ))
     };
+    type Got = (Labels, f64, Option<FloatHistogram>);
     let got = match engine.instant(tenant, &et.expr, t, &QueryParams::default()) {
         Ok(out) => match out.value {
-            PromValue::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>(),
-            PromValue::Scalar { v, .. } => vec![(Labels::empty(), v)],
+            PromValue::Vector(v) => v
+                .into_iter()
+                .map(|s| (s.labels, s.v, s.h.map(|h| (*h).clone())))
+                .collect::<Vec<Got>>(),
+            PromValue::Scalar { v, .. } => vec![(Labels::empty(), v, None)],
             _ => return fail(errs, "err: rule result is not a vector or scalar".into()),
         },
         Err(e) => return fail(errs, format!("err: {e}")),
     };
-    let mut exp = Vec::new();
+    let mut exp: Vec<Got> = Vec::new();
     for s in &et.exp_samples {
-        if s.histogram.is_some() {
-            return fail(
-                errs,
-                "err: native histogram samples are not supported".into(),
-            );
-        }
-        match parse_series_descriptor(&s.labels) {
-            Ok(l) => exp.push((l, s.value.unwrap_or(0.0))),
+        let l = match parse_series_descriptor(&s.labels) {
+            Ok(l) => l,
             Err(e) => return fail(errs, format!("err: {e}")),
-        }
+        };
+        let h = match s.histogram.as_deref().map(expand_test_histogram) {
+            None => None,
+            Some(Ok(mut v)) if !v.is_empty() => Some(v.swap_remove(0).0),
+            Some(Ok(_)) => return fail(errs, "err: empty histogram".into()),
+            Some(Err(e)) => return fail(errs, format!("err: {e}")),
+        };
+        exp.push((l, s.value.unwrap_or(0.0), h));
     }
     let mut got = got;
     got.sort_by(|a, b| a.0.cmp(&b.0));
     exp.sort_by(|a, b| a.0.cmp(&b.0));
+    let feq = |a: f64, b: f64| float_eq(a, b, fuzzy);
     let same = got.len() == exp.len()
-        && got
-            .iter()
-            .zip(&exp)
-            .all(|(g, e)| g.0 == e.0 && float_eq(g.1, e.1, fuzzy));
+        && got.iter().zip(&exp).all(|(g, e)| {
+            g.0 == e.0
+                && match (&g.2, &e.2) {
+                    (None, None) => feq(g.1, e.1),
+                    (Some(gh), Some(eh)) => test_histogram_equal(eh, gh, true, feq),
+                    _ => false,
+                }
+        });
     if !same {
-        let show = |v: &[(Labels, f64)]| {
+        let show = |v: &[Got]| {
             let items: Vec<String> = v
                 .iter()
-                .map(|(l, x)| format!("{l} {}", crate::template::format_float_g(*x, None)))
+                .map(|(l, x, h)| match h {
+                    Some(h) => format!("{l} {h}"),
+                    None => format!("{l} {}", crate::template::format_float_g(*x, None)),
+                })
                 .collect();
             format!("[{}]", items.join(" "))
         };
