@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata::logs::{LogEntry, MemLogs};
+use strata::model::format_float;
 use strata::model::{Labels, MatchOp, Tenant};
-use strata::query::logql::ast::{fmt_num, Expr};
+use strata::query::logql::ast::Expr;
 use strata::query::logql::eval::{EngineLimits, Series};
 use strata::query::logql::lexer::parse_go_duration;
 use strata::query::logql::vector::Sample;
@@ -296,17 +297,17 @@ fn run_case(store: &Arc<MemLogs>, tenant: &Tenant, c: &Case) -> Result<(), Strin
 
 fn render(r: &QueryResult) -> Vec<String> {
     match r {
-        QueryResult::Scalar(_, v) => vec![format!("scalar {}", fmt_num(*v))],
+        QueryResult::Scalar(_, v) => vec![format!("scalar {}", format_float(*v))],
         QueryResult::Vector(_, v) => v
             .iter()
-            .map(|Sample { labels, value }| format!("{labels} {}", fmt_num(*value)))
+            .map(|Sample { labels, value }| format!("{labels} {}", format_float(*value)))
             .collect(),
         QueryResult::Matrix(m) => m
             .iter()
             .map(|Series { labels, points }| {
                 let pts: Vec<String> = points
                     .iter()
-                    .map(|(t, v)| format!("{}:{}", fmt_ts(*t), fmt_num(*v)))
+                    .map(|(t, v)| format!("{}:{}", fmt_ts(*t), format_float(*v)))
                     .collect();
                 format!("{labels} {}", pts.join(" "))
             })

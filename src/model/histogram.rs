@@ -7,6 +7,7 @@
 //! bucket may have a zero count (as written by the client) until
 //! [`FloatHistogram::compact`] drops it. Spans only appear in wire formats.
 
+use super::format_float;
 use std::fmt;
 
 /// The schema number of histograms with custom bucket bounds.
@@ -577,18 +578,6 @@ impl FloatHistogram {
             counts.push(c);
         }
         (spans, counts)
-    }
-}
-
-/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, with
-/// Prometheus's `+Inf`/`-Inf`/`NaN`.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
     }
 }
 

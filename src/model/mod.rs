@@ -14,10 +14,12 @@ pub use histogram::{
     split_test_values, test_histogram_equal,
 };
 pub use histogram::{
-    exponential_bound, format_float, Bucket, CounterResetHint, FloatHistogram, HistogramError,
-    HistogramSample, CUSTOM_BUCKETS_SCHEMA,
+    exponential_bound, Bucket, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
+    CUSTOM_BUCKETS_SCHEMA,
 };
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use sample::{is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS};
+pub use sample::{
+    format_float, is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS,
+};
 pub use tenant::{Tenant, DEFAULT_TENANT, TENANT_HEADER};

@@ -10,6 +10,18 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, with
+/// Prometheus's `+Inf`/`-Inf`/`NaN`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
 /// One float sample: a millisecond timestamp and a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {

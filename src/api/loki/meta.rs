@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::query::{bounds, eval_error, parse_step, Metered};
+use super::query::{bounds, eval_error, step_param, Metered};
 use super::{request, run_query, LokiError, LokiState};
 use crate::api::prom::json::{json_response, write_labels, write_str, write_str_array};
 use crate::api::prom::params::Form;
@@ -277,22 +277,18 @@ pub async fn volume(State(st): State<LokiState>, req: Request) -> Response {
 pub async fn volume_range(State(st): State<LokiState>, req: Request) -> Response {
     meta(st, "volume_range", req, |r, t, form| {
         let (start, end) = bounds(form)?;
-        let step = match form.get("step") {
-            "" => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
-            v => parse_step(v).map_err(LokiError::bad)?,
-        };
-        if step <= 0 {
-            return Err(LokiError::bad(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer",
-            ));
-        }
+        let step = step_param(form, start, end)?;
         let spec = VolumeSpec::parse(form)?;
         let mut by: HashMap<Labels, BTreeMap<i64, u64>> = HashMap::new();
         let mut totals: HashMap<Labels, u64> = HashMap::new();
         for s in read_all(r, t, &spec.matchers, start - step, end + 1)? {
             for e in &s.entries {
                 // The first step at or after the entry.
-                let k = if e.ts <= start { 0 } else { (e.ts - start + step - 1) / step };
+                let k = if e.ts <= start {
+                    0
+                } else {
+                    (e.ts - start + step - 1) / step
+                };
                 let at = start + k * step;
                 if at > end {
                     continue;
@@ -309,7 +305,8 @@ pub async fn volume_range(State(st): State<LokiState>, req: Request) -> Response
             groups.truncate(spec.limit);
         }
         groups.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+        let mut out =
+            String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
         for (i, (l, _)) in groups.iter().enumerate() {
             if i > 0 {
                 out.push(',');

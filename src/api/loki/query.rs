@@ -345,11 +345,9 @@ fn query_param(form: &Form) -> Result<String, LokiError> {
     }
 }
 
-/// The evaluation times of a range query: `start`, `end`, `step` with
-/// Loki's defaults and checks.
-fn range_params(form: &Form, cfg: &LokiConfig) -> Result<RangeParams, LokiError> {
-    let (start, end) = bounds(form)?;
-    check_length(cfg, start, end)?;
+/// The `step` parameter in ns: Loki's default (the range over 250 points,
+/// at least 1 s) when absent; zero or negative steps are refused.
+pub fn step_param(form: &Form, start: i64, end: i64) -> Result<i64, LokiError> {
     let step = match form.get("step") {
         "" => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
         v => parse_step(v).map_err(LokiError::bad)?,
@@ -359,6 +357,15 @@ fn range_params(form: &Form, cfg: &LokiConfig) -> Result<RangeParams, LokiError>
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
+    Ok(step)
+}
+
+/// The evaluation times of a range query: `start`, `end`, `step` with
+/// Loki's defaults and checks.
+fn range_params(form: &Form, cfg: &LokiConfig) -> Result<RangeParams, LokiError> {
+    let (start, end) = bounds(form)?;
+    check_length(cfg, start, end)?;
+    let step = step_param(form, start, end)?;
     if (end - start) / step > MAX_POINTS {
         return Err(LokiError::bad(
             "exceeded maximum resolution of 11,000 points per timeseries. Try increasing the value of the step parameter",

@@ -1,7 +1,7 @@
 //! The LogQL syntax tree and its printer (`format_query`). Printing then
 //! parsing gives back the same tree.
 
-use crate::model::Matcher;
+use crate::model::{format_float, Matcher};
 use std::fmt;
 
 /// A whole LogQL query.
@@ -592,18 +592,6 @@ pub fn fmt_dur(ns: i64) -> String {
     }
 }
 
-/// Formats a float the way Go's `strconv.FormatFloat(v, 'f', -1, 64)` does
-/// for ordinary magnitudes.
-pub fn fmt_num(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
 impl fmt::Display for LogExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms: Vec<String> = self.matchers.iter().map(matcher_str).collect();
@@ -757,7 +745,7 @@ impl fmt::Display for Expr {
             Expr::RangeAgg(r) => {
                 write!(f, "{}(", r.op.name())?;
                 if let Some(p) = r.param {
-                    write!(f, "{}, ", fmt_num(p))?;
+                    write!(f, "{}, ", format_float(p))?;
                 }
                 write!(f, "{})", r.range)?;
                 if let Some(g) = &r.grouping {
@@ -772,7 +760,7 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(" (")?;
                 if let Some(p) = v.param {
-                    write!(f, "{}, ", fmt_num(p))?;
+                    write!(f, "{}, ", format_float(p))?;
                 }
                 write!(f, "{})", v.expr)
             }
@@ -796,8 +784,8 @@ impl fmt::Display for Expr {
                 }
                 write!(f, " {}", b.rhs)
             }
-            Expr::Literal(v) => f.write_str(&fmt_num(*v)),
-            Expr::Vector(v) => write!(f, "vector({})", fmt_num(*v)),
+            Expr::Literal(v) => f.write_str(&format_float(*v)),
+            Expr::Vector(v) => write!(f, "vector({})", format_float(*v)),
             Expr::LabelReplace(l) => write!(
                 f,
                 "label_replace({}, {}, {}, {}, {})",

@@ -4,7 +4,7 @@
 use super::ast::*;
 use super::lexer::{lex, Tok, Token};
 use super::ParseError;
-use crate::model::{MatchOp, Matcher};
+use crate::model::{format_float, MatchOp, Matcher};
 
 /// Parses a LogQL query.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
@@ -783,7 +783,10 @@ impl Parser {
         let sign = if neg { -1.0 } else { 1.0 };
         let pfx = if neg { "-" } else { "" };
         let (value, text) = match self.next() {
-            Tok::Num(v) => (TypedValue::Number(sign * v), format!("{pfx}{}", fmt_num(v))),
+            Tok::Num(v) => (
+                TypedValue::Number(sign * v),
+                format!("{pfx}{}", format_float(v)),
+            ),
             Tok::Dur(d, t) => (
                 TypedValue::Duration(sign * d as f64 / 1e9),
                 format!("{pfx}{t}"),
@@ -878,7 +881,7 @@ fn validate(e: &Expr, top: bool) -> Result<(), ParseError> {
                     return Err(err(format!(
                         "invalid parameter for {}: {} is not a non-negative integer",
                         v.op.name(),
-                        fmt_num(k)
+                        format_float(k)
                     )));
                 }
             }
