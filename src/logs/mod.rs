@@ -6,6 +6,8 @@
 //! [`LogReader`] trait; [`MemLogs`] is the in-memory reference implementation
 //! that later stores (head buffers, segments, tiers) are tested against.
 
+pub mod volume;
+
 use crate::model::{Labels, Matcher, Tenant};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;

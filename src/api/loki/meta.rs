@@ -3,7 +3,7 @@
 //! `detected_fields`, `detected_field/<name>/values`, `format_query` and
 //! `status/buildinfo`, in Loki's shapes (enveloped or not, as Loki does).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::query::{bounds, eval_error, step_param, Metered};
 use super::{request, run_query, LokiError, LokiState};
 use crate::api::prom::json::{json_response, write_labels, write_str, write_str_array};
 use crate::api::prom::params::Form;
+use crate::logs::volume::VolumeGrouping;
 use crate::logs::{LineHint, LogReader, LogSelect, Stream};
 use crate::model::{Labels, Matcher, Tenant};
 use crate::query::logql::eval::EngineLimits;
@@ -179,12 +180,12 @@ fn read_all(
     .map_err(read_err)
 }
 
-/// The grouping of `index/volume`: `targetLabels` when given, else the
-/// selector's label names; `aggregateBy=labels` reports each label alone.
+/// The parameters of `index/volume`: grouping by `targetLabels` when given,
+/// else the selector's label names; `aggregateBy=labels` reports each label
+/// alone.
 struct VolumeSpec {
     matchers: Vec<Matcher>,
-    targets: Vec<String>,
-    by_label: bool,
+    grouping: VolumeGrouping,
     limit: usize,
 }
 
@@ -216,38 +217,9 @@ impl VolumeSpec {
         };
         Ok(VolumeSpec {
             matchers,
-            targets,
-            by_label,
+            grouping: VolumeGrouping { targets, by_label },
             limit,
         })
-    }
-
-    /// The groups an entry of a stream counts towards.
-    fn groups(&self, l: &Labels) -> Vec<Labels> {
-        let present = self
-            .targets
-            .iter()
-            .filter_map(|n| l.get(n).map(|v| (n.as_str(), v)));
-        if self.by_label {
-            present.map(|p| Labels::from_pairs([p])).collect()
-        } else {
-            vec![Labels::from_pairs(present)]
-        }
-    }
-}
-
-fn volume_vector(out: &mut String, t: i64, mut groups: Vec<(Labels, u64)>, limit: usize) {
-    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    if limit > 0 {
-        groups.truncate(limit);
-    }
-    for (i, (l, v)) in groups.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(r#"{"metric":"#);
-        write_labels(out, l);
-        let _ = write!(out, r#","value":[{},"{v}"]}}"#, t / 1_000_000_000);
     }
 }
 
@@ -256,16 +228,18 @@ pub async fn volume(State(st): State<LokiState>, req: Request) -> Response {
     meta(st, "volume", req, |r, t, form| {
         let (start, end) = bounds(form)?;
         let spec = VolumeSpec::parse(form)?;
-        let mut by: HashMap<Labels, u64> = HashMap::new();
-        for s in read_all(r, t, &spec.matchers, start, end)? {
-            let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
-            for g in spec.groups(&s.labels) {
-                *by.entry(g).or_default() += bytes;
-            }
-        }
+        let streams = read_all(r, t, &spec.matchers, start, end)?;
         let mut out =
             String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
-        volume_vector(&mut out, end, by.into_iter().collect(), spec.limit);
+        let groups = crate::logs::volume::volume(&streams, &spec.grouping, spec.limit);
+        for (i, (l, v)) in groups.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"metric":"#);
+            write_labels(&mut out, l);
+            let _ = write!(out, r#","value":[{},"{v}"]}}"#, end / 1_000_000_000);
+        }
         out.push_str("]}}");
         Ok(json_response(StatusCode::OK, out))
     })
@@ -279,42 +253,25 @@ pub async fn volume_range(State(st): State<LokiState>, req: Request) -> Response
         let (start, end) = bounds(form)?;
         let step = step_param(form, start, end)?;
         let spec = VolumeSpec::parse(form)?;
-        let mut by: HashMap<Labels, BTreeMap<i64, u64>> = HashMap::new();
-        let mut totals: HashMap<Labels, u64> = HashMap::new();
-        for s in read_all(r, t, &spec.matchers, start - step, end + 1)? {
-            for e in &s.entries {
-                // The first step at or after the entry.
-                let k = if e.ts <= start {
-                    0
-                } else {
-                    (e.ts - start + step - 1) / step
-                };
-                let at = start + k * step;
-                if at > end {
-                    continue;
-                }
-                for g in spec.groups(&s.labels) {
-                    *by.entry(g.clone()).or_default().entry(at).or_default() += e.line.len() as u64;
-                    *totals.entry(g).or_default() += e.line.len() as u64;
-                }
-            }
-        }
-        let mut groups: Vec<(Labels, u64)> = totals.into_iter().collect();
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        if spec.limit > 0 {
-            groups.truncate(spec.limit);
-        }
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        let streams = read_all(r, t, &spec.matchers, start - step, end + 1)?;
+        let groups = crate::logs::volume::volume_range(
+            &streams,
+            &spec.grouping,
+            start,
+            end,
+            step,
+            spec.limit,
+        );
         let mut out =
             String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
-        for (i, (l, _)) in groups.iter().enumerate() {
+        for (i, (l, steps)) in groups.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str(r#"{"metric":"#);
             write_labels(&mut out, l);
             out.push_str(r#","values":["#);
-            for (j, (at, v)) in by[l].iter().enumerate() {
+            for (j, (at, v)) in steps.iter().enumerate() {
                 if j > 0 {
                     out.push(',');
                 }
