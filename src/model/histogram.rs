@@ -562,6 +562,96 @@ impl FloatHistogram {
         (upper_rank - lower_rank) / self.count
     }
 
+    /// The histogram trim operators (Prometheus's `TrimBuckets`): with
+    /// `keep_below` (`h </ x`) only the observations below `x` remain, else
+    /// (`h >/ x`) only those above it. Buckets wholly on the kept side stay,
+    /// the bucket holding `x` is interpolated (linearly for custom bounds and
+    /// the zero bucket, exponentially otherwise), the rest are emptied; a
+    /// bucket with an infinite bound is kept or dropped whole. When anything
+    /// was trimmed, count and sum are re-estimated from what remains (each
+    /// bucket's count at its midpoint) and empty buckets are dropped.
+    pub fn trim(&self, x: f64, keep_below: bool) -> FloatHistogram {
+        let mut out = self.clone();
+        let custom = self.uses_custom_buckets();
+        let (mut count, mut sum, mut trimmed) = (0.0, 0.0, false);
+        let (mut has_pos, mut has_neg) = (false, false);
+        for positive in [true, false] {
+            let n = if positive {
+                out.positive.len()
+            } else {
+                out.negative.len()
+            };
+            for k in 0..n {
+                let (i, c) = if positive {
+                    out.positive[k]
+                } else {
+                    out.negative[k]
+                };
+                if c == 0.0 {
+                    continue;
+                }
+                let b = if positive {
+                    has_pos = true;
+                    (self.lower_bound(i), self.upper_bound(i), c)
+                } else {
+                    has_neg = true;
+                    (-self.upper_bound(i), -self.lower_bound(i), c)
+                };
+                let (lo, hi) = (b.0, b.1);
+                let whole = if keep_below { hi <= x } else { lo >= x };
+                let partial = if keep_below { lo < x } else { hi > x };
+                let keep = if whole {
+                    sum += trim_midpoint(lo, hi, positive, custom) * c;
+                    c
+                } else if partial {
+                    let (kept, mid) = trim_bucket(b, x, keep_below, positive, custom);
+                    sum += mid * kept;
+                    kept
+                } else {
+                    0.0
+                };
+                count += keep;
+                if keep != c {
+                    trimmed = true;
+                    let slot = if positive {
+                        &mut out.positive[k]
+                    } else {
+                        &mut out.negative[k]
+                    };
+                    slot.1 = keep;
+                }
+            }
+        }
+        if out.zero_count > 0.0 {
+            let zt = out.zero_threshold;
+            let lo = if has_pos && !has_neg { 0.0 } else { -zt };
+            let hi = if has_neg && !has_pos { 0.0 } else { zt };
+            let (frac, mid) = match (keep_below, x <= lo, x >= hi) {
+                (true, true, _) | (false, _, true) => (0.0, 0.0),
+                (true, _, true) | (false, true, _) => (1.0, (lo + hi) / 2.0),
+                (true, _, _) => ((x - lo) / (hi - lo), (lo + x) / 2.0),
+                (false, _, _) => ((hi - x) / (hi - lo), (x + hi) / 2.0),
+            };
+            let kept = if frac == 1.0 {
+                out.zero_count
+            } else {
+                out.zero_count * frac
+            };
+            if kept != out.zero_count {
+                out.zero_count = kept;
+                trimmed = true;
+            }
+            sum += mid * kept;
+            count += kept;
+        }
+        if trimmed {
+            out.count = count;
+            out.sum = sum;
+            out.compact();
+        }
+        out
+    }
+
     /// Splits sparse buckets into Prometheus spans: `(offset, length)`
     /// pairs plus the counts, without gaps filled.
     pub fn spans(buckets: &[(i32, f64)]) -> (Vec<(i32, u32)>, Vec<f64>) {
@@ -578,6 +668,90 @@ impl FloatHistogram {
             counts.push(c);
         }
         (spans, counts)
+    }
+}
+
+/// The value a trimmed bucket's remaining observations are assumed to have
+/// (Prometheus's `computeMidpoint`): the arithmetic mean of `(lo, hi]` for
+/// custom bounds, the geometric mean for exponential buckets; an infinite
+/// bound falls back to the finite one.
+fn trim_midpoint(lo: f64, hi: f64, positive: bool, linear: bool) -> f64 {
+    if lo.is_infinite() {
+        return match hi {
+            h if h.is_infinite() => 0.0,
+            h if h > 0.0 => h / 2.0,
+            h => h,
+        };
+    }
+    if hi.is_infinite() {
+        return lo;
+    }
+    if linear {
+        return (lo + hi) / 2.0;
+    }
+    let g = (lo * hi).abs().sqrt();
+    if positive {
+        g
+    } else {
+        -g
+    }
+}
+
+/// The kept count and its midpoint for bucket `(lo, hi, count)` that holds
+/// the trim point `x` (Prometheus's `computeBucketTrim`).
+fn trim_bucket(
+    (lo, hi, c): (f64, f64, f64),
+    x: f64,
+    keep_below: bool,
+    positive: bool,
+    linear: bool,
+) -> (f64, f64) {
+    let zero_if_inf = |v: f64| if v.is_infinite() { 0.0 } else { v };
+    if lo == f64::NEG_INFINITY {
+        // Only custom buckets reach -Inf: a finite positive upper bound is
+        // treated as the bucket (0, hi]; otherwise nothing is known.
+        if keep_below {
+            if x >= hi {
+                return (c, 0.0);
+            }
+            if x > 0.0 && hi > 0.0 && hi.is_finite() {
+                return (c * x / hi, x / 2.0);
+            }
+            if hi <= 0.0 {
+                return (c, x);
+            }
+            return (0.0, zero_if_inf(hi));
+        }
+        if x >= 0.0 && hi > x && hi.is_finite() {
+            return (c * (1.0 - x / hi), (x + hi) / 2.0);
+        }
+        return (0.0, zero_if_inf(hi));
+    }
+    if hi == f64::INFINITY {
+        if !keep_below && x >= lo {
+            return (c, x);
+        }
+        return (0.0, zero_if_inf(lo));
+    }
+    let below = if x <= lo {
+        0.0
+    } else if x >= hi {
+        c
+    } else if linear {
+        c * ((x - lo) / (hi - lo))
+    } else {
+        let (ll, lh, lx) = (lo.abs().log2(), hi.abs().log2(), x.abs().log2());
+        let f = if positive {
+            (lx - ll) / (lh - ll)
+        } else {
+            1.0 - (lx - lh) / (ll - lh)
+        };
+        c * f
+    };
+    if keep_below {
+        (below, trim_midpoint(lo, x, positive, linear))
+    } else {
+        (c - below, trim_midpoint(x, hi, positive, linear))
     }
 }
 
@@ -954,6 +1128,31 @@ mod tests {
         assert!((x.quantile(0.5) - std::f64::consts::SQRT_2).abs() < 1e-12);
         assert_eq!(x.fraction(1.0, 2.0), 0.5);
         assert_eq!(x.fraction(0.0, 8.0), 1.0);
+    }
+
+    #[test]
+    fn trim_interpolates_the_bucket_holding_the_cut() {
+        // Custom bounds [5 10 15 20], buckets [1 6 4 3 1]: `</ 13` keeps
+        // 3/5 of (10, 15] (linear), `>/ 13` the other 2/5 and what is above.
+        let mut c = h(
+            CUSTOM_BUCKETS_SCHEMA,
+            15.0,
+            172.5,
+            &[(0, 1.0), (1, 6.0), (2, 4.0), (3, 3.0), (4, 1.0)],
+        );
+        c.custom_values = vec![5.0, 10.0, 15.0, 20.0];
+        let below = c.trim(13.0, true);
+        assert_eq!(below.positive, vec![(0, 1.0), (1, 6.0), (2, 2.4)]);
+        assert!((below.count - 9.4).abs() < 1e-12 && (below.sum - 75.1).abs() < 1e-9);
+        let above = c.trim(13.0, false);
+        assert!((above.count - 5.6).abs() < 1e-12 && (above.sum - 94.9).abs() < 1e-9);
+        // Nothing trimmed: count and sum stay as they were.
+        assert_eq!(c.trim(f64::INFINITY, true), c);
+        // Exponential: the geometric middle of (1, 2] halves that bucket.
+        let e = h(0, 4.0, 5.0, &[(1, 2.0), (2, 2.0)]);
+        let t = e.trim(std::f64::consts::SQRT_2, true);
+        assert!((t.count - 1.0).abs() < 1e-12);
+        assert_eq!(t.positive.len(), 1);
     }
 
     #[test]

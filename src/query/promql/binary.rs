@@ -14,6 +14,12 @@ fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
+/// Whether the result keeps the metric name: filtering comparisons and the
+/// histogram trim operators `</` `>/`.
+fn keeps_name(op: &str) -> bool {
+    is_comparison(op) || matches!(op, "</" | ">/")
+}
+
 /// Applies `op`; the bool says whether a comparison keeps the element.
 pub(crate) fn apply(op: &str, l: f64, r: f64) -> (f64, bool) {
     match op {
@@ -123,6 +129,9 @@ fn hist_op(
             }
             _ => incompatible(ev),
         },
+        (Sv::H(h), Sv::F(f)) if op == "</" || op == ">/" => {
+            Some(Sv::H(std::sync::Arc::new(h.trim(*f, op == "</"))))
+        }
         (Sv::H(h), Sv::F(f)) if op == "*" || op == "/" => {
             let mut out = (**h).clone();
             if op == "*" {
@@ -142,7 +151,10 @@ fn hist_op(
 }
 
 pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr, r: &Steps) -> Result<Val> {
-    let op = b.op.to_string().to_lowercase();
+    let op = match crate::query::promql::parse::trim_op(b.op) {
+        Some(t) => t.symbol().to_string(),
+        None => b.op.to_string().to_lowercase(),
+    };
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs, r)?;
     let rhs = ev.eval(&b.rhs, r)?;
@@ -273,7 +285,7 @@ fn vector_scalar(
             *slot = keep.then_some(val);
             any |= keep;
         }
-        if !cmp || return_bool {
+        if !keeps_name(op) || return_bool {
             series.drop_name = true;
         }
         if any {
@@ -428,7 +440,7 @@ fn vector_vector(
     m: &Matching,
     n: usize,
 ) -> Result<Val> {
-    let cmp = is_comparison(op);
+    let keep_name = keeps_name(op);
     let card = m.card;
     let return_bool = m.return_bool;
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -512,7 +524,7 @@ fn vector_vector(
         }
         for (mi, ls) in many.iter().enumerate() {
             let Some(lv) = Sv::of(ls, i) else { continue };
-            let drop_name = ls.drop_name || return_bool || !cmp;
+            let drop_name = ls.drop_name || return_bool || !keep_name;
             let sid = msig_id[mi];
             let oi = right[sid];
             if oi == NONE {
@@ -563,7 +575,7 @@ fn vector_vector(
                 let fv = Sv::F(fv);
                 let (fl, fr) = if one_to_many { (rv, fv) } else { (fv, rv) };
                 if let Some(val) = compute(ev, fl, fr) {
-                    let drop_name = rs.drop_name || return_bool || !cmp;
+                    let drop_name = rs.drop_name || return_bool || !keep_name;
                     // The filled series has the match group's labels.
                     let id = res.id(osig[oi].clone());
                     res.emit(id, drop_name, i, val);
