@@ -244,6 +244,27 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    let b = store.disk_breakdown().expect("disk breakdown");
+    println!(
+        "disk breakdown ({} segments, {} blocks, {} entries; MB, bytes per raw byte, bytes per line):",
+        b.segments, b.blocks, b.entries
+    );
+    for (part, n) in &b.parts {
+        println!(
+            "  {part:<36} {:>9.1} {:>7.4} {:>7.2}",
+            *n as f64 / 1e6,
+            *n as f64 / raw_bytes as f64,
+            *n as f64 / lines as f64
+        );
+    }
+    println!(
+        "  token filters: {:.1} bits per distinct token (~{:.2} tokens per line), {:.2}% false positives over {} absent-token probes",
+        b.filter_bits as f64 / b.filter_tokens.max(1.0),
+        b.filter_tokens / lines as f64,
+        100.0 * b.filter_false_positives as f64 / b.filter_probes.max(1) as f64,
+        b.filter_probes
+    );
+
     // Acknowledgement to searchable: a fresh unique line, read back at once.
     let engine = Engine::new(store.clone(), Default::default());
     let end = gen.ts + 1_000_000_000;

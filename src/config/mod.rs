@@ -353,6 +353,12 @@ impl Config {
                     .into(),
             ));
         }
+        if !(1..=22).contains(&self.logs.block_zstd_level) {
+            return Err(ConfigError::Invalid(format!(
+                "logs.block_zstd_level is {}, it must be in 1..=22",
+                self.logs.block_zstd_level
+            )));
+        }
         if self.query.lookback_delta.0 <= 0 {
             return Err(ConfigError::Invalid(
                 "query.lookback_delta must be positive".into(),
@@ -376,6 +382,9 @@ pub struct LogsConfig {
     pub head_max_age: DurationMs,
     /// Raw bytes of lines per compressed block in a segment.
     pub block_bytes: usize,
+    /// zstd level of the columns of segment blocks (1..=22; compression
+    /// runs when a head is cut and counts toward ingest CPU).
+    pub block_zstd_level: i32,
     /// Segments whose newest entry is older than this are deleted whole
     /// (0s keeps everything).
     pub retention: DurationMs,
@@ -390,6 +399,7 @@ impl Default for LogsConfig {
             head_max_bytes: 256 << 20,
             head_max_age: DurationMs(30 * 60_000),
             block_bytes: 256 << 10,
+            block_zstd_level: 3,
             retention: DurationMs(31 * 86_400_000),
             maintenance_interval: DurationMs(10_000),
         }

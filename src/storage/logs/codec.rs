@@ -47,6 +47,11 @@ impl<'a> Reader<'a> {
         self.d.is_empty()
     }
 
+    /// Bytes read so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.d.pos()
+    }
+
     fn bad(&self, what: &str) -> String {
         format!("truncated or malformed {what} at offset {}", self.d.pos())
     }

@@ -167,7 +167,13 @@ impl LogStore {
                     break;
                 };
                 let started = Instant::now();
-                let seg = segment::write(&tenant_dir, &f.head, f.wal_upto, self.opts.block_bytes)?;
+                let seg = segment::write(
+                    &tenant_dir,
+                    &f.head,
+                    f.wal_upto,
+                    self.opts.block_bytes,
+                    self.opts.block_zstd_level,
+                )?;
                 let took = started.elapsed();
                 metrics::histogram!(SEGMENT_WRITE_DURATION_SECONDS).record(took.as_secs_f64());
                 if let Some(seg) = &seg {

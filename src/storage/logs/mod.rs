@@ -16,6 +16,7 @@
 //! segments before the cut are deleted. Retention deletes whole segments.
 //! Reads merge segments, frozen heads and the live head.
 
+mod block;
 mod codec;
 mod cut;
 mod head;
@@ -47,6 +48,7 @@ use crate::logs::{
 use crate::model::{Labels, Matcher, Tenant};
 
 pub use options::LogStoreOptions;
+pub use segment::DiskBreakdown;
 
 /// Log entries stored, per tenant.
 pub const ENTRIES_INGESTED_TOTAL: &str = "strata_logs_entries_ingested_total";
@@ -227,6 +229,20 @@ impl LogStore {
             })
             .sum();
         wal + segs
+    }
+
+    /// Where the bytes of every tenant's segments go, per data column and
+    /// index part, with the token filters' fill and false-positive rate
+    /// (reads every block header: for reports and benchmarks).
+    pub fn disk_breakdown(&self) -> Result<DiskBreakdown, StorageError> {
+        let mut out = DiskBreakdown::default();
+        for (_, t) in self.all_tenants() {
+            let segs = t.read().segments.clone();
+            for s in segs {
+                s.breakdown(&mut out)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Refuses further pushes, waits for those in flight and fsyncs the

@@ -18,6 +18,8 @@ pub struct LogStoreOptions {
     pub head_max_age: Duration,
     /// Raw line bytes per compressed block.
     pub block_bytes: usize,
+    /// zstd level of block columns.
+    pub block_zstd_level: i32,
     /// Segments whose newest entry is older than this are deleted, ns (0 = never).
     pub retention_ns: i64,
     /// How often the maintenance thread runs.
@@ -39,6 +41,7 @@ impl LogStoreOptions {
             head_max_bytes: c.logs.head_max_bytes,
             head_max_age: c.logs.head_max_age.to_std(),
             block_bytes: c.logs.block_bytes,
+            block_zstd_level: c.logs.block_zstd_level,
             retention_ns: c.logs.retention.0.saturating_mul(1_000_000),
             maintenance_interval: c.logs.maintenance_interval.to_std(),
         }

@@ -2,10 +2,12 @@
 //!
 //! A segment is a directory `<tenant>/<ULID>/` with two files:
 //! - `data`: `STRLOGDT | version u32` then blocks. A block holds up to
-//!   `block_bytes` of one stream's entries, zstd-compressed on its own (so
-//!   reading one line decompresses one block): entry count, the timestamp
-//!   column (first value, then deltas), the lines, then the structured
-//!   metadata of each entry.
+//!   `block_bytes` of one stream's entries and decodes on its own (so
+//!   reading one line reads one block). Version 2 blocks are the columnar
+//!   templates-and-variables encoding of `block.rs`; version 1 blocks (still
+//!   read) are one zstd frame of: entry count, the timestamp column (first
+//!   value, then deltas), the lines, then the structured metadata of each
+//!   entry.
 //! - `index`: `STRLOGIX | version u32 | body | CRC32C(body)`. The body holds
 //!   the WAL position the segment covers, its time range, per stream the
 //!   labels, range, counts and block references (offset, length, CRC32C of
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use roaring::RoaringBitmap;
 
+use super::block;
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
 use super::head::{entry_bytes, Head};
 use super::tokens::{for_each_token, hash, Needle, TokenFilter};
@@ -33,12 +36,10 @@ use crate::storage::StorageError;
 
 const DATA_MAGIC: &[u8; 8] = b"STRLOGDT";
 const INDEX_MAGIC: &[u8; 8] = b"STRLOGIX";
-/// Format version written by this code.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this code (1 is still read).
+pub const FORMAT_VERSION: u32 = 2;
 const DATA_FILE: &str = "data";
 const INDEX_FILE: &str = "index";
-/// zstd level of blocks.
-const ZSTD_LEVEL: i32 = 3;
 
 /// Where one block lives and what it holds.
 #[derive(Debug, Clone)]
@@ -76,29 +77,49 @@ pub(crate) struct Segment {
     pub streams: Vec<SegStream>,
     postings: BTreeMap<(String, String), RoaringBitmap>,
     data: File,
+    /// Format version of the data file.
+    version: u32,
     /// Bytes of both files.
     pub disk_bytes: u64,
+    /// Bytes of the index file per part.
+    index_sizes: IndexSizes,
 }
 
-/// Encodes one block's entries (before compression).
-fn encode_block(entries: &[LogEntry]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(entries.iter().map(|e| e.line.len() + 4).sum::<usize>() + 16);
-    put_uvarint(&mut buf, entries.len() as u64);
-    let mut prev = 0i64;
-    for e in entries {
-        put_varint(&mut buf, e.ts.wrapping_sub(prev));
-        prev = e.ts;
-    }
-    for e in entries {
-        put_bytes(&mut buf, e.line.as_bytes());
-    }
-    for e in entries {
-        put_labels(&mut buf, &e.metadata);
-    }
-    buf
+/// Bytes of an index file per part.
+#[derive(Debug, Default, Clone, Copy)]
+struct IndexSizes {
+    labels: u64,
+    block_refs: u64,
+    filters: u64,
+    postings: u64,
+    other: u64,
 }
 
-fn decode_block(raw: &[u8]) -> Result<Vec<LogEntry>, String> {
+/// Where the bytes of segments go, from [`crate::storage::logs::LogStore::disk_breakdown`].
+#[derive(Debug, Default, Clone)]
+pub struct DiskBreakdown {
+    /// Segments covered.
+    pub segments: u64,
+    /// Blocks covered.
+    pub blocks: u64,
+    /// Entries covered.
+    pub entries: u64,
+    /// Line bytes covered.
+    pub line_bytes: u64,
+    /// Bytes per part, named `data: <column>` or `index: <part>`.
+    pub parts: BTreeMap<String, u64>,
+    /// Bits of all token filters.
+    pub filter_bits: u64,
+    /// Distinct tokens the filters hold, estimated from their fill.
+    pub filter_tokens: f64,
+    /// Probes of absent tokens, and how many a filter answered "maybe".
+    pub filter_probes: u64,
+    /// See `filter_probes`.
+    pub filter_false_positives: u64,
+}
+
+/// Decodes a format 1 block (after decompression).
+fn decode_block_v1(raw: &[u8]) -> Result<Vec<LogEntry>, String> {
     let mut r = Reader::new(raw);
     let n = r.len("entry count")?;
     let mut ts = Vec::with_capacity(n);
@@ -146,6 +167,7 @@ pub(crate) fn write(
     head: &Head,
     wal_upto: u64,
     block_bytes: usize,
+    zstd_level: i32,
 ) -> Result<Option<Segment>, StorageError> {
     if head.entries == 0 {
         return Ok(None);
@@ -154,7 +176,7 @@ pub(crate) fn write(
     fs::create_dir_all(tenant_dir).map_err(io(format!("create {}", tenant_dir.display())))?;
     let tmp = tenant_dir.join(format!("{TMP_PREFIX}{id}"));
     fs::create_dir(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-    let res = write_files(&tmp, head, wal_upto, block_bytes);
+    let res = write_files(&tmp, head, wal_upto, block_bytes, zstd_level);
     if let Err(e) = res {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
@@ -170,6 +192,7 @@ fn write_files(
     head: &Head,
     wal_upto: u64,
     block_bytes: usize,
+    zstd_level: i32,
 ) -> Result<(), StorageError> {
     let data_path = tmp.join(DATA_FILE);
     let mut data =
@@ -185,6 +208,8 @@ fn write_files(
         .filter(|(_, es)| !es.is_empty())
         .collect();
     streams.sort_by(|a, b| a.0.cmp(b.0));
+    let mut zstd =
+        zstd::bulk::Compressor::new(zstd_level).map_err(io(format!("zstd level {zstd_level}")))?;
     let mut body = Vec::new();
     put_uvarint(&mut body, wal_upto);
     let min = streams.iter().map(|s| s.1[0].ts).min().unwrap_or(0);
@@ -210,8 +235,7 @@ fn write_files(
         let parts = split_blocks(entries, block_bytes);
         put_uvarint(&mut body, parts.len() as u64);
         for part in parts {
-            let raw = encode_block(part);
-            let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+            let (packed, raw_len) = block::encode(part, &mut zstd)
                 .map_err(io(format!("compress a block of {}", data_path.display())))?;
             data.write_all(&packed)
                 .map_err(io(format!("write {}", data_path.display())))?;
@@ -225,7 +249,7 @@ fn write_files(
                 &mut body,
                 part.iter().map(|e| e.line.len() as u64).sum::<u64>(),
             );
-            put_uvarint(&mut body, raw.len() as u64);
+            put_uvarint(&mut body, raw_len);
             put_bytes(
                 &mut body,
                 &TokenFilter::build(&block_tokens(part)).to_bytes(),
@@ -274,15 +298,16 @@ fn split_blocks(entries: &[LogEntry], block_bytes: usize) -> Vec<&[LogEntry]> {
     out
 }
 
-fn check_header(buf: &[u8], magic: &[u8; 8]) -> Result<(), String> {
+/// Checks magic and version; returns the version.
+fn check_header(buf: &[u8], magic: &[u8; 8]) -> Result<u32, String> {
     if buf.len() < 12 || &buf[..8] != magic {
         return Err("bad magic".into());
     }
     let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
-    if v != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&v) {
         return Err(format!("unsupported format version {v}"));
     }
-    Ok(())
+    Ok(v)
 }
 
 impl Segment {
@@ -299,13 +324,19 @@ impl Segment {
         if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(bad("checksum mismatch".into()));
         }
-        let (wal_upto, min_ts, max_ts, streams, postings) = parse_index(body).map_err(bad)?;
+        let (wal_upto, min_ts, max_ts, streams, postings, mut index_sizes) =
+            parse_index(body).map_err(bad)?;
+        index_sizes.other = buf.len() as u64
+            - index_sizes.labels
+            - index_sizes.block_refs
+            - index_sizes.filters
+            - index_sizes.postings;
         let data_path = dir.join(DATA_FILE);
         let data = File::open(&data_path).map_err(io(format!("open {}", data_path.display())))?;
         let mut head = [0u8; 12];
         data.read_exact_at(&mut head, 0)
             .map_err(io(format!("read {}", data_path.display())))?;
-        check_header(&head, DATA_MAGIC).map_err(|r| corrupt(&data_path, r))?;
+        let version = check_header(&head, DATA_MAGIC).map_err(|r| corrupt(&data_path, r))?;
         let data_len = data
             .metadata()
             .map_err(io(format!("stat {}", data_path.display())))?
@@ -318,7 +349,9 @@ impl Segment {
             streams,
             postings,
             data,
+            version,
             disk_bytes: data_len + buf.len() as u64,
+            index_sizes,
         })
     }
 
@@ -419,17 +452,34 @@ impl Segment {
         Ok(out)
     }
 
-    /// Reads, checks and decodes a block; empty without decoding when the
-    /// decompressed bytes lack a hint substring (no line can pass it).
-    fn read_block(&self, b: &BlockRef, hint: &LineHint) -> Result<Vec<LogEntry>, StorageError> {
+    /// Reads and checks the stored bytes of a block.
+    fn block_bytes(&self, b: &BlockRef) -> Result<Vec<u8>, StorageError> {
         let path = self.dir.join(DATA_FILE);
         let mut buf = vec![0u8; b.len as usize];
         self.data
             .read_exact_at(&mut buf, b.offset)
             .map_err(io(format!("read {} at {}", path.display(), b.offset)))?;
-        let bad = |r: String| corrupt(&path, format!("block at {}: {r}", b.offset));
         if crc32c::crc32c(&buf) != b.crc {
-            return Err(bad("checksum mismatch".into()));
+            return Err(self.bad_block(b, "checksum mismatch".into()));
+        }
+        Ok(buf)
+    }
+
+    fn bad_block(&self, b: &BlockRef, r: String) -> StorageError {
+        corrupt(
+            &self.dir.join(DATA_FILE),
+            format!("block at {}: {r}", b.offset),
+        )
+    }
+
+    /// Reads, checks and decodes a block. A format 1 block is empty without
+    /// decoding when its decompressed bytes lack a hint substring (no line
+    /// can pass it).
+    fn read_block(&self, b: &BlockRef, hint: &LineHint) -> Result<Vec<LogEntry>, StorageError> {
+        let buf = self.block_bytes(b)?;
+        let bad = |r: String| self.bad_block(b, r);
+        if self.version >= 2 {
+            return block::decode(&buf).map_err(bad);
         }
         let raw =
             zstd::bulk::decompress(&buf, b.raw_len as usize).map_err(|e| bad(e.to_string()))?;
@@ -437,7 +487,53 @@ impl Segment {
         if !hint.must_contain.iter().all(found) {
             return Ok(Vec::new());
         }
-        decode_block(&raw).map_err(bad)
+        decode_block_v1(&raw).map_err(bad)
+    }
+
+    /// Adds where this segment's bytes go: the data file per column (read
+    /// from the block headers), the index file per part, and the token
+    /// filters' size, fill and false-positive rate on absent tokens.
+    pub(crate) fn breakdown(&self, out: &mut DiskBreakdown) -> Result<(), StorageError> {
+        out.segments += 1;
+        let mut add = |k: &str, v: u64| *out.parts.entry(k.to_string()).or_default() += v;
+        let ix = self.index_sizes;
+        add("index: stream labels", ix.labels);
+        add("index: block references", ix.block_refs);
+        add("index: token filters", ix.filters);
+        add("index: stream postings", ix.postings);
+        add("index: header, ranges, checksum", ix.other);
+        let mut data_blocks = 0u64;
+        for b in self.streams.iter().flat_map(|s| &s.blocks) {
+            data_blocks += b.len;
+            if self.version >= 2 {
+                let buf = self.block_bytes(b)?;
+                for (name, n) in block::column_sizes(&buf).map_err(|r| self.bad_block(b, r))? {
+                    add(&format!("data: {name}"), n);
+                }
+            } else {
+                add("data: format 1 blocks", b.len);
+            }
+        }
+        let data_len = self
+            .data
+            .metadata()
+            .map_err(io(format!("stat {}", self.dir.display())))?
+            .len();
+        add("data: header", data_len.saturating_sub(data_blocks));
+        for b in self.streams.iter().flat_map(|s| &s.blocks) {
+            out.blocks += 1;
+            out.entries += b.entries;
+            out.line_bytes += b.bytes;
+            let (bits, tokens) = b.filter.fill();
+            out.filter_bits += bits;
+            out.filter_tokens += tokens;
+            for i in 0..64 {
+                out.filter_probes += 1;
+                let probe = format!("absentprobe{}x{i}", out.blocks);
+                out.filter_false_positives += u64::from(b.filter.may_contain(&probe));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -447,6 +543,7 @@ type ParsedIndex = (
     i64,
     Vec<SegStream>,
     BTreeMap<(String, String), RoaringBitmap>,
+    IndexSizes,
 );
 
 fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
@@ -455,13 +552,17 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
     let min_ts = r.varint("min time")?;
     let max_ts = r.varint("max time")?;
     let n = r.len("stream count")?;
+    let mut sizes = IndexSizes::default();
     let mut streams = Vec::with_capacity(n);
     for _ in 0..n {
+        let at = r.pos();
         let labels = r.labels("stream labels")?;
+        sizes.labels += (r.pos() - at) as u64;
         let (smin, smax) = (r.varint("stream min time")?, r.varint("stream max time")?);
         let nb = r.len("block count")?;
         let mut blocks = Vec::with_capacity(nb);
         for _ in 0..nb {
+            let at = r.pos();
             blocks.push(BlockRef {
                 offset: r.u64("block offset")?,
                 len: r.u64("block length")?,
@@ -471,8 +572,13 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
                 entries: r.u64("block entries")?,
                 bytes: r.u64("block bytes")?,
                 raw_len: r.u64("block raw length")?,
-                filter: TokenFilter::from_bytes(r.bytes("token filter")?)?,
+                filter: {
+                    let f = r.bytes("token filter")?;
+                    sizes.filters += f.len() as u64;
+                    TokenFilter::from_bytes(f)?
+                },
             });
+            sizes.block_refs += (r.pos() - at) as u64;
         }
         streams.push(SegStream {
             labels,
@@ -481,6 +587,7 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
             blocks,
         });
     }
+    let postings_at = r.pos();
     let np = r.len("postings count")?;
     let mut postings = BTreeMap::new();
     for _ in 0..np {
@@ -496,5 +603,7 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
     if !r.is_empty() {
         return Err("trailing bytes in the index".into());
     }
-    Ok((wal_upto, min_ts, max_ts, streams, postings))
+    sizes.postings = (r.pos() - postings_at) as u64;
+    sizes.block_refs -= sizes.filters;
+    Ok((wal_upto, min_ts, max_ts, streams, postings, sizes))
 }

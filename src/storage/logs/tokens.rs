@@ -101,6 +101,15 @@ impl TokenFilter {
             .all(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
     }
 
+    /// Bits of the filter, and the distinct tokens it holds estimated from
+    /// its fill (`-m/k ln(1 - ones/m)`).
+    pub(crate) fn fill(&self) -> (u64, f64) {
+        let m = self.bits.len() as f64 * 64.0;
+        let ones: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
+        let frac = (f64::from(ones) / m).min(1.0 - 1e-9);
+        (m as u64, -(m / PROBES as f64) * (1.0 - frac).ln())
+    }
+
     /// The filter's bytes.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         self.bits.iter().flat_map(|w| w.to_le_bytes()).collect()

@@ -1,0 +1,531 @@
+//! The payload of a segment block (data format 2): a log-aware, reversible
+//! columnar transform, each column compressed on its own.
+//!
+//! Every line is split into a *template* and typed variables (in the spirit
+//! of CLP): a run of lowercase hex digits of even length 8..=510 standing
+//! alone between non-alphanumeric bytes becomes 1 byte per 2 digits in the
+//! hex column; a canonical decimal number (no leading zero, fits in u64)
+//! becomes a varint in the integer column of its ordinal (the 1st, 2nd, ..
+//! number of the line; the last column takes the rest). The template keeps
+//! every other byte and a marker per variable; the block stores each
+//! distinct template once and a template id per line. Timestamps are
+//! stored as the first value and deltas divided by their common divisor.
+//!
+//! Layout: `entries | columns | per column: kind u8, codec u8, raw length,
+//! stored length | column bytes...` (varints), codec 0 = stored, 1 = zstd.
+//! A block decodes on its own, byte for byte: lines are bytes to the codec
+//! (any byte sequence round-trips; markers in lines are escaped).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
+use crate::logs::LogEntry;
+
+/// Column kinds, in block order; integer columns are `INTS + ordinal`.
+const TIMESTAMPS: u8 = 0;
+const TEMPLATES: u8 = 1;
+const TEMPLATE_IDS: u8 = 2;
+const HEX: u8 = 3;
+const METADATA: u8 = 4;
+const INTS: u8 = 16;
+/// Integer columns; numbers past the last one share it.
+const INT_COLUMNS: u8 = 8;
+
+/// Template markers; a literal marker byte is escaped by `ESC`.
+const M_INT: u8 = 1;
+const M_HEX: u8 = 2;
+const ESC: u8 = 3;
+
+const STORED: u8 = 0;
+const ZSTD: u8 = 1;
+
+/// What a column holds, for size reports.
+pub(crate) fn column_name(kind: u8) -> &'static str {
+    match kind {
+        TIMESTAMPS => "timestamps",
+        TEMPLATES => "line templates",
+        TEMPLATE_IDS => "template ids",
+        HEX => "hex ids",
+        METADATA => "structured metadata",
+        k if (INTS..INTS + INT_COLUMNS).contains(&k) => "numbers",
+        _ => "unknown",
+    }
+}
+
+/// Columns of a block being built.
+#[derive(Default)]
+struct Columns {
+    templates: Vec<u8>,
+    template_ids: Vec<u8>,
+    hex: Vec<u8>,
+    ints: Vec<Vec<u8>>,
+    ids: HashMap<Vec<u8>, u64>,
+    scratch: Vec<u8>,
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+fn is_hex_run(run: &[u8]) -> bool {
+    run.len() >= 8
+        && run.len() <= 510
+        && run.len() % 2 == 0
+        && run.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && !run.iter().all(u8::is_ascii_digit)
+}
+
+fn hex_val(b: u8) -> u8 {
+    if b <= b'9' {
+        b - b'0'
+    } else {
+        b - b'a' + 10
+    }
+}
+
+/// The value of a canonical decimal number (no leading zero, fits u64).
+fn canonical_int(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || d.len() > 20 || (d.len() > 1 && d[0] == b'0') {
+        return None;
+    }
+    d.iter().try_fold(0u64, |v, &b| {
+        v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+fn push_literal(t: &mut Vec<u8>, b: u8) {
+    if matches!(b, M_INT | M_HEX | ESC) {
+        t.push(ESC);
+    }
+    t.push(b);
+}
+
+impl Columns {
+    /// Splits a line into its template and variables.
+    fn add_line(&mut self, line: &[u8]) {
+        let mut t = std::mem::take(&mut self.scratch);
+        t.clear();
+        let mut nints = 0u8;
+        let mut i = 0;
+        while i < line.len() {
+            if !is_alnum(line[i]) {
+                push_literal(&mut t, line[i]);
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < line.len() && is_alnum(line[i]) {
+                i += 1;
+            }
+            let run = &line[start..i];
+            if is_hex_run(run) {
+                t.push(M_HEX);
+                t.push((run.len() / 2) as u8);
+                self.hex.extend(
+                    run.chunks_exact(2)
+                        .map(|p| hex_val(p[0]) << 4 | hex_val(p[1])),
+                );
+                continue;
+            }
+            let mut k = 0;
+            while k < run.len() {
+                if !run[k].is_ascii_digit() {
+                    t.push(run[k]);
+                    k += 1;
+                    continue;
+                }
+                let d0 = k;
+                while k < run.len() && run[k].is_ascii_digit() {
+                    k += 1;
+                }
+                match canonical_int(&run[d0..k]) {
+                    Some(v) => {
+                        t.push(M_INT);
+                        let col = usize::from(nints.min(INT_COLUMNS - 1));
+                        if self.ints.len() <= col {
+                            self.ints.resize(col + 1, Vec::new());
+                        }
+                        put_uvarint(&mut self.ints[col], v);
+                        nints = nints.saturating_add(1);
+                    }
+                    None => t.extend_from_slice(&run[d0..k]),
+                }
+            }
+        }
+        let next = self.ids.len() as u64;
+        let id = match self.ids.get(&t) {
+            Some(&id) => id,
+            None => {
+                put_bytes(&mut self.templates, &t);
+                self.ids.insert(t.clone(), next);
+                next
+            }
+        };
+        put_uvarint(&mut self.template_ids, id);
+        self.scratch = t;
+    }
+}
+
+/// Timestamps: the common divisor of the deltas, the first value, then
+/// each delta divided by the divisor (nothing for no entries).
+fn encode_timestamps(entries: &[LogEntry]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(entries.len() * 2 + 16);
+    if entries.is_empty() {
+        return buf;
+    }
+    let deltas = entries.windows(2).map(|w| w[1].ts.wrapping_sub(w[0].ts));
+    let mut g = deltas.clone().fold(0u64, |g, d| gcd(g, d.unsigned_abs()));
+    if g == 0 || g > i64::MAX as u64 {
+        g = 1;
+    }
+    put_uvarint(&mut buf, g);
+    put_varint(&mut buf, entries.first().map_or(0, |e| e.ts));
+    for d in deltas {
+        put_varint(&mut buf, d / g as i64);
+    }
+    buf
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Compresses columns into a block. Returns the block and its decoded size
+/// (the sum of the raw columns).
+pub(crate) fn encode(
+    entries: &[LogEntry],
+    zstd: &mut zstd::bulk::Compressor<'_>,
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut c = Columns::default();
+    for e in entries {
+        c.add_line(e.line.as_bytes());
+    }
+    let mut meta = Vec::with_capacity(entries.len());
+    for e in entries {
+        put_labels(&mut meta, &e.metadata);
+    }
+    let mut cols: Vec<(u8, Vec<u8>)> = vec![
+        (TIMESTAMPS, encode_timestamps(entries)),
+        (TEMPLATES, c.templates),
+        (TEMPLATE_IDS, c.template_ids),
+        (HEX, c.hex),
+        (METADATA, meta),
+    ];
+    for (i, col) in c.ints.into_iter().enumerate() {
+        cols.push((INTS + i as u8, col));
+    }
+    cols.retain(|(_, raw)| !raw.is_empty());
+    let mut head = Vec::with_capacity(16 + cols.len() * 8);
+    put_uvarint(&mut head, entries.len() as u64);
+    put_uvarint(&mut head, cols.len() as u64);
+    let mut body = Vec::new();
+    let mut raw_total = 0u64;
+    for (kind, raw) in &cols {
+        let packed = zstd.compress(raw)?;
+        let (codec, bytes) = if packed.len() < raw.len() {
+            (ZSTD, &packed[..])
+        } else {
+            (STORED, &raw[..])
+        };
+        head.push(*kind);
+        head.push(codec);
+        put_uvarint(&mut head, raw.len() as u64);
+        put_uvarint(&mut head, bytes.len() as u64);
+        body.extend_from_slice(bytes);
+        raw_total += raw.len() as u64;
+    }
+    head.extend_from_slice(&body);
+    Ok((head, raw_total))
+}
+
+/// One column as stored: kind, codec, raw and stored lengths, bytes.
+struct Col<'a> {
+    kind: u8,
+    codec: u8,
+    raw_len: usize,
+    bytes: &'a [u8],
+}
+
+/// The entry count and columns of a block.
+fn columns(block: &[u8]) -> Result<(usize, Vec<Col<'_>>), String> {
+    let mut r = Reader::new(block);
+    let n = r.u64("entry count")? as usize;
+    let nc = r.len("column count")?;
+    let mut heads = Vec::with_capacity(nc);
+    for _ in 0..nc {
+        let kind = r.u8("column kind")?;
+        let codec = r.u8("column codec")?;
+        let raw_len = r.u64("column raw length")? as usize;
+        let len = r.len("column length")?;
+        heads.push((kind, codec, raw_len, len));
+    }
+    let mut out = Vec::with_capacity(nc);
+    for (kind, codec, raw_len, len) in heads {
+        out.push(Col {
+            kind,
+            codec,
+            raw_len,
+            bytes: r.take(len, "column bytes")?,
+        });
+    }
+    if !r.is_empty() {
+        return Err("trailing bytes after the columns".into());
+    }
+    Ok((n, out))
+}
+
+/// Per column of a block: what it holds and its stored bytes (with its
+/// share of the block header).
+pub(crate) fn column_sizes(block: &[u8]) -> Result<Vec<(&'static str, u64)>, String> {
+    let (_, cols) = columns(block)?;
+    let body: usize = cols.iter().map(|c| c.bytes.len()).sum();
+    let header = (block.len() - body) as u64;
+    let mut out: Vec<(&'static str, u64)> = cols
+        .iter()
+        .map(|c| (column_name(c.kind), c.bytes.len() as u64))
+        .collect();
+    out.push(("block headers", header));
+    Ok(out)
+}
+
+/// Largest decoded column accepted (a damaged length must not allocate
+/// without bound).
+const MAX_COLUMN: usize = 1 << 30;
+
+fn unpack(c: &Col<'_>) -> Result<Vec<u8>, String> {
+    let what = column_name(c.kind);
+    if c.raw_len > MAX_COLUMN {
+        return Err(format!("{what}: {} bytes decoded", c.raw_len));
+    }
+    let raw = match c.codec {
+        STORED => c.bytes.to_vec(),
+        ZSTD => zstd::bulk::decompress(c.bytes, c.raw_len).map_err(|e| format!("{what}: {e}"))?,
+        other => return Err(format!("{what}: unknown codec {other}")),
+    };
+    if raw.len() != c.raw_len {
+        return Err(format!(
+            "{what}: {} bytes, expected {}",
+            raw.len(),
+            c.raw_len
+        ));
+    }
+    Ok(raw)
+}
+
+/// Decodes a block written by [`encode`].
+pub(crate) fn decode(block: &[u8]) -> Result<Vec<LogEntry>, String> {
+    let (n, cols) = columns(block)?;
+    let mut raw: HashMap<u8, Vec<u8>> = HashMap::with_capacity(cols.len());
+    for c in &cols {
+        if raw.insert(c.kind, unpack(c)?).is_some() {
+            return Err(format!("two {} columns", column_name(c.kind)));
+        }
+    }
+    let col = |k: u8| raw.get(&k).map_or(&[][..], |v| &v[..]);
+    let mut ts = Reader::new(col(TIMESTAMPS));
+    let mut tpl = Reader::new(col(TEMPLATES));
+    let mut templates = Vec::new();
+    while !tpl.is_empty() {
+        templates.push(tpl.bytes("line template")?);
+    }
+    let mut ids = Reader::new(col(TEMPLATE_IDS));
+    let mut hex = Reader::new(col(HEX));
+    let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS)
+        .map(|i| Reader::new(col(INTS + i)))
+        .collect();
+    let mut meta = Reader::new(col(METADATA));
+    let mut out = Vec::with_capacity(n.min(1 << 20));
+    let (mut prev, g) = if n > 0 {
+        let g = ts.u64("timestamp divisor")? as i64;
+        (ts.varint("first timestamp")?, g)
+    } else {
+        (0, 1)
+    };
+    for i in 0..n {
+        if i > 0 {
+            prev = prev.wrapping_add(ts.varint("timestamp")?.wrapping_mul(g));
+        }
+        let id = ids.u64("template id")? as usize;
+        let t = *templates
+            .get(id)
+            .ok_or_else(|| format!("template id {id} of {}", templates.len()))?;
+        let line = render(t, &mut hex, &mut ints)?;
+        out.push(LogEntry {
+            ts: prev,
+            line: String::from_utf8(line).map_err(|_| "line is not UTF-8".to_string())?,
+            metadata: meta.labels("structured metadata")?,
+        });
+    }
+    let all_read = ts.is_empty()
+        && ids.is_empty()
+        && hex.is_empty()
+        && meta.is_empty()
+        && ints.iter().all(|r| r.is_empty());
+    if !all_read {
+        return Err("column bytes left over".into());
+    }
+    Ok(out)
+}
+
+/// A line from its template and variables.
+fn render(t: &[u8], hex: &mut Reader<'_>, ints: &mut [Reader<'_>]) -> Result<Vec<u8>, String> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut line = Vec::with_capacity(t.len() + 32);
+    let mut nints = 0u8;
+    let mut i = 0;
+    while i < t.len() {
+        match t[i] {
+            M_INT => {
+                let col = usize::from(nints.min(INT_COLUMNS - 1));
+                let v = ints[col].u64("number")?;
+                // Writing into a Vec cannot fail.
+                let _ = write!(line, "{v}");
+                nints = nints.saturating_add(1);
+            }
+            M_HEX => {
+                i += 1;
+                let n = *t.get(i).ok_or("truncated hex marker")?;
+                for &b in hex.take(usize::from(n), "hex id")? {
+                    line.push(DIGITS[usize::from(b >> 4)]);
+                    line.push(DIGITS[usize::from(b & 15)]);
+                }
+            }
+            ESC => {
+                i += 1;
+                line.push(*t.get(i).ok_or("truncated escape")?);
+            }
+            b => line.push(b),
+        }
+        i += 1;
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+
+    /// Byte-level round trip of lines through the template split.
+    fn round_trip_bytes(lines: &[&[u8]]) {
+        let mut c = Columns::default();
+        for l in lines {
+            c.add_line(l);
+        }
+        let mut tr = Reader::new(&c.templates);
+        let mut templates = Vec::new();
+        while !tr.is_empty() {
+            templates.push(tr.bytes("t").unwrap());
+        }
+        let mut ids = Reader::new(&c.template_ids);
+        let mut hex = Reader::new(&c.hex);
+        let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS as usize)
+            .map(|i| Reader::new(c.ints.get(i).map_or(&[][..], |v| &v[..])))
+            .collect();
+        for l in lines {
+            let t = templates[ids.u64("id").unwrap() as usize];
+            assert_eq!(render(t, &mut hex, &mut ints).unwrap(), *l);
+        }
+        assert!(hex.is_empty() && ints.iter().all(|r| r.is_empty()));
+    }
+
+    #[test]
+    fn lines_round_trip_byte_for_byte() {
+        let long = "a1".repeat(300) + &"9".repeat(40) + &"x".repeat(70_000);
+        let lines: Vec<&[u8]> = vec![
+            b"",
+            b"level=info request_id=0123456789abcdef user=u42 took=12ms",
+            b"0 00 007 18446744073709551615 18446744073709551616 -5 1.50",
+            b"\x01\x02\x03 marker bytes \x03\x01",
+            b"\xff\xfe invalid utf-8 \xc3",
+            b"deadbeef DEADBEEF deadbeefx 0123456789abcdef0 abcdef0123",
+            b"{\"id\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"}",
+            long.as_bytes(),
+        ];
+        round_trip_bytes(&lines);
+    }
+
+    #[test]
+    fn random_bytes_round_trip() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let alphabet = b"0123456789abcdefxyz =\"\x01\x02\x03\xff-";
+        let lines: Vec<Vec<u8>> = (0..2000)
+            .map(|_| {
+                let n = rng.random_range(0..120);
+                (0..n)
+                    .map(|_| {
+                        if rng.random_range(0..10) == 0 {
+                            rng.random()
+                        } else {
+                            alphabet[rng.random_range(0..alphabet.len())]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = lines.iter().map(|l| &l[..]).collect();
+        round_trip_bytes(&refs);
+    }
+
+    fn entries() -> Vec<LogEntry> {
+        (0..500)
+            .map(|i: i64| LogEntry {
+                ts: 1_700_000_000_000_000_000 + i * i * 2_000_000 - (i % 3),
+                line: format!(
+                    "level=info request_id={:016x} user_id=u{} path=/api/v1/users status=200 duration={}ms é",
+                    (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    i * 7919 % 200_000,
+                    i % 3000
+                ),
+                metadata: if i % 4 == 0 {
+                    Labels::from_pairs([("trace_id", format!("{i:x}"))])
+                } else {
+                    Labels::default()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_and_compress() {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let es = entries();
+        let (block, raw) = encode(&es, &mut z).unwrap();
+        assert_eq!(decode(&block).unwrap(), es);
+        let line_bytes: usize = es.iter().map(|e| e.line.len()).sum();
+        assert!(
+            block.len() * 5 < line_bytes,
+            "{} of {line_bytes}",
+            block.len()
+        );
+        assert!(raw > 0);
+        let sizes = column_sizes(&block).unwrap();
+        assert_eq!(sizes.iter().map(|s| s.1).sum::<u64>(), block.len() as u64);
+        assert!(sizes.iter().any(|s| s.0 == "hex ids"));
+        let (empty, _) = encode(&[], &mut z).unwrap();
+        assert_eq!(decode(&empty).unwrap(), []);
+        let one = [LogEntry::new(i64::MIN, "")];
+        assert_eq!(decode(&encode(&one, &mut z).unwrap().0).unwrap(), one);
+        let wide = [LogEntry::new(i64::MIN, "a"), LogEntry::new(i64::MAX, "b")];
+        assert_eq!(decode(&encode(&wide, &mut z).unwrap().0).unwrap(), wide);
+    }
+
+    #[test]
+    fn damaged_blocks_fail_cleanly() {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let (block, _) = encode(&entries()[..50], &mut z).unwrap();
+        for cut in 0..block.len() {
+            assert!(decode(&block[..cut]).is_err(), "cut at {cut} decoded");
+        }
+        for at in (0..block.len()).step_by(7) {
+            let mut b = block.clone();
+            b[at] ^= 0x5a;
+            let _ = decode(&b);
+        }
+    }
+}
