@@ -881,7 +881,7 @@ impl Runner {
                     } else {
                         vec![-10 * t, 0, t / 5, t, 10 * t]
                     };
-                    let text = at.to_string();
+                    let text = parse::to_promql(&at);
                     for et in times {
                         self.instant_check(e, &at, et, &text)
                             .map_err(|m| format!("@ variant {text} at {et}: {m}"))?;

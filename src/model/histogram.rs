@@ -47,6 +47,18 @@ pub enum HistogramError {
     MixedSchemas,
 }
 
+/// What NaN observations did to a native histogram quantile (Prometheus
+/// reports each as an info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NanObservations {
+    /// None, or they did not matter.
+    None,
+    /// The quantile fell among the NaN observations: the result is NaN.
+    ResultNaN,
+    /// The quantile is skewed higher by them.
+    Skewed,
+}
+
 /// One bucket as iterated for quantiles and the API: `(lower, upper]` and
 /// its count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -421,14 +433,20 @@ impl FloatHistogram {
 
     /// The `q` quantile (Prometheus's `HistogramQuantile`).
     pub fn quantile(&self, q: f64) -> f64 {
+        self.quantile_nan(q).0
+    }
+
+    /// [`Self::quantile`] plus what NaN observations (a NaN sum, and a
+    /// count above what the buckets hold) did to it.
+    pub fn quantile_nan(&self, q: f64) -> (f64, NanObservations) {
         if q < 0.0 {
-            return f64::NEG_INFINITY;
+            return (f64::NEG_INFINITY, NanObservations::None);
         }
         if q > 1.0 {
-            return f64::INFINITY;
+            return (f64::INFINITY, NanObservations::None);
         }
         if self.count == 0.0 || q.is_nan() {
-            return f64::NAN;
+            return (f64::NAN, NanObservations::None);
         }
         let forward = self.sum.is_nan() || q < 0.5;
         let mut all = self.buckets();
@@ -440,7 +458,9 @@ impl FloatHistogram {
         };
         let mut count = 0.0;
         let mut bucket = None;
+        let mut seen = 0;
         for b in &all {
+            seen += 1;
             if b.count == 0.0 {
                 continue;
             }
@@ -450,9 +470,13 @@ impl FloatHistogram {
                 break;
             }
         }
-        let Some(mut b) = bucket else {
-            return f64::NAN;
-        };
+        let mut b = bucket.unwrap_or(Bucket {
+            lower: 0.0,
+            upper: 0.0,
+            count: 0.0,
+            lower_inclusive: false,
+            upper_inclusive: false,
+        });
         let custom = self.uses_custom_buckets();
         if !custom && b.lower < 0.0 && b.upper > 0.0 {
             if self.negative.is_empty() && !self.positive.is_empty() {
@@ -463,50 +487,74 @@ impl FloatHistogram {
         } else if custom {
             if b.lower == f64::NEG_INFINITY {
                 if b.upper <= 0.0 {
-                    return b.upper;
+                    return (b.upper, NanObservations::None);
                 }
                 b.lower = 0.0;
             } else if b.upper == f64::INFINITY {
-                return b.lower;
+                return (b.lower, NanObservations::None);
             }
         }
         if count > self.count {
             count = self.count;
         }
         if count < rank {
-            return b.upper;
+            // Only NaN observations leave the rank above every bucket.
+            if self.sum.is_nan() {
+                return (f64::NAN, NanObservations::ResultNaN);
+            }
+            return (b.upper, NanObservations::None);
         }
         if forward {
             rank -= count - b.count;
         } else {
             rank = count - rank;
         }
+        let mut nan = NanObservations::None;
+        if self.sum.is_nan() {
+            let total = count + all[seen..].iter().map(|b| b.count).sum::<f64>();
+            if total < self.count {
+                nan = NanObservations::Skewed;
+            }
+        }
         let fraction = rank / b.count;
         if custom || (b.lower <= 0.0 && b.upper >= 0.0) {
-            return b.lower + (b.upper - b.lower) * fraction;
+            return (b.lower + (b.upper - b.lower) * fraction, nan);
         }
         let log_lower = b.lower.abs().log2();
         let log_upper = b.upper.abs().log2();
-        if b.lower > 0.0 {
+        let v = if b.lower > 0.0 {
             (log_lower + (log_upper - log_lower) * fraction).exp2()
         } else {
             -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
-        }
+        };
+        (v, nan)
     }
 
     /// Fraction of observations in `(lower, upper]` (Prometheus's
     /// `HistogramFraction`).
     pub fn fraction(&self, lower: f64, upper: f64) -> f64 {
+        self.fraction_nan(lower, upper).0
+    }
+
+    /// [`Self::fraction`], and whether NaN observations (a NaN sum and a
+    /// count above what the buckets hold) were left out of every fraction.
+    pub fn fraction_nan(&self, lower: f64, upper: f64) -> (f64, bool) {
         if self.count == 0.0 || lower.is_nan() || upper.is_nan() {
-            return f64::NAN;
+            return (f64::NAN, false);
         }
         if lower >= upper {
-            return 0.0;
+            return (0.0, false);
         }
         let custom = self.uses_custom_buckets();
+        let all = self.buckets();
         let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
         let (mut lower_set, mut upper_set) = (false, false);
-        for mut b in self.buckets() {
+        let mut count = 0.0;
+        let mut seen = 0;
+        for &orig in &all {
+            seen += 1;
+            let mut b = orig;
+            count += b.count;
             let mut zero = false;
             if b.lower <= 0.0 && b.upper >= 0.0 {
                 zero = true;
@@ -518,6 +566,9 @@ impl FloatHistogram {
             }
             let interp = |v: f64| -> f64 {
                 if custom || zero {
+                    if b.lower == f64::NEG_INFINITY {
+                        return b.count;
+                    }
                     rank + b.count * (v - b.lower) / (b.upper - b.lower)
                 } else {
                     let (ll, lu, lv) = (b.lower.abs().log2(), b.upper.abs().log2(), v.abs().log2());
@@ -553,13 +604,20 @@ impl FloatHistogram {
             }
             rank += b.count;
         }
-        if !lower_set || lower_rank > self.count {
-            lower_rank = self.count;
+        let mut nan = false;
+        if self.sum.is_nan() {
+            count += all[seen..].iter().map(|b| b.count).sum::<f64>();
+            nan = count < self.count;
+        } else {
+            count = self.count;
         }
-        if !upper_set || upper_rank > self.count {
-            upper_rank = self.count;
+        if !lower_set || lower_rank > count {
+            lower_rank = count;
         }
-        (upper_rank - lower_rank) / self.count
+        if !upper_set || upper_rank > count {
+            upper_rank = count;
+        }
+        ((upper_rank - lower_rank) / self.count, nan)
     }
 
     /// The histogram trim operators (Prometheus's `TrimBuckets`): with

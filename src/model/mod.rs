@@ -15,7 +15,7 @@ pub use histogram::{
 };
 pub use histogram::{
     exponential_bound, Bucket, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
-    CUSTOM_BUCKETS_SCHEMA,
+    NanObservations, CUSTOM_BUCKETS_SCHEMA,
 };
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};

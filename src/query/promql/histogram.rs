@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{go_g, Evaluator, Result, Series, Steps, Val};
-use crate::model::{FloatHistogram, Labels};
+use crate::model::{FloatHistogram, Labels, NanObservations};
 
 #[derive(Clone, Copy)]
 struct Bucket {
@@ -236,6 +236,33 @@ fn group_buckets(ev: &mut Evaluator, vs: &[Series], pos: &str) -> Vec<Group> {
     groups
 }
 
+/// Where a native histogram and classic buckets share a label set at a step,
+/// Prometheus evaluates neither and warns: clears both at that step.
+fn drop_mixed(ev: &mut Evaluator, vs: &mut [Series], groups: &[Group], pos: &str) {
+    let by_key: HashMap<&Labels, &Group> = groups.iter().map(|g| (&g.labels, g)).collect();
+    for ni in 0..vs.len() {
+        if vs[ni].hvals.is_empty() {
+            continue;
+        }
+        let Some(g) = by_key.get(&vs[ni].labels) else {
+            continue;
+        };
+        for i in 0..vs[ni].hvals.len() {
+            if vs[ni].hvals[i].is_none() || buckets_at(g, vs, i).is_empty() {
+                continue;
+            }
+            ev.warn(format!(
+                "vector contains a mix of classic and native histograms for metric name {:?} {pos}",
+                vs[ni].labels.metric_name().unwrap_or("")
+            ));
+            vs[ni].hvals[i] = None;
+            for &(_, si) in &g.members {
+                vs[si].vals[i] = None;
+            }
+        }
+    }
+}
+
 fn buckets_at(g: &Group, vs: &[Series], i: usize) -> Vec<Bucket> {
     g.members
         .iter()
@@ -250,10 +277,10 @@ pub(crate) fn histogram_quantile(
     r: &Steps,
 ) -> Result<Val> {
     let q = ev.eval_scalar(args[0], r)?;
-    let vs = ev.eval_vector(args[1], r)?;
+    let mut vs = ev.eval_vector(args[1], r)?;
     warn_quantile(ev, &q, args[0]);
     let pos = ev.pos(args[1]);
-    Ok(Val::Vector(quantiles_of(ev, &vs, &q, &pos)))
+    Ok(Val::Vector(quantiles_of(ev, &mut vs, &q, &pos)))
 }
 
 fn warn_quantile(ev: &mut Evaluator, q: &[f64], arg: &Expr) {
@@ -270,7 +297,7 @@ fn warn_quantile(ev: &mut Evaluator, q: &[f64], arg: &Expr) {
 /// `histogram_quantiles(v, "label", q1, q2, ...)`: one series per quantile,
 /// labelled with it.
 pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
-    let vs = ev.eval_vector(args[0], r)?;
+    let mut vs = ev.eval_vector(args[0], r)?;
     let label = match super::eval::unparen(args[1]) {
         Expr::StringLiteral(s) => s.val.clone(),
         _ => return Err(super::QueryError::BadData("expected a label name".into())),
@@ -284,7 +311,7 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps)
         if q[0].is_finite() && !qs.contains(['.', 'e']) {
             qs.push_str(".0");
         }
-        for mut s in quantiles_of(ev, &vs, &q, &pos) {
+        for mut s in quantiles_of(ev, &mut vs, &q, &pos) {
             let mut b = crate::model::LabelsBuilder::new(&s.labels);
             b.set(label.clone(), qs.clone());
             s.labels = b.labels();
@@ -297,7 +324,7 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps)
 /// One float series per native-histogram series: `f(step, histogram)`.
 fn per_native(vs: &[Series], f: impl Fn(usize, &FloatHistogram) -> f64) -> Vec<Series> {
     vs.iter()
-        .filter(|s| !s.hvals.is_empty())
+        .filter(|s| s.hvals.iter().any(Option::is_some))
         .map(|s| Series {
             labels: s.labels.clone(),
             drop_name: true,
@@ -312,9 +339,45 @@ fn per_native(vs: &[Series], f: impl Fn(usize, &FloatHistogram) -> f64) -> Vec<S
         .collect()
 }
 
-fn quantiles_of(ev: &mut Evaluator, vs: &[Series], q: &[f64], pos: &str) -> Vec<Series> {
+/// Prometheus's infos for native histograms with NaN observations:
+/// `what(step, histogram)` names the effect, if any.
+fn nan_observations(
+    ev: &mut Evaluator,
+    vs: &[Series],
+    pos: &str,
+    what: impl Fn(usize, &FloatHistogram) -> Option<&'static str>,
+) {
+    for s in vs {
+        for (i, h) in s.hvals.iter().enumerate() {
+            let Some(msg) = h
+                .as_ref()
+                .filter(|h| h.sum.is_nan())
+                .and_then(|h| what(i, h))
+            else {
+                continue;
+            };
+            ev.info(format!(
+                "{msg} for metric name {:?} {pos}",
+                s.labels.metric_name().unwrap_or("")
+            ));
+        }
+    }
+}
+
+fn quantiles_of(ev: &mut Evaluator, vs: &mut [Series], q: &[f64], pos: &str) -> Vec<Series> {
     let groups = group_buckets(ev, vs, pos);
+    drop_mixed(ev, vs, &groups, pos);
+    let vs = &*vs;
     let mut out = per_native(vs, |i, h| h.quantile(q[i]));
+    nan_observations(ev, vs, pos, |i, h| match h.quantile_nan(q[i]).1 {
+        NanObservations::None => None,
+        NanObservations::ResultNaN => {
+            Some("input to histogram_quantile has NaN observations, result is NaN")
+        }
+        NanObservations::Skewed => {
+            Some("input to histogram_quantile has NaN observations, result is skewed higher")
+        }
+    });
     for g in groups {
         let mut forced_any = false;
         let vals: Vec<Option<f64>> = (0..q.len())
@@ -349,10 +412,16 @@ fn quantiles_of(ev: &mut Evaluator, vs: &[Series], q: &[f64], pos: &str) -> Vec<
 pub(crate) fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
     let lo = ev.eval_scalar(args[0], r)?;
     let hi = ev.eval_scalar(args[1], r)?;
-    let vs = ev.eval_vector(args[2], r)?;
+    let mut vs = ev.eval_vector(args[2], r)?;
     let pos = ev.pos(args[2]);
     let groups = group_buckets(ev, &vs, &pos);
+    drop_mixed(ev, &mut vs, &groups, &pos);
     let mut out = per_native(&vs, |i, h| h.fraction(lo[i], hi[i]));
+    nan_observations(ev, &vs, &pos, |i, h| {
+        h.fraction_nan(lo[i], hi[i]).1.then_some(
+            "input to histogram_fraction has NaN observations, which are excluded from all fractions",
+        )
+    });
     for g in groups {
         let vals: Vec<Option<f64>> = (0..r.len())
             .map(|i| {

@@ -268,7 +268,7 @@ impl Engine {
             .timeout
             .map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
         let text = if query.is_empty() {
-            expr.to_string()
+            parse::to_promql(expr)
         } else {
             query.to_string()
         };

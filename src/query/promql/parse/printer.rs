@@ -28,6 +28,8 @@ pub fn to_promql(expr: &Expr) -> String {
         }),
         // Raw bytes print as Go's `\xNN` escapes, which parse back to them.
         Expr::StringLiteral(s) if has_raw_bytes(&s.val) => go_quote(&s.val),
+        // Go prints positive infinity with its sign, as written.
+        Expr::NumberLiteral(n) if n.val == f64::INFINITY => "+Inf".to_string(),
         _ => with_children(expr),
     }
 }
