@@ -544,3 +544,137 @@ fn live_tail_websocket_and_sse() {
         400
     );
 }
+
+/// Issue 4, Build 5: a query that reaches `loki.query_timeout` answers with
+/// what it read, flagged in `warnings` (log and metric queries). 100 lines
+/// a second over 10 minutes read in 1m slices take well over the 1 ms
+/// timeout, so the read stops after a slice or two.
+#[test]
+fn timeout_returns_partial_results_flagged() {
+    let s = Server::start_with(|c| {
+        c.loki.query_timeout = strata::config::DurationMs(1);
+        c.loki.split_queries_by_interval = strata::config::DurationMs(60_000);
+    });
+    let min = 60_000_000_000i64;
+    let t0 = (now_ns() - 15 * min) / min * min;
+    for chunk in 0..10 {
+        let values: Vec<Value> = (chunk * 6000..(chunk + 1) * 6000)
+            .map(|i| json!([(t0 + i * 10_000_000).to_string(), format!("n={i}")]))
+            .collect();
+        let (st, body) = push_json(
+            &s,
+            json!({"streams":[{"stream":{"app":"p"},"values":values}]}),
+            None,
+        );
+        assert_eq!((st, body.as_str()), (204, ""));
+    }
+    let (start, end) = (t0.to_string(), (t0 + 12 * min).to_string());
+    let (st, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{app="p"} |~ `n=\d*0$`"#),
+            ("start", &start),
+            ("end", &end),
+            ("direction", "forward"),
+            ("limit", "5000"),
+        ],
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    let warning = v["warnings"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        warning.starts_with(
+            "partial result: the query reached its timeout (1ms, loki.query_timeout) after reading "
+        ),
+        "{warning}"
+    );
+    let got = streams(&v);
+    let n = got[0].1.len();
+    assert!(
+        n > 0 && n < 5000 && n % 600 == 0,
+        "{n} entries: whole 1m slices"
+    );
+    assert_eq!(got[0].1[0].1, "n=0", "forward reads oldest first");
+    // A metric query keeps only the steps whose windows were read whole.
+    let (st, v) = query_range(
+        &s,
+        &[
+            ("query", "count_over_time({app=\"p\"}[1m])"),
+            ("start", &(t0 + min).to_string()),
+            ("end", &(t0 + 10 * min).to_string()),
+            ("step", "60000ms"),
+        ],
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    let warning = v["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.starts_with("partial result"), "{warning}");
+    let points = v["data"]["result"][0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(points.len() < 10, "{points:?}");
+    assert!(points.iter().all(|p| p[1] == "6000"), "{points:?}");
+}
+
+#[test]
+fn query_limits_in_lokis_words() {
+    let s = Server::start_with(|c| {
+        c.loki.max_query_bytes_read = 1000;
+        c.loki.max_query_length = strata::config::DurationMs(3_600_000);
+        c.logql.max_query_series = 1;
+    });
+    let t0 = now_ns() - 120_000_000_000;
+    let line = "x".repeat(100);
+    for (app, n) in [("a", 6), ("b", 3), ("c", 5)] {
+        let values: Vec<Value> = (0..n)
+            .map(|i| json!([(t0 + i).to_string(), line]))
+            .collect();
+        let (st, _) = push_json(
+            &s,
+            json!({"streams":[{"stream":{"app":app},"values":values}]}),
+            None,
+        );
+        assert_eq!(st, 204);
+    }
+    let (start, end) = ((t0 - 1000).to_string(), (t0 + 1000).to_string());
+    let q = |query: &str, start: &str| {
+        query_range(
+            &s,
+            &[("query", query), ("start", start), ("end", &end)],
+            &[],
+        )
+    };
+    let (st, v) = q("{app=~\"a|b\"}", &start);
+    assert_eq!(st, 200, "900 B are within the limit: {v}");
+    let (st, v) = q("{app=~\"a|c\"}", &start);
+    assert_eq!(
+        (st, v.as_str().unwrap_or_default()),
+        (400, "the query would read too many bytes (query: 1.1 KiB, limit: 1000 B); consider adding more specific stream selectors or reduce the time range of the query")
+    );
+    let (st, v) = query_range(
+        &s,
+        &[
+            (
+                "query",
+                "sum by (app) (count_over_time({app=~\"a|b\"}[1m]))",
+            ),
+            ("start", &start),
+            ("end", &(t0 + 60_000_000_000).to_string()),
+        ],
+        &[],
+    );
+    assert_eq!(
+        (st, v.as_str().unwrap_or_default()),
+        (400, "maximum of series (1) reached for a single query")
+    );
+    let two_hours_before = (t0 + 1000 - 7_200_000_000_000).to_string();
+    let (st, v) = q("{app=\"a\"}", &two_hours_before);
+    assert_eq!(
+        (st, v.as_str().unwrap_or_default()),
+        (
+            400,
+            "the query time range exceeds the limit (query length: 2h0m0s, limit: 1h)"
+        )
+    );
+}

@@ -462,9 +462,15 @@ pub struct LokiConfig {
     pub max_query_length: DurationMs,
     /// Line bytes one query may read from the store (0 = unlimited).
     pub max_query_bytes_read: usize,
-    /// Longest a Loki query runs (queueing included); beyond it the query
-    /// fails with 504 (partial results are not returned).
+    /// Longest a Loki query reads (queueing included). `query` and
+    /// `query_range` then return what they read, flagged partial in
+    /// `warnings`; a read still running a quarter of this later (at least
+    /// 1 s) fails with 504, as do metadata queries past it.
     pub query_timeout: DurationMs,
+    /// Queries read their range in slices this wide (Loki's
+    /// `split_queries_by_interval`; 0 = one piece): a log query stops once
+    /// its limit is filled, a timed-out query keeps the slices it read.
+    pub split_queries_by_interval: DurationMs,
     /// Loki queries running at once per tenant (0 = unlimited); further ones wait.
     pub max_concurrent_queries_per_tenant: usize,
     /// Live-tail connections per tenant (0 = unlimited); 429 beyond.
@@ -504,6 +510,7 @@ impl Default for LokiConfig {
             max_query_length: DurationMs(721 * 3_600_000),
             max_query_bytes_read: 0,
             query_timeout: DurationMs(60_000),
+            split_queries_by_interval: DurationMs(3_600_000),
             max_concurrent_queries_per_tenant: 16,
             max_concurrent_tail_requests: 10,
         }

@@ -103,10 +103,17 @@ pub fn write_streams(out: &mut String, streams: &[Stream]) {
     out.push(']');
 }
 
-/// The whole success body of `query` / `query_range`.
-pub fn result(data: &Data, stats: Option<&QueryStats>) -> String {
+/// The whole success body of `query` / `query_range`; `warnings` (a
+/// partial result, for one) go before `data`, as Loki 3 writes them.
+pub fn result(data: &Data, stats: Option<&QueryStats>, warnings: &[String]) -> String {
     let mut out = String::with_capacity(256);
-    out.push_str(r#"{"status":"success","data":{"resultType":"#);
+    out.push_str(r#"{"status":"success","#);
+    if !warnings.is_empty() {
+        out.push_str(r#""warnings":"#);
+        crate::api::prom::json::write_str_array(&mut out, warnings);
+        out.push(',');
+    }
+    out.push_str(r#""data":{"resultType":"#);
     match data {
         Data::Streams(streams) => {
             out.push_str(r#""streams","result":"#);
@@ -211,7 +218,7 @@ mod tests {
             entries: vec![LogEntry::new(1_700_000_000_000_000_001, "x<y")],
         }]);
         assert_eq!(
-            result(&s, None),
+            result(&s, None, &[]),
             r#"{"status":"success","data":{"resultType":"streams","result":[{"stream":{"app":"a"},"values":[["1700000000000000001","x\u003cy"]]}]}}"#
         );
         let c = Data::Categorized(vec![(
@@ -234,7 +241,7 @@ mod tests {
             ],
         )]);
         assert_eq!(
-            result(&c, None),
+            result(&c, None, &[]),
             r#"{"status":"success","data":{"resultType":"streams","encodingFlags":["categorize-labels"],"result":[{"stream":{"app":"a"},"values":[["5","l",{"structuredMetadata":{"trace":"t"},"parsed":{"level":"info"}}],["4","m",{}]]}]}}"#
         );
         let m = Data::Matrix(vec![Series {
@@ -245,12 +252,12 @@ mod tests {
             ],
         }]);
         assert_eq!(
-            result(&m, None),
+            result(&m, None, &[]),
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"level":"info"},"values":[[1700000000,"2"],[1700000000.5,"0.25"]]}]}}"#
         );
         let sc = Data::Scalar(4_000_000_000, 2.0);
         assert_eq!(
-            result(&sc, None),
+            result(&sc, None, &[]),
             r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#
         );
         let st = QueryStats {
@@ -259,7 +266,12 @@ mod tests {
             returned: 1,
             exec_seconds: 0.5,
         };
-        let body = result(&Data::Vector(4_000_000_000, vec![]), Some(&st));
+        let body = result(
+            &Data::Vector(4_000_000_000, vec![]),
+            Some(&st),
+            &["w".to_string()],
+        );
+        assert!(body.starts_with(r#"{"status":"success","warnings":["w"],"data":{"#));
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["data"]["result"], serde_json::json!([]));
         assert_eq!(v["data"]["stats"]["summary"]["totalBytesProcessed"], 10);

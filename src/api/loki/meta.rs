@@ -61,7 +61,7 @@ where
     let max_bytes = st.app.config.loki.max_query_bytes_read;
     let t = tenant.clone();
     match run_query(&st, &tenant, endpoint, move |deadline| {
-        let reader = Metered::new(inner, deadline, max_bytes);
+        let reader = Metered::new(inner, Some(deadline), max_bytes);
         f(&reader, &t, &form)
     })
     .await

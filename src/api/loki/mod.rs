@@ -9,8 +9,14 @@
 //!   name the config option.
 //! - `stats` carries the bytes and lines this query read and its execution
 //!   time; the chunk and cache counters Loki has no equivalent for are 0.
-//! - A query over `loki.query_timeout` fails with 504; partial results are
-//!   not returned.
+//! - `query` and `query_range` read their range in
+//!   `loki.split_queries_by_interval` slices; at `loki.query_timeout` they
+//!   stop and answer 200 with what they read and a `warnings` entry naming
+//!   the range read (Loki fails with 504). A range query keeps only the
+//!   steps whose windows were read whole. Metadata queries past the
+//!   timeout, and reads still running a quarter of it later, get Loki's 504.
+//! - Limit messages are Loki's words; `max_query_bytes_read` is checked up
+//!   front from the index (as Loki) and again while reading.
 //! - `index/volume` and `detected_*` are computed from the streams the
 //!   selector matches in the range (no separate volume index).
 //! - Live tail reports `dropped_entries` only as a count of pushes missed
@@ -44,6 +50,11 @@ pub const LOKI_REQUESTS_TOTAL: &str = "strata_loki_requests_total";
 pub const LOKI_QUERY_DURATION_SECONDS: &str = "strata_loki_query_duration_seconds";
 /// Live-tail connections open.
 pub const LOKI_TAIL_CONNECTIONS: &str = "strata_loki_tail_connections";
+/// Queries answered with partial results (cut short at their timeout).
+pub const LOKI_PARTIAL_RESULTS_TOTAL: &str = "strata_loki_partial_results_total";
+
+/// Loki's message when a query runs out of time (504).
+pub(crate) const TIMED_OUT: &str = "Request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed.";
 
 /// State of the Loki routes.
 #[derive(Clone)]
@@ -123,8 +134,11 @@ pub(crate) async fn request(st: &LokiState, req: Request) -> Result<(Tenant, For
     ))
 }
 
-/// Runs `f` on a blocking thread under the tenant's concurrency limit and
-/// `loki.query_timeout`, recording latency and outcome for `endpoint`.
+/// Runs `f` on a blocking thread under the tenant's concurrency limit,
+/// recording latency and outcome for `endpoint`. `f` gets the deadline,
+/// `loki.query_timeout` after the request came (queueing included), to stop
+/// reading by; one still running a quarter of the timeout (at least 1 s)
+/// later is answered with Loki's 504 and left to finish alone.
 pub(crate) async fn run_query<T: Send + 'static>(
     st: &LokiState,
     tenant: &Tenant,
@@ -134,15 +148,8 @@ pub(crate) async fn run_query<T: Send + 'static>(
     let t0 = Instant::now();
     let timeout = st.app.config.loki.query_timeout.to_std();
     let deadline = t0 + timeout;
-    let timed_out = || {
-        LokiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "query timed out after {} (loki.query_timeout)",
-                crate::model::format_duration(timeout.as_millis() as i64)
-            ),
-        )
-    };
+    let hard = deadline + (timeout / 4).max(Duration::from_secs(1));
+    let timed_out = || LokiError::new(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT);
     let r = async {
         let permit = tokio::time::timeout(timeout, st.queries.acquire(tenant))
             .await
@@ -151,7 +158,7 @@ pub(crate) async fn run_query<T: Send + 'static>(
             let _permit = permit;
             f(deadline)
         });
-        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), job).await {
+        match tokio::time::timeout(hard.saturating_duration_since(Instant::now()), job).await {
             Err(_) => Err(timed_out()),
             Ok(Err(join)) => Err(LokiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

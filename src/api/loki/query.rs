@@ -18,7 +18,7 @@ use crate::api::prom::params::Form;
 use crate::config::LokiConfig;
 use crate::logs::{LogReadError, LogReader, LogSelect, Stream};
 use crate::model::Tenant;
-use crate::query::logql::eval::EngineLimits;
+use crate::query::logql::eval::{EngineLimits, Partial, ReadPlan};
 use crate::query::logql::{
     Direction, Engine, EvalError, Expr, LogParams, QueryResult, RangeParams,
 };
@@ -35,15 +35,17 @@ const MAX_POINTS: i64 = 11_000;
 /// Index methods go to the wrapped store's own (indexed) implementations.
 pub struct Metered {
     inner: Arc<dyn LogReader>,
-    deadline: Instant,
+    deadline: Option<Instant>,
     max_bytes: u64,
     bytes: AtomicU64,
     lines: AtomicU64,
 }
 
 impl Metered {
-    /// Wraps `inner` for one query.
-    pub fn new(inner: Arc<dyn LogReader>, deadline: Instant, max_bytes: usize) -> Metered {
+    /// Wraps `inner` for one query; reads past `deadline` (when given)
+    /// fail with Loki's timeout. The LogQL engine keeps its own deadline
+    /// (it returns partial results), so its reader has none.
+    pub fn new(inner: Arc<dyn LogReader>, deadline: Option<Instant>, max_bytes: usize) -> Metered {
         Metered {
             inner,
             deadline,
@@ -59,15 +61,13 @@ impl Metered {
     }
 
     /// When reading stops.
-    pub fn deadline(&self) -> Instant {
+    pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     fn check_deadline(&self) -> Result<(), LogReadError> {
-        if Instant::now() > self.deadline {
-            return Err(LogReadError::LimitExceeded(
-                "query timed out (loki.query_timeout)".into(),
-            ));
+        if self.deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(LogReadError::LimitExceeded(super::TIMED_OUT.into()));
         }
         Ok(())
     }
@@ -86,12 +86,11 @@ impl LogReader for Metered {
         let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.lines.fetch_add(lines, Ordering::Relaxed);
         if self.max_bytes > 0 && total > self.max_bytes {
-            return Err(LogReadError::LimitExceeded(format!(
-                "the query would read too many bytes (query: {total} B, limit: {} B) (loki.max_query_bytes_read)",
-                self.max_bytes
+            return Err(LogReadError::LimitExceeded(too_many_bytes(
+                total,
+                self.max_bytes,
             )));
         }
-        self.check_deadline()?;
         Ok(out)
     }
 
@@ -138,6 +137,62 @@ impl LogReader for Metered {
     ) -> Result<crate::logs::LogStats, LogReadError> {
         self.check_deadline()?;
         self.inner.stats(tenant, matchers, start, end)
+    }
+}
+
+/// Loki's message for `max_query_bytes_read` (sizes as go-humanize's
+/// `IBytes`).
+fn too_many_bytes(query: u64, limit: u64) -> String {
+    format!(
+        "the query would read too many bytes (query: {}, limit: {}); consider adding more specific stream selectors or reduce the time range of the query",
+        ibytes(query),
+        ibytes(limit)
+    )
+}
+
+/// go-humanize's `IBytes`: `512 B`, `1.5 KiB`, `49 MiB`.
+pub fn ibytes(n: u64) -> String {
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let e = ((n as f64).ln() / 1024f64.ln()).floor() as usize;
+    let e = e.clamp(1, units.len());
+    let val = (n as f64 / 1024f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 {
+        format!("{val:.1} {}", units[e - 1])
+    } else {
+        format!("{val:.0} {}", units[e - 1])
+    }
+}
+
+/// Go's `time.Duration.String` of `ns`: `171h0m0s`, `1.5s`, `250ms`.
+pub fn go_duration(ns: i64) -> String {
+    let neg = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    let frac = |v: u64, div: u64| {
+        let s = format!("{}.{:0w$}", v / div, v % div, w = div.ilog10() as usize);
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if u == 0 {
+        return "0s".into();
+    }
+    if u < 1_000 {
+        return format!("{neg}{u}ns");
+    }
+    if u < 1_000_000 {
+        return format!("{neg}{}µs", frac(u, 1_000));
+    }
+    if u < 1_000_000_000 {
+        return format!("{neg}{}ms", frac(u, 1_000_000));
+    }
+    let (h, rest) = (u / 3_600_000_000_000, u % 3_600_000_000_000);
+    let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+    let secs = frac(rest, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{neg}{secs}s"),
+        (0, m) => format!("{neg}{m}m{secs}s"),
+        (h, m) => format!("{neg}{h}h{m}m{secs}s"),
     }
 }
 
@@ -232,8 +287,8 @@ fn check_length(cfg: &LokiConfig, start: i64, end: i64) -> Result<(), LokiError>
     let max = cfg.max_query_length.0.saturating_mul(1_000_000);
     if max > 0 && end - start > max {
         return Err(LokiError::bad(format!(
-            "the query time range exceeds the limit (query length: {}, limit: {}) (loki.max_query_length)",
-            crate::model::format_duration((end - start) / 1_000_000),
+            "the query time range exceeds the limit (query length: {}, limit: {})",
+            go_duration(end - start),
             crate::model::format_duration(max / 1_000_000)
         )));
     }
@@ -246,7 +301,7 @@ pub fn eval_error(e: EvalError) -> LokiError {
         EvalError::Read(LogReadError::Store(m)) => {
             LokiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("log store: {m}"))
         }
-        EvalError::Read(LogReadError::LimitExceeded(m)) if m.starts_with("query timed out") => {
+        EvalError::Read(LogReadError::LimitExceeded(m)) if m == super::TIMED_OUT => {
             LokiError::new(StatusCode::GATEWAY_TIMEOUT, m)
         }
         e => LokiError::bad(e.to_string()),
@@ -272,16 +327,31 @@ struct Job {
     categorize: bool,
 }
 
-/// Runs a query through the engine over a metered reader.
+/// Runs a query through the engine over a metered reader, reading in
+/// `loki.split_queries_by_interval` slices until `deadline`: a query cut
+/// short answers with what it read and a warning saying so.
 fn execute(st: &LokiState, job: Job, deadline: Instant) -> Result<String, LokiError> {
     let t0 = Instant::now();
     let cfg = &st.app.config;
-    let reader = Arc::new(Metered::new(
-        st.app.logs_reader.clone(),
-        deadline,
-        cfg.loki.max_query_bytes_read,
-    ));
-    let engine = Engine::new(reader.clone(), EngineLimits::from(&cfg.logql));
+    let max_bytes = cfg.loki.max_query_bytes_read;
+    let reader = Arc::new(Metered::new(st.app.logs_reader.clone(), None, max_bytes));
+    let engine = Engine::new(reader.clone(), EngineLimits::from(&cfg.logql)).with_plan(ReadPlan {
+        split: cfg
+            .loki
+            .split_queries_by_interval
+            .0
+            .saturating_mul(1_000_000),
+        deadline: Some(deadline),
+    });
+    if max_bytes > 0 {
+        // Loki refuses before reading, from the index's byte counts.
+        let estimate = engine
+            .bytes_estimate(&job.tenant, &job.query, job.rp)
+            .map_err(eval_error)?;
+        if estimate > max_bytes as u64 {
+            return Err(LokiError::bad(too_many_bytes(estimate, max_bytes as u64)));
+        }
+    }
     let is_log = matches!(crate::query::logql::parse(&job.query), Ok(Expr::Log(_)));
     let data = if is_log && job.categorize && !job.instant {
         let p = LogParams {
@@ -323,7 +393,32 @@ fn execute(st: &LokiState, job: Job, deadline: Instant) -> Result<String, LokiEr
         returned,
         exec_seconds: t0.elapsed().as_secs_f64(),
     };
-    Ok(json::result(&data, Some(&stats)))
+    let timeout = cfg.loki.query_timeout.0;
+    let warnings: Vec<String> = engine
+        .partial()
+        .iter()
+        .map(|p| partial_warning(p, timeout))
+        .collect();
+    if !warnings.is_empty() {
+        metrics::counter!(super::LOKI_PARTIAL_RESULTS_TOTAL).increment(1);
+    }
+    Ok(json::result(&data, Some(&stats), &warnings))
+}
+
+/// The warning of a result cut short at the deadline.
+fn partial_warning(p: &Partial, timeout_ms: i64) -> String {
+    let t = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    format!(
+        "partial result: the query reached its timeout ({}, loki.query_timeout) after reading {} to {} of {} to {}; narrow the time range or the selector for a complete result",
+        crate::model::format_duration(timeout_ms),
+        t(p.read.0),
+        t(p.read.1),
+        t(p.wanted.0),
+        t(p.wanted.1)
+    )
 }
 
 async fn respond(st: LokiState, endpoint: &'static str, tenant: Tenant, job: Job) -> Response {
@@ -448,5 +543,30 @@ mod tests {
         assert_eq!(parse_step("1.5").unwrap(), 1_500_000_000);
         assert_eq!(parse_step("1m").unwrap(), 60_000_000_000);
         assert!(parse_step("abc").is_err());
+    }
+
+    #[test]
+    fn go_formats() {
+        for (ns, want) in [
+            (0, "0s"),
+            (1_500_000_000, "1.5s"),
+            (250_000_000, "250ms"),
+            (1_500, "1.5µs"),
+            (171 * 3_600_000_000_000, "171h0m0s"),
+            (61_000_000_000, "1m1s"),
+            (-2_000_000_000, "-2s"),
+        ] {
+            assert_eq!(go_duration(ns), want, "{ns}");
+        }
+        for (n, want) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (49 << 20, "49 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(ibytes(n), want, "{n}");
+        }
     }
 }

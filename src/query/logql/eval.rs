@@ -10,7 +10,8 @@ use super::pipeline::{line_hint, Pipeline, ERROR_DETAILS_LABEL, ERROR_LABEL};
 use super::vector::{self, Sample, Vector};
 use super::{parse, ParseError};
 use crate::logs::{LogEntry, LogReadError, LogReader, LogSelect, Stream};
-use crate::model::{Labels, MatchOp, Tenant};
+use crate::model::{Labels, MatchOp, Matcher, Tenant};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,10 +159,35 @@ impl Default for EngineLimits {
     }
 }
 
+/// How the engine cuts and bounds its reads: Loki's
+/// `split_queries_by_interval` and the query timeout. Each selector's
+/// range is read in time slices aligned to `split` (newest first for
+/// backward log queries), so a log query stops once its limit is filled
+/// and a query that reaches its deadline returns what the slices read so
+/// far gave, flagged in [`Engine::partial`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadPlan {
+    /// Width of a slice in ns; 0 reads each range at once.
+    pub split: i64,
+    /// No slice is started after this instant (at least one is read).
+    pub deadline: Option<Instant>,
+}
+
+/// The part of a selector's range a query read before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// The range the query asked for, `[start, end)` in ns.
+    pub wanted: (i64, i64),
+    /// The range it read, `[start, end)` in ns.
+    pub read: (i64, i64),
+}
+
 /// The LogQL engine.
 pub struct Engine {
     reader: Arc<dyn LogReader>,
     limits: EngineLimits,
+    plan: ReadPlan,
+    partial: Mutex<Vec<Partial>>,
 }
 
 /// Samples of one series produced by a range aggregation's pipeline.
@@ -173,12 +199,82 @@ struct SeriesData {
 
 struct RangeData {
     series: Vec<SeriesData>,
+    /// Steps before this time (ns) saw every sample of their window; later
+    /// ones are incomplete (the read stopped at the deadline).
+    exact_before: i64,
 }
 
 impl Engine {
     /// An engine over a log store.
     pub fn new(reader: Arc<dyn LogReader>, limits: EngineLimits) -> Engine {
-        Engine { reader, limits }
+        Engine {
+            reader,
+            limits,
+            plan: ReadPlan::default(),
+            partial: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The same engine reading by `plan`.
+    pub fn with_plan(mut self, plan: ReadPlan) -> Engine {
+        self.plan = plan;
+        self
+    }
+
+    /// The selectors whose range was cut short by the deadline in the
+    /// queries run so far (empty when every result is complete).
+    pub fn partial(&self) -> Vec<Partial> {
+        self.partial.lock().clone()
+    }
+
+    /// Reads `[start, end)` slice by slice (see [`ReadPlan`]), handing each
+    /// slice's streams to `each`, which answers true once it needs no
+    /// further slice. Stops after the slice during which the deadline
+    /// passed and returns the range read.
+    #[allow(clippy::too_many_arguments)]
+    fn read_sliced(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        hint: &crate::logs::LineHint,
+        (start, end): (i64, i64),
+        newest_first: bool,
+        mut each: impl FnMut(Vec<Stream>) -> Result<bool, EvalError>,
+    ) -> Result<(i64, i64), EvalError> {
+        let slices = slices(start, end, self.plan.split, newest_first);
+        let mut read = if newest_first {
+            (end, end)
+        } else {
+            (start, start)
+        };
+        for (i, &(lo, hi)) in slices.iter().enumerate() {
+            let streams = self.reader.select(
+                tenant,
+                &LogSelect {
+                    matchers,
+                    start: lo,
+                    end: hi,
+                    hint,
+                },
+            )?;
+            if newest_first {
+                read.0 = lo;
+            } else {
+                read.1 = hi;
+            }
+            if each(streams)? {
+                return Ok((start, end));
+            }
+            let late = self.plan.deadline.is_some_and(|d| Instant::now() > d);
+            if late && i + 1 < slices.len() {
+                self.partial.lock().push(Partial {
+                    wanted: (start, end),
+                    read,
+                });
+                return Ok(read);
+            }
+        }
+        Ok((start, end))
     }
 
     /// Runs a log query (must parse to a log expression).
@@ -229,6 +325,42 @@ impl Engine {
         self.eval_metric(tenant, &expr, rp, instant)
     }
 
+    /// Line bytes the store's index counts for every selector of `query`
+    /// over the range each one reads (Loki's up-front check of
+    /// `max_query_bytes_read`). Evaluation times as [`Engine::query`].
+    pub fn bytes_estimate(
+        &self,
+        tenant: &Tenant,
+        query: &str,
+        rp: RangeParams,
+    ) -> Result<u64, EvalError> {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<(&'a [Matcher], i64, i64)>) {
+            match e {
+                Expr::Log(l) => out.push((&l.matchers, 0, 0)),
+                Expr::RangeAgg(r) => {
+                    out.push((&r.range.log.matchers, r.range.range, r.range.offset))
+                }
+                Expr::VectorAgg(v) => walk(&v.expr, out),
+                Expr::Binary(b) => {
+                    walk(&b.lhs, out);
+                    walk(&b.rhs, out);
+                }
+                Expr::LabelReplace(l) => walk(&l.expr, out),
+                Expr::Paren(e) => walk(e, out),
+                Expr::Literal(_) | Expr::Vector(_) => {}
+            }
+        }
+        let expr = parse(query)?;
+        let mut sels = Vec::new();
+        walk(&expr, &mut sels);
+        let mut total = 0u64;
+        for (matchers, range, offset) in sels {
+            let (start, end) = (rp.start - offset - range, rp.end - offset + 1);
+            total += self.reader.stats(tenant, matchers, start, end)?.bytes;
+        }
+        Ok(total)
+    }
+
     /// Runs a metric expression at one time (`instant`) or over steps.
     pub fn eval_metric(
         &self,
@@ -263,6 +395,13 @@ impl Engine {
         let (first, last) = (steps[0], *steps.last().unwrap_or(&steps[0]));
         let mut data = HashMap::new();
         self.load(tenant, expr, first, last, &mut data)?;
+        // A read cut short by the deadline leaves the last windows
+        // incomplete: a range query keeps only the steps it saw whole (an
+        // instant query keeps its one step; the caller flags both).
+        let steps = match data.values().map(|d| d.exact_before).min() {
+            Some(exact) if !instant => steps.into_iter().filter(|&t| t < exact).collect(),
+            _ => steps,
+        };
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
         let mut scalar_out = None;
         for &t in &steps {
@@ -376,23 +515,27 @@ impl Engine {
     ) -> Result<Vec<CategorizedEntry>, EvalError> {
         let pipeline = Pipeline::new(log, None).map_err(EvalError::BadRequest)?;
         let hint = line_hint(log);
-        let streams = self.reader.select(
+        let limit = p.limit.min(self.limits.max_entries);
+        let mut all: Vec<CategorizedEntry> = Vec::new();
+        // Slices come in the query's direction, so once a whole slice has
+        // filled the limit no later slice can contribute.
+        self.read_sliced(
             tenant,
-            &LogSelect {
-                matchers: &log.matchers,
-                start: p.start,
-                end: p.end,
-                hint: &hint,
+            &log.matchers,
+            &hint,
+            (p.start, p.end),
+            p.direction == Direction::Backward,
+            |streams| {
+                for s in &streams {
+                    for e in &s.entries {
+                        if let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata) {
+                            all.push(CategorizedEntry::split(e.ts, out, &s.labels, &e.metadata));
+                        }
+                    }
+                }
+                Ok(all.len() >= limit)
             },
         )?;
-        let mut all: Vec<CategorizedEntry> = Vec::new();
-        for s in &streams {
-            for e in &s.entries {
-                if let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata) {
-                    all.push(CategorizedEntry::split(e.ts, out, &s.labels, &e.metadata));
-                }
-            }
-        }
         let key = |e: &CategorizedEntry| {
             Labels::from_pairs(
                 e.stream
@@ -406,7 +549,7 @@ impl Engine {
             Direction::Forward => all.sort_by_cached_key(|e| (e.ts, key(e))),
             Direction::Backward => all.sort_by_cached_key(|e| (std::cmp::Reverse(e.ts), key(e))),
         }
-        all.truncate(p.limit.min(self.limits.max_entries));
+        all.truncate(limit);
         Ok(all)
     }
 
@@ -427,61 +570,62 @@ impl Engine {
                 let hint = line_hint(&lr.log);
                 let start = first - lr.offset - lr.range + 1;
                 let end = last - lr.offset + 1;
-                let streams = self.reader.select(
-                    tenant,
-                    &LogSelect {
-                        matchers: &lr.log.matchers,
-                        start,
-                        end,
-                        hint: &hint,
-                    },
-                )?;
                 let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
                 let fast = pipeline.line_only();
                 let bytes = matches!(r.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
-                for s in &streams {
-                    // Line-only pipelines keep the stream's labels: one key
-                    // per stream instead of a label map per entry.
-                    let mut stream_samples = Vec::new();
-                    for e in &s.entries {
-                        if fast && e.metadata.is_empty() {
-                            if let Some(line) = pipeline.filter_line(&e.line) {
-                                stream_samples
-                                    .push((e.ts, if bytes { line.len() as f64 } else { 1.0 }));
+                let (_, read_end) = self.read_sliced(
+                    tenant,
+                    &lr.log.matchers,
+                    &hint,
+                    (start, end),
+                    false,
+                    |streams| {
+                    for s in &streams {
+                        // Line-only pipelines keep the stream's labels: one key
+                        // per stream instead of a label map per entry.
+                        let mut stream_samples = Vec::new();
+                        for e in &s.entries {
+                            if fast && e.metadata.is_empty() {
+                                if let Some(line) = pipeline.filter_line(&e.line) {
+                                    stream_samples
+                                        .push((e.ts, if bytes { line.len() as f64 } else { 1.0 }));
+                                }
+                                continue;
                             }
-                            continue;
+                            let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata)
+                            else {
+                                continue;
+                            };
+                            if let Some(err) = out.labels.get(ERROR_LABEL) {
+                                let mut l = out.labels.clone();
+                                l.remove(ERROR_DETAILS_LABEL);
+                                return Err(EvalError::Pipeline(format!(
+                                    "pipeline error: '{err}' for series: '{}'.\nUse a label filter to intercept this error.",
+                                    map_labels(&l)
+                                )));
+                            }
+                            let mut labels = map_labels(&out.labels);
+                            if let Some(g) = &r.grouping {
+                                labels = vector::group_labels(&labels, g);
+                            }
+                            let v = if bytes {
+                                out.line.len() as f64
+                            } else {
+                                out.value.unwrap_or(1.0)
+                            };
+                            series.entry(labels).or_default().push((e.ts, v));
                         }
-                        let Some(out) = pipeline.process(e.ts, &e.line, &s.labels, &e.metadata)
-                        else {
-                            continue;
-                        };
-                        if let Some(err) = out.labels.get(ERROR_LABEL) {
-                            let mut l = out.labels.clone();
-                            l.remove(ERROR_DETAILS_LABEL);
-                            return Err(EvalError::Pipeline(format!(
-                                "pipeline error: '{err}' for series: '{}'.\nUse a label filter to intercept this error.",
-                                map_labels(&l)
-                            )));
+                        if !stream_samples.is_empty() {
+                            let key = match &r.grouping {
+                                Some(g) => vector::group_labels(&s.labels, g),
+                                None => s.labels.clone(),
+                            };
+                            series.entry(key).or_default().extend(stream_samples);
                         }
-                        let mut labels = map_labels(&out.labels);
-                        if let Some(g) = &r.grouping {
-                            labels = vector::group_labels(&labels, g);
-                        }
-                        let v = if bytes {
-                            out.line.len() as f64
-                        } else {
-                            out.value.unwrap_or(1.0)
-                        };
-                        series.entry(labels).or_default().push((e.ts, v));
                     }
-                    if !stream_samples.is_empty() {
-                        let key = match &r.grouping {
-                            Some(g) => vector::group_labels(&s.labels, g),
-                            None => s.labels.clone(),
-                        };
-                        series.entry(key).or_default().extend(stream_samples);
-                    }
-                }
+                        Ok(false)
+                    },
+                )?;
                 let mut series: Vec<SeriesData> = series
                     .into_iter()
                     .map(|(labels, mut samples)| {
@@ -490,7 +634,13 @@ impl Engine {
                     })
                     .collect();
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
-                data.insert(r as *const RangeAgg, RangeData { series });
+                data.insert(
+                    r as *const RangeAgg,
+                    RangeData {
+                        series,
+                        exact_before: read_end.saturating_add(lr.offset),
+                    },
+                );
                 Ok(())
             }
             Expr::VectorAgg(v) => self.load(tenant, &v.expr, first, last, data),
@@ -580,6 +730,25 @@ impl Engine {
 enum Val {
     Scalar(f64),
     Vector(Vector),
+}
+
+/// `[start, end)` cut at multiples of `split` (one piece when `split` is
+/// 0), oldest first or newest first.
+fn slices(start: i64, end: i64, split: i64, newest_first: bool) -> Vec<(i64, i64)> {
+    if split <= 0 || end <= start {
+        return vec![(start, end)];
+    }
+    let mut out = Vec::new();
+    let mut lo = start;
+    while lo < end {
+        let hi = (lo.div_euclid(split) + 1).saturating_mul(split).min(end);
+        out.push((lo, hi));
+        lo = hi;
+    }
+    if newest_first {
+        out.reverse();
+    }
+    out
 }
 
 fn observe(kind: &'static str, t0: Instant) {
@@ -849,5 +1018,133 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("maximum of series (1)"), "{err}");
+    }
+
+    /// A reader that counts selects and takes `delay` over each.
+    struct Slow {
+        inner: MemLogs,
+        delay: std::time::Duration,
+        selects: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LogReader for Slow {
+        fn select(&self, t: &Tenant, sel: &LogSelect<'_>) -> Result<Vec<Stream>, LogReadError> {
+            self.selects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(self.delay);
+            self.inner.select(t, sel)
+        }
+    }
+
+    /// One entry per second over 100 s, read in 10 s slices.
+    fn slow(delay_ms: u64) -> (Arc<Slow>, Tenant) {
+        let m = MemLogs::new();
+        let t = Tenant::new("t").unwrap();
+        let s = 1_000_000_000;
+        m.push(
+            &t,
+            Labels::from_pairs([("app", "api")]),
+            (0..100)
+                .map(|i| LogEntry::new(i * s, format!("n={i}")))
+                .collect(),
+        );
+        let r = Slow {
+            inner: m,
+            delay: std::time::Duration::from_millis(delay_ms),
+            selects: Default::default(),
+        };
+        (Arc::new(r), t)
+    }
+
+    #[test]
+    fn slices_align_to_split() {
+        assert_eq!(slices(5, 25, 10, false), [(5, 10), (10, 20), (20, 25)]);
+        assert_eq!(slices(5, 25, 10, true), [(20, 25), (10, 20), (5, 10)]);
+        assert_eq!(slices(-5, 5, 10, false), [(-5, 0), (0, 5)]);
+        assert_eq!(slices(5, 25, 0, false), [(5, 25)]);
+    }
+
+    #[test]
+    fn backward_log_query_stops_once_the_limit_is_filled() {
+        let (r, t) = slow(0);
+        let s = 1_000_000_000;
+        let e = Engine::new(r.clone(), EngineLimits::default()).with_plan(ReadPlan {
+            split: 10 * s,
+            deadline: None,
+        });
+        let p = LogParams {
+            start: 0,
+            end: 100 * s,
+            limit: 15,
+            direction: Direction::Backward,
+        };
+        let QueryResult::Streams(got) = e.query_logs(&t, r#"{app="api"}"#, p).unwrap() else {
+            panic!("not streams")
+        };
+        let ts: Vec<i64> = got[0].entries.iter().map(|e| e.ts / s).collect();
+        assert_eq!(ts, (85..100).rev().collect::<Vec<_>>());
+        assert_eq!(r.selects.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert!(e.partial().is_empty());
+    }
+
+    #[test]
+    fn deadline_returns_the_slices_read_flagged_partial() {
+        // Each slice takes 30 ms and the deadline is 45 ms away: the read
+        // stops after the second slice (or the first on a slow machine).
+        let (r, t) = slow(30);
+        let s = 1_000_000_000;
+        let plan = |ms| ReadPlan {
+            split: 10 * s,
+            deadline: Some(Instant::now() + std::time::Duration::from_millis(ms)),
+        };
+        let e = Engine::new(r.clone(), EngineLimits::default()).with_plan(plan(45));
+        let p = LogParams {
+            start: 0,
+            end: 100 * s,
+            limit: 1000,
+            direction: Direction::Forward,
+        };
+        let QueryResult::Streams(got) = e.query_logs(&t, r#"{app="api"}"#, p).unwrap() else {
+            panic!("not streams")
+        };
+        let n = got[0].entries.len() as i64;
+        assert!(n % 10 == 0 && n < 100, "{n} entries");
+        assert_eq!(
+            e.partial(),
+            [Partial {
+                wanted: (0, 100 * s),
+                read: (0, n * s)
+            }]
+        );
+        // A range query keeps only the steps whose window was read whole.
+        let points = |e: &Engine| {
+            let rp = RangeParams {
+                start: 10 * s,
+                end: 99 * s,
+                step: 10 * s,
+            };
+            let q = r#"count_over_time({app="api"}[10s])"#;
+            match e.query(&t, q, rp, false, (100, Direction::Forward)) {
+                Ok(QueryResult::Matrix(m)) => m.first().map(|m| m.points.clone()),
+                other => panic!("not a matrix: {other:?}"),
+            }
+            .unwrap_or_default()
+        };
+        let e = Engine::new(r.clone(), EngineLimits::default()).with_plan(plan(45));
+        let got = points(&e);
+        let part = e.partial();
+        assert_eq!(part.len(), 1);
+        let read_end = part[0].read.1;
+        assert!(read_end < 100 * s, "{part:?}");
+        let whole: Vec<(i64, f64)> = (1..10).map(|i| (i * 10 * s, 10.0)).collect();
+        let read: Vec<(i64, f64)> = whole.iter().copied().filter(|p| p.0 < read_end).collect();
+        assert_eq!(got, read, "read up to {read_end}");
+        // Without a deadline the same query is whole.
+        let e = Engine::new(r, EngineLimits::default()).with_plan(ReadPlan {
+            split: 10 * s,
+            deadline: None,
+        });
+        assert_eq!(points(&e), whole);
+        assert!(e.partial().is_empty());
     }
 }
