@@ -12,7 +12,7 @@ use super::index::{build_index, ChunkMeta, IndexReader, SeriesEntry};
 use super::BlockMeta;
 
 /// Format version written by this code.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Prefix of directories being written.
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
 pub(crate) const META_FILE: &str = "meta.json";

@@ -187,6 +187,17 @@ const SCALED: u8 = 0x20;
 /// Flag in the mode byte: delta residuals are all non-negative (counters)
 /// and stored without zig-zag, saving a bit each.
 const UNSIGNED: u8 = 0x10;
+/// Flag in the mode byte (format version 5): frame of reference and radix
+/// packing. The residuals, read as signed numbers (zig-zag undone unless
+/// [`UNSIGNED`]), are stored as varint `lo` (their minimum), uvarint
+/// `span` (maximum - minimum) and the digits `r - lo` in base
+/// `R = span + 1`, [`radix_word`] of them per word (the word is
+/// `sum digit_j * R^j`, written in as many bits as `R^count - 1` needs). A
+/// noisy counter or gauge whose residuals fill a range uniformly costs
+/// `log2(R)` bits per sample instead of a whole-bit width.
+const RADIX: u8 = 0x08;
+/// Largest `span` [`RADIX`] handles.
+const MAX_RADIX_SPAN: u64 = 1 << 62;
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
@@ -261,8 +272,80 @@ fn read_bucketed(r: &mut BitReader<'_>) -> Option<u64> {
     }
 }
 
+/// Digits per radix word for base `r` (>= 2): the most `k` with
+/// `r^k <= 2^127`, and `r^k`.
+fn radix_word(r: u128) -> (usize, u128) {
+    let (mut k, mut p) = (1usize, r);
+    while let Some(q) = p.checked_mul(r).filter(|&q| q <= 1 << 127) {
+        (k, p) = (k + 1, q);
+    }
+    (k, p)
+}
+
+/// Bits needed to write every number below `p`.
+fn word_bits(p: u128) -> u32 {
+    128 - (p - 1).leading_zeros()
+}
+
+fn write_u128(w: &mut BitWriter, v: u128, bits: u32) {
+    if bits > 64 {
+        w.write((v >> 64) as u64, bits - 64);
+        w.write(v as u64, 64);
+    } else {
+        w.write(v as u64, bits);
+    }
+}
+
+fn read_u128(r: &mut BitReader<'_>, bits: u32) -> Option<u128> {
+    if bits > 64 {
+        let hi = u128::from(r.read(bits - 64)?);
+        Some(hi << 64 | u128::from(r.read(64)?))
+    } else {
+        r.read(bits).map(u128::from)
+    }
+}
+
+/// The residuals as the signed numbers [`RADIX`] packs.
+fn radix_signed(r: u64, unsigned: bool) -> i64 {
+    if unsigned {
+        r as i64
+    } else {
+        unzigzag(r)
+    }
+}
+
+/// A [`RADIX`] body (`lo`, `span`, digit words), or `None` when the span is
+/// too large.
+fn pack_radix(res: &[u64], unsigned: bool) -> Option<Vec<u8>> {
+    let signed = res.iter().map(|&r| radix_signed(r, unsigned));
+    let lo = signed.clone().min()?;
+    let hi = signed.clone().max()?;
+    let span = u64::try_from(i128::from(hi) - i128::from(lo))
+        .ok()
+        .filter(|&s| s <= MAX_RADIX_SPAN)?;
+    let mut out = Vec::new();
+    put_varint(&mut out, lo);
+    put_uvarint(&mut out, span);
+    if span == 0 {
+        return Some(out);
+    }
+    let base = u128::from(span) + 1;
+    let (k, _) = radix_word(base);
+    let mut w = BitWriter::default();
+    let digits: Vec<u128> = signed.map(|v| v.wrapping_sub(lo) as u64 as u128).collect();
+    for word in digits.chunks(k) {
+        let (v, p) = word
+            .iter()
+            .rev()
+            .fold((0u128, 1u128), |(v, p), &d| (v * base + d, p * base));
+        write_u128(&mut w, v, word_bits(p));
+    }
+    out.extend_from_slice(&w.finish());
+    Some(out)
+}
+
 /// Encodes an integer sequence (its length is stored by the caller): the
-/// smaller of delta and delta-of-delta residual packings.
+/// smallest of delta and delta-of-delta residual packings.
 pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
     let Some(&first) = vals.first() else {
         out.push(1 | ALL_ZERO);
@@ -299,7 +382,9 @@ pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
         let bodies = if all_zero {
             vec![(0, vec![])]
         } else {
-            vec![(0, pack(&res)), (BUCKETED, pack_bucketed(&res))]
+            let mut b = vec![(0, pack(&res)), (BUCKETED, pack_bucketed(&res))];
+            b.extend(pack_radix(&res, unsigned).map(|r| (RADIX, r)));
+            b
         };
         for (flag, body) in bodies {
             let mut cand = buf.clone();
@@ -317,7 +402,7 @@ pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
 /// `d`'s input when a bit stream follows.
 pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
     let mode = d.u8()?;
-    let order = mode & !(ALL_ZERO | BUCKETED | SCALED | UNSIGNED);
+    let order = mode & !(ALL_ZERO | BUCKETED | SCALED | UNSIGNED | RADIX);
     let unsigned = mode & UNSIGNED != 0;
     if order != 1 && order != 2 {
         return None;
@@ -353,6 +438,37 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
         for _ in 0..nres {
             next(0, &mut out);
         }
+        return Some(out);
+    }
+    if mode & RADIX != 0 {
+        let lo = d.varint()?;
+        let span = d.uvarint().filter(|&s| s <= MAX_RADIX_SPAN)?;
+        let back = |v: i64| if unsigned { v as u64 } else { zigzag(v) };
+        if span == 0 {
+            for _ in 0..nres {
+                next(back(lo), &mut out);
+            }
+            return Some(out);
+        }
+        let base = u128::from(span) + 1;
+        let (k, full) = radix_word(base);
+        let mut r = BitReader::new(d.rest());
+        let mut left = nres;
+        while left > 0 {
+            let m = left.min(k);
+            let p = if m == k { full } else { base.pow(m as u32) };
+            let mut v = read_u128(&mut r, word_bits(p))?;
+            if v >= p {
+                return None;
+            }
+            for _ in 0..m {
+                let digit = (v % base) as u64;
+                v /= base;
+                next(back(lo.wrapping_add(digit as i64)), &mut out);
+            }
+            left -= m;
+        }
+        d.bytes(r.pos.div_ceil(8))?;
         return Some(out);
     }
     let rest = d.rest();
@@ -394,6 +510,16 @@ mod tests {
             (0..100).map(|i| i * i * 37 - 5000).collect(),
             vec![i64::MIN, i64::MAX, 0, -1, i64::MAX, i64::MIN, 3],
             (0..50).map(|i| if i % 3 == 0 { 7 } else { -7 }).collect(),
+            // Uniform noise in a range that is not a power of two: radix.
+            (0..100)
+                .scan(1_000_000i64, |v, i| {
+                    *v += 1_500_000 + (i * 7_919_993 % 3_000_000);
+                    Some(*v)
+                })
+                .collect(),
+            (0..100).map(|i| (i * 7_919 % 129) - 64).collect(),
+            (0..3).map(|i| i64::MIN + i).collect(),
+            vec![i64::MIN, i64::MAX],
             (0..200)
                 .map(|i| {
                     if i % 50 == 7 {
@@ -410,6 +536,9 @@ mod tests {
             buf.push(0xAB);
             let mut d = Decoder::new(&buf);
             assert_eq!(decode_ints(&mut d, vals.len()).unwrap(), vals);
+            if vals.len() == 100 {
+                assert!(buf[0] & RADIX != 0, "noise in a range packs by radix");
+            }
             assert_eq!(d.u8(), Some(0xAB), "decoder consumed exactly its bytes");
         }
     }

@@ -948,7 +948,9 @@ fn index_section_report() {
     );
 }
 
-/// Chunk bytes per sample by metric name for the block in `$STRATA_BLOCK_DIR`.
+/// Chunk bytes per sample by metric name for the block in `$STRATA_BLOCK_DIR`
+/// re-encoded by this build (timestamp columns are charged to the series
+/// that writes them first).
 #[test]
 #[ignore = "size report of an existing block; set STRATA_BLOCK_DIR"]
 fn chunk_report() {
@@ -956,42 +958,36 @@ fn chunk_report() {
         return;
     };
     let b = dir::Block::open(&dir).unwrap();
-    let raw = fs::read(dir.join("chunks")).unwrap();
-    // metric -> (series, samples, record bytes, packed, xor, ts-only bytes)
-    let mut by: BTreeMap<String, [usize; 6]> = BTreeMap::new();
-    for id in 0..b.index.num_series() {
-        let e = b.series(id).unwrap();
-        let name = e.labels.metric_name().unwrap_or("").to_string();
+    let mut w = chunks::ChunkWriter::new(b"STCK\x05");
+    // metric -> (series, samples, bytes, chunks per first encoding byte)
+    let mut by: BTreeMap<String, (usize, usize, usize, BTreeMap<u8, usize>)> = BTreeMap::new();
+    let mut file = Vec::new();
+    for r in b.all_series() {
+        let (labels, samples) = r.unwrap();
+        let name = labels.metric_name().unwrap_or("").to_string();
         let row = by.entry(name).or_default();
-        row[0] += 1;
-        for c in &e.chunks {
-            let payload = chunks::read_record(&raw, c.r).unwrap();
-            let samples = chunks::read_chunk(&raw, c.r).unwrap();
-            row[1] += samples.len();
-            row[2] += payload.len() + 5;
-            row[if payload[0] == chunks::ENC_PACKED {
-                3
-            } else {
-                4
-            }] += 1;
-            let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
-            let mut tb = Vec::new();
-            format::encode_ints(&ts, &mut tb);
-            row[5] += tb.len();
-        }
+        row.0 += 1;
+        row.1 += samples.len();
+        let before = file.len() + w.buffered();
+        let r = w.add(&samples);
+        file.extend(w.take());
+        row.2 += file.len() - before;
+        *row.3
+            .entry(chunks::read_record(&file, r).unwrap()[0])
+            .or_default() += 1;
     }
     let mut rows: Vec<_> = by.into_iter().collect();
-    rows.sort_by_key(|(_, r)| std::cmp::Reverse(r[2]));
-    let total: usize = rows.iter().map(|(_, r)| r[1]).sum();
+    rows.sort_by_key(|(_, r)| std::cmp::Reverse(r.2));
+    let total: usize = rows.iter().map(|(_, r)| r.1).sum();
+    let bytes: usize = rows.iter().map(|(_, r)| r.2).sum();
+    println!("total {:.4} B/sample", bytes as f64 / total as f64);
     for (name, r) in rows {
         println!(
-            "{name:<45} series={:<6} B/sample={:.3} share={:.3} (packed {} xor {}) ts B/sample={:.3}",
-            r[0],
-            r[2] as f64 / r[1] as f64,
-            r[2] as f64 / total as f64,
-            r[3],
-            r[4],
-            r[5] as f64 / r[1] as f64
+            "{name:<45} series={:<6} B/sample={:.3} share={:.3} encodings {:?}",
+            r.0,
+            r.2 as f64 / r.1 as f64,
+            r.2 as f64 / total as f64,
+            r.3
         );
     }
 }
