@@ -225,14 +225,26 @@ impl FloatHistogram {
         }
     }
 
-    /// Divides every count and the sum by `f`.
+    /// Divides every count and the sum by `f`. Dividing by zero removes
+    /// the buckets (Prometheus's `Div`).
     pub fn div(&mut self, f: f64) {
         self.count /= f;
         self.sum /= f;
         self.zero_count /= f;
+        if f == 0.0 {
+            self.positive.clear();
+            self.negative.clear();
+            return;
+        }
         for b in self.positive.iter_mut().chain(self.negative.iter_mut()) {
             b.1 /= f;
         }
+    }
+
+    /// Unary minus: every count and the sum negated; the result is a gauge.
+    pub fn negate(&mut self) {
+        self.scale(-1.0);
+        self.counter_reset_hint = CounterResetHint::Gauge;
     }
 
     /// Lowers the resolution to `target` (exponential schemas only).

@@ -153,6 +153,10 @@ pub(crate) struct Evaluator<'a> {
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
     pub cur_samples: u64,
+    /// Selectors are read as Prometheus reads them under `histogram_count`,
+    /// `histogram_sum` and `histogram_avg` (its `HistogramStatsIterator`):
+    /// see [`super::native::resolve_stats_hints`].
+    pub hist_stats: bool,
 }
 
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
@@ -257,7 +261,7 @@ impl<'a> Evaluator<'a> {
                             *v = -*v;
                         }
                         for h in s.hvals.iter_mut().flatten() {
-                            std::sync::Arc::make_mut(h).scale(-1.0);
+                            std::sync::Arc::make_mut(h).negate();
                         }
                     }
                     Ok(Val::Vector(vs))
@@ -293,7 +297,13 @@ impl<'a> Evaluator<'a> {
             }
             Expr::Call(c) => super::functions::eval_call(self, c, r),
             Expr::Aggregate(a) => super::aggregate::eval_aggregate(self, a, r),
-            Expr::Binary(b) => super::binary::eval_binary(self, b, r),
+            Expr::Binary(b) => {
+                // Prometheus decides the histogram reading per operand.
+                let stats = std::mem::replace(&mut self.hist_stats, false);
+                let out = super::binary::eval_binary(self, b, r);
+                self.hist_stats = stats;
+                out
+            }
             Expr::Extension(_) => Err(QueryError::BadData("unsupported expression".into())),
         }
     }
@@ -370,6 +380,11 @@ impl<'a> Evaluator<'a> {
             .map(|s| s.samples.len() + s.histograms.len())
             .sum();
         self.stats.total_queryable_samples += n as u64;
+        if self.hist_stats {
+            for s in &mut all {
+                super::native::resolve_stats_hints(&mut s.histograms);
+            }
+        }
         Ok(all
             .into_iter()
             .map(|s| Raw {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{go_g, Evaluator, Result, Series, Steps, Val};
+use super::native::with_hist_stats;
 use crate::model::{FloatHistogram, Labels, NanObservations};
 
 #[derive(Clone, Copy)]
@@ -277,7 +278,7 @@ pub(crate) fn histogram_quantile(
     r: &Steps,
 ) -> Result<Val> {
     let q = ev.eval_scalar(args[0], r)?;
-    let mut vs = ev.eval_vector(args[1], r)?;
+    let mut vs = with_hist_stats(ev, false, |ev| ev.eval_vector(args[1], r))?;
     warn_quantile(ev, &q, args[0]);
     let pos = ev.pos(args[1]);
     Ok(Val::Vector(quantiles_of(ev, &mut vs, &q, &pos)))
@@ -297,7 +298,7 @@ fn warn_quantile(ev: &mut Evaluator, q: &[f64], arg: &Expr) {
 /// `histogram_quantiles(v, "label", q1, q2, ...)`: one series per quantile,
 /// labelled with it.
 pub(crate) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
-    let mut vs = ev.eval_vector(args[0], r)?;
+    let mut vs = with_hist_stats(ev, false, |ev| ev.eval_vector(args[0], r))?;
     let label = match super::eval::unparen(args[1]) {
         Expr::StringLiteral(s) => s.val.clone(),
         _ => return Err(super::QueryError::BadData("expected a label name".into())),
@@ -412,7 +413,7 @@ fn quantiles_of(ev: &mut Evaluator, vs: &mut [Series], q: &[f64], pos: &str) -> 
 pub(crate) fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], r: &Steps) -> Result<Val> {
     let lo = ev.eval_scalar(args[0], r)?;
     let hi = ev.eval_scalar(args[1], r)?;
-    let mut vs = ev.eval_vector(args[2], r)?;
+    let mut vs = with_hist_stats(ev, false, |ev| ev.eval_vector(args[2], r))?;
     let pos = ev.pos(args[2]);
     let groups = group_buckets(ev, &vs, &pos);
     drop_mixed(ev, &mut vs, &groups, &pos);

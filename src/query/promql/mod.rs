@@ -291,6 +291,7 @@ impl Engine {
             warnings: vec![],
             infos: vec![],
             cur_samples: 0,
+            hist_stats: false,
         };
         let steps = eval::Steps { start, end, step };
         let val = ev.eval(expr, &steps)?;

@@ -124,6 +124,36 @@ pub(crate) fn sum_histograms<'h>(
     sum
 }
 
+/// Runs `f` with [`Evaluator::hist_stats`] set to `on`, then restores it.
+pub(crate) fn with_hist_stats<T>(
+    ev: &mut Evaluator,
+    on: bool,
+    f: impl FnOnce(&mut Evaluator) -> T,
+) -> T {
+    let before = std::mem::replace(&mut ev.hist_stats, on);
+    let out = f(ev);
+    ev.hist_stats = before;
+    out
+}
+
+/// Counter-reset hints as Prometheus's `HistogramStatsIterator` reports
+/// them: an `unknown` hint is resolved to `reset` or `not_reset` by
+/// comparing with the sample read before it (the first one read stays
+/// `unknown`). Only the annotations about conflicting hints can tell.
+pub(crate) fn resolve_stats_hints(hs: &mut [HistogramSample]) {
+    for k in 1..hs.len() {
+        if hs[k].h.counter_reset_hint != CounterResetHint::Unknown {
+            continue;
+        }
+        let hint = if hs[k].h.detect_reset(&hs[k - 1].h) {
+            CounterResetHint::Reset
+        } else {
+            CounterResetHint::NotReset
+        };
+        Arc::make_mut(&mut hs[k].h).counter_reset_hint = hint;
+    }
+}
+
 /// Prometheus's histogram variance estimate from the buckets.
 fn variance(h: &FloatHistogram) -> f64 {
     let mean = h.sum / h.count;
@@ -159,7 +189,8 @@ pub(crate) fn histogram_stat(ev: &mut Evaluator, name: &str, arg: &Expr, r: &Ste
         "histogram_stddev" => |h| variance(h).sqrt(),
         _ => variance,
     };
-    let vs = ev.eval_vector(arg, r)?;
+    let stats = matches!(name, "histogram_count" | "histogram_sum" | "histogram_avg");
+    let vs = with_hist_stats(ev, stats, |ev| ev.eval_vector(arg, r))?;
     let out = vs
         .into_iter()
         .filter(|s| !s.hvals.is_empty())
