@@ -359,6 +359,12 @@ impl Config {
                 self.logs.block_zstd_level
             )));
         }
+        if self.logs.fulltext_rare_token_max_len > 255 || self.logs.fulltext_hot_window.0 < 0 {
+            return Err(ConfigError::Invalid(format!(
+                "logs.fulltext_rare_token_max_len is {}, the maximum is 255 (and logs.fulltext_hot_window must not be negative)",
+                self.logs.fulltext_rare_token_max_len
+            )));
+        }
         if self.query.lookback_delta.0 <= 0 {
             return Err(ConfigError::Invalid(
                 "query.lookback_delta must be positive".into(),
@@ -390,6 +396,14 @@ pub struct LogsConfig {
     pub retention: DurationMs,
     /// How often the head is checked for cutting and segments for retention.
     pub maintenance_interval: DurationMs,
+    /// Segments whose newest entry is younger than this keep a full-text
+    /// index (the hot tier); older ones keep only the per-block token
+    /// filters (warm). 0s builds no full-text index.
+    pub fulltext_hot_window: DurationMs,
+    /// Tokens found in one block of a segment and at most this long (random
+    /// ids) stay out of the full-text dictionary, in the block's token filter
+    /// only; needles at least this long are still answered from the index.
+    pub fulltext_rare_token_max_len: usize,
 }
 
 impl Default for LogsConfig {
@@ -402,6 +416,8 @@ impl Default for LogsConfig {
             block_zstd_level: 3,
             retention: DurationMs(31 * 86_400_000),
             maintenance_interval: DurationMs(10_000),
+            fulltext_hot_window: DurationMs(86_400_000),
+            fulltext_rare_token_max_len: 16,
         }
     }
 }

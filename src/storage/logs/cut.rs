@@ -103,6 +103,7 @@ impl LogStore {
         }
         self.write_frozen()?;
         self.apply_retention(now_ns)?;
+        self.apply_tiering(now_ns)?;
         self.update_gauges();
         Ok(())
     }
@@ -173,6 +174,7 @@ impl LogStore {
                     f.wal_upto,
                     self.opts.block_bytes,
                     self.opts.block_zstd_level,
+                    self.opts.fulltext(),
                 )?;
                 let took = started.elapsed();
                 metrics::histogram!(SEGMENT_WRITE_DURATION_SECONDS).record(took.as_secs_f64());

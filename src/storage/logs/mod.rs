@@ -19,6 +19,9 @@
 mod block;
 mod codec;
 mod cut;
+mod fulltext;
+#[cfg(test)]
+mod fulltext_tests;
 mod head;
 mod options;
 mod record;
@@ -66,6 +69,10 @@ pub const SEGMENTS: &str = "strata_logs_segments";
 pub const SEGMENT_BYTES: &str = "strata_logs_segment_bytes";
 /// Time to write one segment.
 pub const SEGMENT_WRITE_DURATION_SECONDS: &str = "strata_logs_segment_write_duration_seconds";
+/// Bytes of the full-text indexes of hot segments.
+pub const FULLTEXT_BYTES: &str = "strata_logs_fulltext_bytes";
+/// Segments moved to the warm tier (full-text index dropped).
+pub const FULLTEXT_SEGMENTS_DEMOTED_TOTAL: &str = "strata_logs_fulltext_segments_demoted_total";
 /// Segment blocks decompressed by reads.
 pub const BLOCKS_READ_TOTAL: &str = "strata_logs_blocks_read_total";
 
@@ -195,7 +202,7 @@ impl LogStore {
             let g = t.read();
             head += g.head.bytes + g.frozen.iter().map(|f| f.head.bytes).sum::<usize>();
             segs += g.segments.len();
-            seg_bytes += g.segments.iter().map(|s| s.disk_bytes).sum::<u64>();
+            seg_bytes += g.segments.iter().map(|s| s.stored_bytes()).sum::<u64>();
         }
         metrics::gauge!(HEAD_BYTES).set(head as f64);
         metrics::gauge!(SEGMENTS).set(segs as f64);
@@ -224,7 +231,7 @@ impl LogStore {
                 t.read()
                     .segments
                     .iter()
-                    .map(|s| s.disk_bytes)
+                    .map(|s| s.stored_bytes())
                     .collect::<Vec<_>>()
             })
             .sum();

@@ -24,6 +24,12 @@ pub struct LogStoreOptions {
     pub retention_ns: i64,
     /// How often the maintenance thread runs.
     pub maintenance_interval: Duration,
+    /// Segments keep their full-text index while their newest entry is
+    /// younger than this, ns (0 = no full-text index).
+    pub fulltext_hot_window_ns: i64,
+    /// Tokens in one block of a segment and no longer than this stay out
+    /// of the full-text dictionary (Bloom filter only).
+    pub fulltext_rare_token_max_len: usize,
 }
 
 impl Default for LogStoreOptions {
@@ -44,6 +50,14 @@ impl LogStoreOptions {
             block_zstd_level: c.logs.block_zstd_level,
             retention_ns: c.logs.retention.0.saturating_mul(1_000_000),
             maintenance_interval: c.logs.maintenance_interval.to_std(),
+            fulltext_hot_window_ns: c.logs.fulltext_hot_window.0.saturating_mul(1_000_000),
+            fulltext_rare_token_max_len: c.logs.fulltext_rare_token_max_len,
         }
+    }
+
+    /// What segment writing is given for the full-text index: the rare
+    /// token length, `None` when no index is built.
+    pub(crate) fn fulltext(&self) -> Option<usize> {
+        (self.fulltext_hot_window_ns > 0).then_some(self.fulltext_rare_token_max_len)
     }
 }

@@ -17,18 +17,21 @@
 //! Written into `.tmp-<id>`, fsynced and renamed, so a crash leaves either a
 //! complete segment or a temporary directory that `open` removes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use roaring::RoaringBitmap;
 
 use super::block;
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
+use super::fulltext::{self, FullText};
 use super::head::{entry_bytes, Head};
-use super::tokens::{for_each_token, hash, Needle, TokenFilter};
+use super::tokens::{Needle, TokenFilter};
 use crate::logs::{LineHint, LogEntry, LogStats, Stream};
 use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::tsdb::block::dir::{corrupt, fsync_dir, io, new_block_id, TMP_PREFIX};
@@ -64,6 +67,8 @@ pub(crate) struct SegStream {
     pub min_ts: i64,
     pub max_ts: i64,
     pub blocks: Vec<BlockRef>,
+    /// Number of this stream's first block in the segment.
+    pub first_block: u32,
 }
 
 /// An open segment: its index in memory, its data file open.
@@ -83,6 +88,8 @@ pub(crate) struct Segment {
     pub disk_bytes: u64,
     /// Bytes of the index file per part.
     index_sizes: IndexSizes,
+    /// The full-text index while the segment is hot (`fulltext.rs`).
+    pub(super) fulltext: RwLock<Option<Arc<FullText>>>,
 }
 
 /// Bytes of an index file per part.
@@ -143,23 +150,6 @@ fn decode_block_v1(raw: &[u8]) -> Result<Vec<LogEntry>, String> {
     Ok(out)
 }
 
-/// Distinct token hashes of the lines and metadata values of a block.
-fn block_tokens(entries: &[LogEntry]) -> Vec<u64> {
-    let mut set = HashSet::new();
-    let mut add = |s: &str| {
-        for_each_token(s, |t, _, _| {
-            set.insert(hash(t));
-        })
-    };
-    for e in entries {
-        add(&e.line);
-        for l in e.metadata.iter() {
-            add(&l.value);
-        }
-    }
-    set.into_iter().collect()
-}
-
 /// Writes the head as a segment under `tenant_dir`, durably, and opens it.
 /// `None` when the head is empty.
 pub(crate) fn write(
@@ -168,6 +158,7 @@ pub(crate) fn write(
     wal_upto: u64,
     block_bytes: usize,
     zstd_level: i32,
+    fulltext: Option<usize>,
 ) -> Result<Option<Segment>, StorageError> {
     if head.entries == 0 {
         return Ok(None);
@@ -176,7 +167,7 @@ pub(crate) fn write(
     fs::create_dir_all(tenant_dir).map_err(io(format!("create {}", tenant_dir.display())))?;
     let tmp = tenant_dir.join(format!("{TMP_PREFIX}{id}"));
     fs::create_dir(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-    let res = write_files(&tmp, head, wal_upto, block_bytes, zstd_level);
+    let res = write_files(&tmp, head, wal_upto, block_bytes, zstd_level, fulltext);
     if let Err(e) = res {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
@@ -193,6 +184,7 @@ fn write_files(
     wal_upto: u64,
     block_bytes: usize,
     zstd_level: i32,
+    fulltext: Option<usize>,
 ) -> Result<(), StorageError> {
     let data_path = tmp.join(DATA_FILE);
     let mut data =
@@ -222,6 +214,7 @@ fn write_files(
     put_varint(&mut body, max);
     put_uvarint(&mut body, streams.len() as u64);
     let mut postings: BTreeMap<(&str, &str), RoaringBitmap> = BTreeMap::new();
+    let mut fulltext = fulltext::Builder::new(fulltext);
     for (id, (labels, entries)) in streams.iter().enumerate() {
         for l in labels.iter() {
             postings
@@ -252,7 +245,7 @@ fn write_files(
             put_uvarint(&mut body, raw_len);
             put_bytes(
                 &mut body,
-                &TokenFilter::build(&block_tokens(part)).to_bytes(),
+                &TokenFilter::build(&fulltext.add_block(part)).to_bytes(),
             );
             offset += packed.len() as u64;
         }
@@ -268,6 +261,7 @@ fn write_files(
     }
     data.sync_all()
         .map_err(io(format!("fsync {}", data_path.display())))?;
+    fulltext.write(tmp)?;
     let index_path = tmp.join(INDEX_FILE);
     let mut index = INDEX_MAGIC.to_vec();
     index.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -341,7 +335,9 @@ impl Segment {
             .metadata()
             .map_err(io(format!("stat {}", data_path.display())))?
             .len();
+        let blocks = streams.iter().map(|s| s.blocks.len() as u32).sum();
         Ok(Segment {
+            fulltext: RwLock::new(fulltext::open(dir, blocks)),
             dir: dir.to_path_buf(),
             wal_upto,
             min_ts,
@@ -422,17 +418,12 @@ impl Segment {
         blocks_read: &mut u64,
     ) -> Result<Vec<Stream>, StorageError> {
         let needles: Vec<Needle> = hint.must_contain.iter().map(|h| Needle::of(h)).collect();
+        let plan = fulltext::Plan::new(self.fulltext.read().clone(), &needles);
         let mut out = Vec::new();
         for s in self.stream_refs(matchers, start, end) {
             let mut entries = Vec::new();
-            for b in &s.blocks {
-                if b.max_ts < start || b.min_ts >= end {
-                    continue;
-                }
-                if !needles
-                    .iter()
-                    .all(|n| n.whole.iter().all(|t| b.filter.may_contain(t)))
-                {
+            for (b, no) in s.blocks.iter().zip(s.first_block..) {
+                if b.max_ts < start || b.min_ts >= end || !plan.admits(no, &b.filter) {
                     continue;
                 }
                 *blocks_read += 1;
@@ -502,6 +493,10 @@ impl Segment {
         add("index: token filters", ix.filters);
         add("index: stream postings", ix.postings);
         add("index: header, ranges, checksum", ix.other);
+        add(
+            "full-text index (hot)",
+            self.stored_bytes() - self.disk_bytes,
+        );
         let mut data_blocks = 0u64;
         for b in self.streams.iter().flat_map(|s| &s.blocks) {
             data_blocks += b.len;
@@ -554,12 +549,15 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
     let n = r.len("stream count")?;
     let mut sizes = IndexSizes::default();
     let mut streams = Vec::with_capacity(n);
+    let mut first_block = 0u32;
     for _ in 0..n {
         let at = r.pos();
         let labels = r.labels("stream labels")?;
         sizes.labels += (r.pos() - at) as u64;
         let (smin, smax) = (r.varint("stream min time")?, r.varint("stream max time")?);
         let nb = r.len("block count")?;
+        let first = first_block;
+        first_block = first_block.saturating_add(nb as u32);
         let mut blocks = Vec::with_capacity(nb);
         for _ in 0..nb {
             let at = r.pos();
@@ -584,6 +582,7 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
             labels,
             min_ts: smin,
             max_ts: smax,
+            first_block: first,
             blocks,
         });
     }

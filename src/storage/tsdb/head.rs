@@ -54,7 +54,7 @@ pub(crate) struct HeadStats {
 /// Hashes integer keys by one multiplication: series ids are dense and
 /// label-set keys are already xxh3 hashes, so SipHash would only cost time.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -76,7 +76,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct HeadData {

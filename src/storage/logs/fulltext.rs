@@ -1,0 +1,704 @@
+//! The hot tier's full-text index: per segment, a dictionary of the tokens
+//! of its blocks (lines and structured metadata values), each mapped to the
+//! blocks holding it.
+//!
+//! Documents are blocks, not lines: a term's postings are block numbers
+//! (the segment's blocks in stream order), so a needle reads only the
+//! blocks that can hold it. Tokens are those of [`super::tokens`] (runs of
+//! letters, digits and non-ASCII bytes).
+//!
+//! High-cardinality tokens stay out of the dictionary: a token found in one
+//! block of the segment and no longer than `rare_max_len` (random request
+//! ids, mostly) is kept only in that block's Bloom filter, and the block
+//! records the length of its longest such token (`rare_len`). A query can
+//! still be answered without reading every block because a token that
+//! *contains* a needle `x` (or starts or ends with it) and is not `x` is
+//! longer than `x`: a block whose Bloom-only tokens are all no longer than
+//! `x` holds such a token only in the dictionary, or `x` itself, which its
+//! Bloom filter answers. So for a constraint "a token of the line is, starts
+//! with, ends with or contains `x`" a block is read when
+//! - a dictionary term in that relation to `x` lists the block, or
+//! - `x` is not in the dictionary and the block's filter may hold `x`, or
+//! - the block has a Bloom-only token longer than `x` (the index cannot
+//!   tell; the block is read and filtered).
+//!
+//! The dictionary is kept in memory as one byte string `\n t0 \n t1 \n …`
+//! of the sorted terms, so prefix lookups are a binary search and suffix
+//! and infix lookups one `memmem` pass over it.
+//!
+//! File `fulltext` in the segment directory: `STRLOGFT | version u32 |
+//! zstd(body) | CRC32C(zstd bytes)`; body: block count, `rare_len` per
+//! block (one byte), term count, the term string, then per term its block
+//! count and the block numbers as ascending deltas (varints). Written with
+//! the segment, off the acknowledgement path; deleted when the segment
+//! leaves the hot window (the warm tier: Bloom filters only, same answers).
+//! A missing or unreadable file only makes queries slower.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::codec::{put_bytes, put_uvarint, Reader};
+use super::segment::Segment;
+use super::tokens::{for_each_token, hash, Needle, TokenFilter};
+use super::{LogStore, FULLTEXT_BYTES, FULLTEXT_SEGMENTS_DEMOTED_TOTAL};
+use crate::logs::LogEntry;
+use crate::storage::tsdb::block::dir::io;
+use crate::storage::tsdb::block::format::Decoder;
+use crate::storage::tsdb::IdMap;
+use crate::storage::StorageError;
+
+const MAGIC: &[u8; 8] = b"STRLOGFT";
+const VERSION: u32 = 1;
+/// The index file in a segment directory.
+pub(crate) const FILE: &str = "fulltext";
+/// Separates terms in the dictionary string; never a token byte.
+const SEP: u8 = b'\n';
+/// zstd level of the file.
+const ZSTD_LEVEL: i32 = 3;
+
+type HashKeyed<V> = IdMap<u64, V>;
+
+/// A token seen while building: the first block holding it and, once a
+/// second one does, its list in [`Builder::lists`] (index + 1).
+#[derive(Clone, Copy)]
+struct Term<'a> {
+    text: &'a str,
+    first: u32,
+    list: u32,
+}
+
+/// Collects the tokens of a segment's blocks as they are written.
+pub(crate) struct Builder<'a> {
+    /// `None`: no index is built, only the per-block token hashes.
+    rare_max_len: Option<usize>,
+    blocks: u32,
+    /// Distinct tokens of the current block by hash; `clashes` holds
+    /// tokens whose hash another token of the block already has.
+    block: HashKeyed<&'a str>,
+    clashes: Vec<&'a str>,
+    terms: HashKeyed<Term<'a>>,
+    /// Terms whose hash an earlier, different term has.
+    clashing_terms: HashMap<&'a str, Term<'a>>,
+    lists: Vec<Vec<u32>>,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder; `rare_max_len` as in the module docs, `None` to build no
+    /// index.
+    pub(crate) fn new(rare_max_len: Option<usize>) -> Builder<'a> {
+        Builder {
+            rare_max_len,
+            blocks: 0,
+            block: HashKeyed::default(),
+            clashes: Vec::new(),
+            terms: HashKeyed::default(),
+            clashing_terms: HashMap::new(),
+            lists: Vec::new(),
+        }
+    }
+
+    /// Adds the next block; returns the distinct hashes of its tokens (for
+    /// its Bloom filter).
+    pub(crate) fn add_block(&mut self, entries: &'a [LogEntry]) -> Vec<u64> {
+        self.block.clear();
+        self.clashes.clear();
+        let (block, clashes) = (&mut self.block, &mut self.clashes);
+        let mut add = |s: &'a str| {
+            for_each_token(s, |t, _, _| match block.entry(hash(t)) {
+                Entry::Vacant(v) => {
+                    v.insert(t);
+                }
+                Entry::Occupied(o) => {
+                    if *o.get() != t && !clashes.contains(&t) {
+                        clashes.push(t);
+                    }
+                }
+            })
+        };
+        for e in entries {
+            add(&e.line);
+            for l in e.metadata.iter() {
+                add(&l.value);
+            }
+        }
+        let hashes: Vec<u64> = self.block.keys().copied().collect();
+        if self.rare_max_len.is_some() {
+            let b = self.blocks;
+            let block = std::mem::take(&mut self.block);
+            for (&h, &t) in &block {
+                self.record(h, t, b);
+            }
+            self.block = block;
+            for i in 0..self.clashes.len() {
+                let t = self.clashes[i];
+                self.record(hash(t), t, b);
+            }
+        }
+        self.blocks += 1;
+        hashes
+    }
+
+    fn record(&mut self, h: u64, t: &'a str, b: u32) {
+        let fresh = Term {
+            text: t,
+            first: b,
+            list: 0,
+        };
+        // A fresh term already records `b`: the update below does nothing.
+        let term = match self.terms.entry(h) {
+            Entry::Vacant(v) => v.insert(fresh),
+            Entry::Occupied(o) if o.get().text == t => o.into_mut(),
+            Entry::Occupied(_) => self.clashing_terms.entry(t).or_insert(fresh),
+        };
+        if term.list == 0 {
+            if term.first != b {
+                self.lists.push(vec![term.first, b]);
+                term.list = self.lists.len() as u32;
+            }
+        } else {
+            let l = &mut self.lists[term.list as usize - 1];
+            if l.last() != Some(&b) {
+                l.push(b);
+            }
+        }
+    }
+
+    /// Writes the index file into `dir` (fsynced; the caller fsyncs the
+    /// directory). Nothing when the builder builds no index.
+    pub(crate) fn write(self, dir: &Path) -> Result<(), StorageError> {
+        let Some(rare_max_len) = self.rare_max_len else {
+            return Ok(());
+        };
+        let mut rare_len = vec![0u8; self.blocks as usize];
+        let mut dict: Vec<Term<'a>> = Vec::new();
+        for t in self.terms.values().chain(self.clashing_terms.values()) {
+            if t.list == 0 && t.text.len() <= rare_max_len {
+                let r = &mut rare_len[t.first as usize];
+                *r = (*r).max(t.text.len().min(255) as u8);
+            } else {
+                dict.push(*t);
+            }
+        }
+        dict.sort_unstable_by(|a, b| a.text.cmp(b.text));
+        let mut body = Vec::new();
+        put_uvarint(&mut body, u64::from(self.blocks));
+        body.extend_from_slice(&rare_len);
+        put_uvarint(&mut body, dict.len() as u64);
+        let mut s = Vec::with_capacity(dict.iter().map(|t| t.text.len() + 1).sum::<usize>() + 1);
+        s.push(SEP);
+        for t in &dict {
+            s.extend_from_slice(t.text.as_bytes());
+            s.push(SEP);
+        }
+        put_bytes(&mut body, &s);
+        for t in &dict {
+            let one = [t.first];
+            let blocks: &[u32] = match t.list {
+                0 => &one,
+                l => &self.lists[l as usize - 1],
+            };
+            put_uvarint(&mut body, blocks.len() as u64);
+            let mut prev = 0;
+            for &b in blocks {
+                put_uvarint(&mut body, u64::from(b - prev));
+                prev = b;
+            }
+        }
+        let path = dir.join(FILE);
+        let packed = zstd::bulk::compress(&body, ZSTD_LEVEL)
+            .map_err(io(format!("compress {}", path.display())))?;
+        let mut out = Vec::with_capacity(packed.len() + 16);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&packed);
+        out.extend_from_slice(&crc32c::crc32c(&packed).to_le_bytes());
+        let mut f = fs::File::create(&path).map_err(io(format!("create {}", path.display())))?;
+        f.write_all(&out)
+            .and_then(|_| f.sync_all())
+            .map_err(io(format!("write {}", path.display())))
+    }
+}
+
+/// A loaded index.
+#[derive(Debug)]
+pub(crate) struct FullText {
+    /// Per block, the length of its longest Bloom-only token.
+    rare_len: Vec<u8>,
+    /// `\n t0 \n t1 \n … \n`, terms sorted.
+    terms: Vec<u8>,
+    /// Start of each term in `terms`, then `terms.len()`.
+    starts: Vec<u32>,
+    postings: Vec<u8>,
+    /// Start of each term's postings, then `postings.len()`.
+    post_at: Vec<u32>,
+    /// Size of the file.
+    pub file_bytes: u64,
+}
+
+impl FullText {
+    /// Reads `dir/fulltext`; `Ok(None)` when there is none.
+    pub(crate) fn load(dir: &Path, blocks: u32) -> Result<Option<FullText>, String> {
+        let buf = match fs::read(dir.join(FILE)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if buf.len() < 16 || &buf[..8] != MAGIC {
+            return Err("bad magic".into());
+        }
+        let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+        if v != VERSION {
+            return Err(format!("unsupported format version {v}"));
+        }
+        let (packed, crc) = buf[12..].split_at(buf.len() - 16);
+        if crc32c::crc32c(packed).to_le_bytes() != crc {
+            return Err("checksum mismatch".into());
+        }
+        let body = zstd::stream::decode_all(packed).map_err(|e| e.to_string())?;
+        let mut ft = FullText::parse(&body, blocks)?;
+        ft.file_bytes = buf.len() as u64;
+        Ok(Some(ft))
+    }
+
+    fn parse(body: &[u8], blocks: u32) -> Result<FullText, String> {
+        let mut r = Reader::new(body);
+        let n = r.len("block count")?;
+        if n != blocks as usize {
+            return Err(format!("{n} blocks indexed, the segment has {blocks}"));
+        }
+        let rare_len = r.take(n, "token lengths")?.to_vec();
+        let nterms = r.len("term count")?;
+        let term_bytes = r.bytes("terms")?;
+        // The postings are the rest of the body.
+        let from = term_bytes.as_ptr() as usize + term_bytes.len() - body.as_ptr() as usize;
+        let terms = term_bytes.to_vec();
+        if terms.first() != Some(&SEP) || terms.last() != Some(&SEP) {
+            return Err("malformed term string".into());
+        }
+        let mut starts = Vec::with_capacity(nterms + 1);
+        let mut prev: &[u8] = &[];
+        let inner = if terms.len() > 1 {
+            &terms[1..terms.len() - 1]
+        } else {
+            &[][..]
+        };
+        for (i, t) in inner.split(|&b| b == SEP).enumerate() {
+            if terms.len() == 1 {
+                break;
+            }
+            if t.is_empty() || (i > 0 && t <= prev) {
+                return Err("terms empty or not sorted".into());
+            }
+            starts.push((t.as_ptr() as usize - terms.as_ptr() as usize) as u32);
+            prev = t;
+        }
+        if starts.len() != nterms {
+            return Err(format!("{} terms, {nterms} announced", starts.len()));
+        }
+        starts.push(terms.len() as u32);
+        let postings = body[from..].to_vec();
+        let mut d = Decoder::new(&postings);
+        let mut post_at = Vec::with_capacity(nterms + 1);
+        let bad = |what: &str| format!("truncated or malformed {what}");
+        for _ in 0..nterms {
+            post_at.push(d.pos() as u32);
+            let k = d.len(postings.len()).ok_or_else(|| bad("postings"))?;
+            let mut b = 0u64;
+            for _ in 0..k {
+                b += d.uvarint().ok_or_else(|| bad("posting"))?;
+                if b >= u64::from(blocks) {
+                    return Err(format!("posting names block {b} of {blocks}"));
+                }
+            }
+        }
+        if !d.is_empty() {
+            return Err("trailing bytes in the index".into());
+        }
+        post_at.push(postings.len() as u32);
+        Ok(FullText {
+            rare_len,
+            terms,
+            starts,
+            postings,
+            post_at,
+            file_bytes: 0,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn term(&self, i: usize) -> &[u8] {
+        &self.terms[self.starts[i] as usize..self.starts[i + 1] as usize - 1]
+    }
+
+    /// The id of term `t`.
+    fn find(&self, t: &str) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.term(mid).cmp(t.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// Ids of the terms in relation `rel` to `x`.
+    fn related(&self, rel: Relation, x: &str) -> Vec<usize> {
+        let x = x.as_bytes();
+        if rel == Relation::Prefix {
+            let from = partition(self.len(), |i| self.term(i) < x);
+            return (from..self.len())
+                .take_while(|&i| self.term(i).starts_with(x))
+                .collect();
+        }
+        let mut pat = x.to_vec();
+        if rel == Relation::Suffix {
+            pat.push(SEP);
+        }
+        let mut out: Vec<usize> = Vec::new();
+        for pos in memchr::memmem::find_iter(&self.terms, &pat) {
+            let i = partition(self.len() + 1, |i| self.starts[i] as usize <= pos) - 1;
+            if out.last() != Some(&i) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// Adds term `i`'s blocks to `set`.
+    fn add_postings(&self, i: usize, set: &mut RoaringBitmap) {
+        let p = &self.postings[self.post_at[i] as usize..self.post_at[i + 1] as usize];
+        let mut d = Decoder::new(p);
+        let n = d.len(p.len()).unwrap_or(0);
+        let mut b = 0u32;
+        for _ in 0..n {
+            // Checked at load.
+            b += d.uvarint().unwrap_or(0) as u32;
+            set.insert(b);
+        }
+    }
+}
+
+/// The first `i` in `0..n` where `pred(i)` is false (`pred` true then false).
+fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// How a token of the line relates to a needle token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// The line token starts with the needle token.
+    Prefix,
+    /// ... ends with it.
+    Suffix,
+    /// ... contains it.
+    Infix,
+}
+
+/// One condition a block must meet to be read: any of the three holds.
+#[derive(Debug)]
+struct Check {
+    /// Blocks the dictionary lists.
+    blocks: RoaringBitmap,
+    /// Or the block's filter may hold this token.
+    bloom: Option<String>,
+    /// Or the block has a Bloom-only token longer than this.
+    rare_longer_than: Option<usize>,
+}
+
+/// Which blocks of a segment a read must decompress for some needles.
+pub(crate) struct Plan {
+    ft: Option<Arc<FullText>>,
+    checks: Vec<Check>,
+}
+
+impl Plan {
+    /// The plan for `needles` with the segment's index, if it has one.
+    pub(crate) fn new(ft: Option<Arc<FullText>>, needles: &[Needle]) -> Plan {
+        let mut checks = Vec::new();
+        for n in needles {
+            for t in &n.whole {
+                let mut c = Check {
+                    blocks: RoaringBitmap::new(),
+                    bloom: None,
+                    rare_longer_than: None,
+                };
+                match ft.as_ref().and_then(|f| f.find(t).map(|i| (f, i))) {
+                    Some((f, i)) => f.add_postings(i, &mut c.blocks),
+                    None => c.bloom = Some(t.clone()),
+                }
+                checks.push(c);
+            }
+            // Without the index an edge token says nothing about whole
+            // tokens: no check.
+            let Some(f) = ft.as_ref() else { continue };
+            let edges = [
+                (Relation::Prefix, &n.prefix),
+                (Relation::Suffix, &n.suffix),
+                (Relation::Infix, &n.infix),
+            ];
+            for (rel, x) in edges {
+                let Some(x) = x else { continue };
+                let mut c = Check {
+                    blocks: RoaringBitmap::new(),
+                    bloom: f.find(x).is_none().then(|| x.clone()),
+                    rare_longer_than: Some(x.len()),
+                };
+                for i in f.related(rel, x) {
+                    f.add_postings(i, &mut c.blocks);
+                }
+                checks.push(c);
+            }
+        }
+        Plan { ft, checks }
+    }
+
+    /// True when block `b` (its number in the segment) with filter
+    /// `filter` may hold a matching line.
+    pub(crate) fn admits(&self, b: u32, filter: &TokenFilter) -> bool {
+        let rare = self
+            .ft
+            .as_ref()
+            .and_then(|f| f.rare_len.get(b as usize))
+            .map_or(usize::MAX, |&l| usize::from(l));
+        self.checks.iter().all(|c| {
+            c.blocks.contains(b)
+                || c.bloom.as_ref().is_some_and(|t| filter.may_contain(t))
+                || c.rare_longer_than.is_some_and(|l| rare > l)
+        })
+    }
+}
+
+/// Opens a segment's index; a damaged one is reported and ignored (reads
+/// are slower, answers the same).
+pub(crate) fn open(dir: &Path, blocks: u32) -> Option<Arc<FullText>> {
+    match FullText::load(dir, blocks) {
+        Ok(ft) => ft.map(Arc::new),
+        Err(reason) => {
+            tracing::warn!(segment = %dir.display(), %reason, "full-text index unreadable; the segment is read as warm");
+            None
+        }
+    }
+}
+
+impl Segment {
+    /// Bytes of the segment's files, its full-text index included.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.disk_bytes + self.fulltext.read().as_ref().map_or(0, |f| f.file_bytes)
+    }
+
+    /// Drops the segment's full-text index (warm tier). True when it had one.
+    fn demote(&self) -> Result<bool, StorageError> {
+        if self.fulltext.read().is_none() {
+            return Ok(false);
+        }
+        let path = self.dir.join(FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("remove {}", path.display()))(e)),
+        }
+        *self.fulltext.write() = None;
+        Ok(true)
+    }
+}
+
+impl LogStore {
+    /// Moves segments whose newest entry is older than the hot window to
+    /// the warm tier (drops their full-text index); updates the index gauge.
+    pub(super) fn apply_tiering(&self, now_ns: i64) -> Result<(), StorageError> {
+        let window = self.opts.fulltext_hot_window_ns;
+        let cutoff = now_ns.saturating_sub(window);
+        let mut bytes = 0u64;
+        for (tenant, t) in self.all_tenants() {
+            let segments = t.read().segments.clone();
+            for s in segments {
+                if window <= 0 || s.max_ts < cutoff {
+                    if s.demote()? {
+                        metrics::counter!(FULLTEXT_SEGMENTS_DEMOTED_TOTAL).increment(1);
+                        tracing::info!(tenant = %tenant, segment = %s.dir.display(), "log segment moved to the warm tier (full-text index dropped)");
+                    }
+                } else if let Some(f) = s.fulltext.read().as_ref() {
+                    bytes += f.file_bytes;
+                }
+            }
+        }
+        metrics::gauge!(FULLTEXT_BYTES).set(bytes as f64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(lines: &[&str]) -> Vec<LogEntry> {
+        lines.iter().map(|l| LogEntry::new(0, *l)).collect()
+    }
+
+    /// Builds an index over `blocks` and loads it back, with the filters.
+    fn build(blocks: &[Vec<LogEntry>], rare: usize) -> (FullText, Vec<TokenFilter>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Builder::new(Some(rare));
+        let filters = blocks
+            .iter()
+            .map(|es| TokenFilter::build(&b.add_block(es)))
+            .collect();
+        b.write(dir.path()).unwrap();
+        let ft = FullText::load(dir.path(), blocks.len() as u32)
+            .unwrap()
+            .unwrap();
+        (ft, filters)
+    }
+
+    fn terms(ft: &FullText, ids: Vec<usize>) -> Vec<String> {
+        ids.into_iter()
+            .map(|i| String::from_utf8(ft.term(i).to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_keeps_shared_and_long_tokens_and_finds_relations() {
+        let blocks = [
+            entries(&["GET /api/users id=abc123 user=u42", "cache miss"]),
+            entries(&["GET /api/orders id=zzz999 user=u42 cachemiss"]),
+        ];
+        let (ft, _) = build(&blocks, 6);
+        // abc123, zzz999, users, orders, miss and cache are in one block
+        // each and short: Bloom only; cachemiss is longer than 6.
+        assert_eq!(
+            terms(&ft, (0..ft.len()).collect()),
+            ["GET", "api", "cachemiss", "id", "u42", "user"]
+        );
+        assert_eq!(ft.rare_len, [6, 6]);
+        assert_eq!(
+            terms(&ft, ft.related(Relation::Prefix, "u")),
+            ["u42", "user"]
+        );
+        assert_eq!(terms(&ft, ft.related(Relation::Suffix, "i")), ["api"]);
+        assert_eq!(
+            terms(&ft, ft.related(Relation::Infix, "s")),
+            ["cachemiss", "user"]
+        );
+        assert_eq!(ft.find("id"), Some(3));
+        assert_eq!(ft.find("ie"), None);
+    }
+
+    #[test]
+    fn metadata_values_are_indexed() {
+        let mut e = LogEntry::new(0, "plain line");
+        e.metadata = crate::model::Labels::from_pairs([("trace_id", "t0ken")]);
+        let blocks = [vec![e.clone()], vec![e]];
+        let (ft, _) = build(&blocks, 16);
+        assert!(ft.find("t0ken").is_some());
+        assert!(ft.find("trace_id").is_none());
+    }
+
+    /// A block is admitted whenever one of its lines contains the needle
+    /// (brute force over generated data), and most others are skipped.
+    #[test]
+    fn plans_admit_every_block_holding_the_needle() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon"];
+        let blocks: Vec<Vec<LogEntry>> = (0..40)
+            .map(|_| {
+                (0..50)
+                    .map(|_| {
+                        let id: u32 = rng.random();
+                        let w = words[rng.random_range(0..words.len())];
+                        let u = rng.random_range(0..300);
+                        LogEntry::new(0, format!("{w} req={id:08x} user=u{u} long{id:08x}x{u}"))
+                    })
+                    .collect()
+            })
+            .collect();
+        let (ft, filters) = build(&blocks, 8);
+        let ft = Arc::new(ft);
+        let all_lines: Vec<&str> = blocks.iter().flatten().map(|e| e.line.as_str()).collect();
+        let mut needles: Vec<String> = vec![
+            "alpha".into(),
+            "lph".into(),
+            "user=u1".into(),
+            "=u12 ".into(),
+            "ser=u2".into(),
+            "nothere".into(),
+            "eta req".into(),
+        ];
+        for l in all_lines.iter().step_by(97) {
+            let id = &l[l.find("req=").unwrap() + 4..][..8];
+            needles.push(id.to_string());
+            needles.push(format!("={id} "));
+            needles.push(id[2..].to_string());
+            needles.push(format!("long{id}"));
+        }
+        let mut skipped_any = false;
+        for h in &needles {
+            for warm in [false, true] {
+                let plan = Plan::new((!warm).then(|| ft.clone()), &[Needle::of(h)]);
+                for (b, es) in blocks.iter().enumerate() {
+                    let holds = es.iter().any(|e| e.line.contains(h.as_str()));
+                    let admitted = plan.admits(b as u32, &filters[b]);
+                    assert!(!holds || admitted, "{h:?} (warm {warm}) skipped block {b}");
+                    skipped_any |= !warm && !holds && !admitted;
+                }
+            }
+            if h.len() == 8 && !h.contains('=') {
+                // A whole 8-hex id (as long as the Bloom-only tokens) reads
+                // only blocks whose filter may hold it.
+                let plan = Plan::new(Some(ft.clone()), &[Needle::of(h)]);
+                let read = (0..blocks.len() as u32)
+                    .filter(|&b| plan.admits(b, &filters[b as usize]))
+                    .count();
+                assert!(read <= 3, "{h}: {read} blocks read");
+            }
+        }
+        assert!(skipped_any);
+    }
+
+    #[test]
+    fn damaged_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = [entries(&["a b"]), entries(&["a c"])];
+        let mut b = Builder::new(Some(16));
+        for es in &blocks {
+            b.add_block(es);
+        }
+        b.write(dir.path()).unwrap();
+        let path = dir.path().join(FILE);
+        let good = fs::read(&path).unwrap();
+        assert!(FullText::load(dir.path(), 2).unwrap().is_some());
+        assert!(FullText::load(dir.path(), 3).is_err());
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 5] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        assert!(FullText::load(dir.path(), 2)
+            .unwrap_err()
+            .contains("checksum"));
+        fs::write(&path, &good[..10]).unwrap();
+        assert!(FullText::load(dir.path(), 2).is_err());
+        fs::remove_file(&path).unwrap();
+        assert!(FullText::load(dir.path(), 2).unwrap().is_none());
+    }
+}
