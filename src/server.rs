@@ -137,6 +137,7 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>, Arc<LogStore>), ServerE
     let state = AppState {
         logs_reader: logs.clone(),
         logs_writer: logs.clone(),
+        logs_admin: Some(logs.clone()),
         config: Arc::new(config),
         metrics_reader: store.clone(),
         metrics_writer: store.clone(),

@@ -1,29 +1,40 @@
 //! Log store benchmark: generates realistic logs (20 services, four levels;
 //! plain, JSON and logfmt bodies with request and user ids), pushes them
-//! through `LogWriter::push` of the real WAL-backed `LogStore` (fsync on;
-//! the Loki push endpoint had not landed when this was written), and prints
-//! ingest MB/s and lines/s per core, bytes on disk per raw byte beside
-//! `zstd -3` of the raw file, time from acknowledgement to searchable,
-//! needle latency over 100 rare terms beside `grep -F` over the raw file,
-//! and `sum by (level) (count_over_time({env="prod"}[1m]))` over the whole
-//! range through the LogQL engine.
+//! and prints ingest MB/s and lines/s per core, bytes on disk per raw byte
+//! beside `zstd -3` of the raw file, time from acknowledgement to
+//! searchable, needle latency over 100 rare terms beside `grep -F` over the
+//! raw file, and `sum by (level) (count_over_time({env="prod"}[1m]))` over
+//! the whole range.
+//!
+//! Two modes (`STRATA_BENCH_MODE`):
+//! - `http` (default): a `strata serve` release binary is spawned on
+//!   127.0.0.1 with its data in the bench directory; concurrent pushers send
+//!   snappy protobuf `PushRequest`s to `/loki/api/v1/push`, `POST /flush`
+//!   writes the last head, and every query goes through
+//!   `/loki/api/v1/query_range`. CPU is the server process's own
+//!   (`/proc/<pid>/stat`), from the first push to the end of the flush;
+//!   blocks read come from its `/metrics`. Timestamps end two days ago (the
+//!   server refuses entries older than a week).
+//! - `inprocess`: `LogWriter::push` on a `LogStore` in this process (fsync
+//!   on) and the LogQL engine called directly; CPU is this process's.
 //!
 //! `cargo bench --bench logs`. Env: `STRATA_BENCH_BYTES` [2147483648] raw
 //! bytes to generate, `STRATA_BENCH_DIR` [a temporary directory],
-//! `STRATA_BENCH_THREADS` [2] pushing threads.
+//! `STRATA_BENCH_THREADS` [4 over HTTP, 2 in process] pushing threads,
+//! `STRATA_BENCH_BARE_TERMS` [10] bare-id needles (token-bounded: 100).
 
 use std::io::Write;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use strata::logs::{LogEntry, LogReader, LogWriter, PushStream};
-use strata::model::{Labels, Tenant};
-use strata::query::logql::{Direction, Engine, LogParams, QueryResult, RangeParams};
-use strata::storage::logs::{LogStore, LogStoreOptions};
+use strata::logs::{LogEntry, PushStream};
+use strata::model::Labels;
+
+mod sink;
+use sink::{HttpSink, InProcess, Sink};
 
 const SERVICES: usize = 20;
 const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
@@ -51,6 +62,7 @@ const WORDS: [&str; 10] = [
 const BATCH_LINES: usize = 4000;
 /// Nanoseconds between consecutive lines.
 const STEP_NS: i64 = 2_000_000;
+/// First timestamp of the in-process mode (2025-12-01).
 const BASE_NS: i64 = 1_764_547_200_000_000_000;
 const MINUTE: i64 = 60_000_000_000;
 
@@ -59,14 +71,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
-}
-
-fn cpu_seconds() -> f64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 struct Gen {
@@ -150,8 +154,13 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    let http = match std::env::var("STRATA_BENCH_MODE").as_deref() {
+        Err(_) | Ok("http") => true,
+        Ok("inprocess") => false,
+        Ok(other) => panic!("STRATA_BENCH_MODE={other}: expected http or inprocess"),
+    };
     let target = env_u64("STRATA_BENCH_BYTES", 2 << 30);
-    let threads = env_u64("STRATA_BENCH_THREADS", 2) as usize;
+    let threads = env_u64("STRATA_BENCH_THREADS", if http { 4 } else { 2 }) as usize;
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = std::env::var("STRATA_BENCH_DIR")
         .map(std::path::PathBuf::from)
@@ -160,23 +169,34 @@ fn main() {
     let raw_path = root.join("raw.log");
     let store_dir = root.join("store");
     let _ = std::fs::remove_dir_all(&store_dir);
-    let opts = LogStoreOptions::default();
-    let store = Arc::new(LogStore::open(&store_dir, opts.clone()).expect("open store"));
-    let tenant = Tenant::new("bench").unwrap();
+    // Over HTTP the data must be younger than the server's
+    // reject_old_samples_max_age (7d): it ends about two days ago.
+    let base = if http {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        (now - 2 * 86_400_000_000_000) / MINUTE * MINUTE - (target as i64 / 100) * STEP_NS
+    } else {
+        BASE_NS
+    };
+    let sink: Box<dyn Sink> = if http {
+        Box::new(HttpSink::start(&root))
+    } else {
+        Box::new(InProcess::open(&store_dir))
+    };
     let mut raw_file = std::io::BufWriter::new(std::fs::File::create(&raw_path).unwrap());
     let mut gen = Gen {
         rng: SmallRng::seed_from_u64(42),
-        ts: BASE_NS,
+        ts: base,
         rare: Vec::new(),
         per_level: [0; 4],
     };
     println!(
-        "logs bench: {} MB raw, {threads} pushing threads, LogWriter::push on LogStore (fsync on), head cut at {} MB",
+        "logs bench: {} MB raw, {threads} pushing threads, {}",
         target >> 20,
-        opts.head_max_bytes >> 20
+        sink.describe()
     );
     let (mut raw_bytes, mut lines) = (0u64, 0u64);
     let (mut push_wall, mut push_cpu) = (0f64, 0f64);
+    let phase_cpu0 = sink.cpu_seconds();
     while raw_bytes < target {
         // Generate a round of batches (not timed), then push them in parallel.
         let mut raw = Vec::with_capacity(64 << 20);
@@ -184,45 +204,38 @@ fn main() {
         raw_file.write_all(&raw).unwrap();
         raw_bytes += raw.len() as u64;
         lines += (round.len() * BATCH_LINES) as u64;
-        let (c0, w0) = (cpu_seconds(), Instant::now());
-        let per = round.len().div_ceil(threads);
-        let mut parts: Vec<Vec<Vec<PushStream>>> = Vec::new();
-        let mut it = round.into_iter();
-        for _ in 0..threads {
-            parts.push(it.by_ref().take(per).collect());
-        }
-        std::thread::scope(|s| {
-            for part in parts {
-                let (store, tenant) = (&store, &tenant);
-                s.spawn(move || {
-                    for b in part {
-                        let out = store.push(tenant, b).expect("push");
-                        assert!(out.rejected.is_empty());
-                    }
-                });
-            }
-        });
-        store.maintain(gen.ts).expect("maintain");
-        push_wall += w0.elapsed().as_secs_f64();
-        push_cpu += cpu_seconds() - c0;
+        let c0 = sink.cpu_seconds();
+        push_wall += sink.push(round, threads).as_secs_f64();
+        let w1 = Instant::now();
+        sink.after_round(gen.ts);
+        push_wall += w1.elapsed().as_secs_f64();
+        push_cpu += sink.cpu_seconds() - c0;
     }
     raw_file.flush().unwrap();
     drop(raw_file);
-    let (c0, w0) = (cpu_seconds(), Instant::now());
-    store.flush().expect("flush");
+    let (c0, w0) = (sink.cpu_seconds(), Instant::now());
+    sink.flush();
     let flush_wall = w0.elapsed().as_secs_f64();
     push_wall += flush_wall;
-    push_cpu += cpu_seconds() - c0;
+    push_cpu += sink.cpu_seconds() - c0;
+    if sink.cpu_over_whole_phase() {
+        push_cpu = sink.cpu_seconds() - phase_cpu0;
+    }
     let mb = raw_bytes as f64 / 1e6;
     println!("raw: {mb:.0} MB, {lines} lines");
     println!(
-        "ingest (push + segment writing, final flush {flush_wall:.1} s): {:.1} MB/s wall, {:.1} MB/s per core ({:.0} lines/s per core; {push_cpu:.1} CPU-s over {push_wall:.1} s)",
+        "ingest (push + segment writing, final flush {flush_wall:.1} s): {:.1} MB/s wall, {:.1} MB/s per core ({:.0} lines/s per core; {push_cpu:.1} CPU-s over {push_wall:.1} s{})",
         mb / push_wall,
         mb / push_cpu,
-        lines as f64 / push_cpu
+        lines as f64 / push_cpu,
+        if sink.cpu_over_whole_phase() {
+            "; server CPU over the whole ingest phase"
+        } else {
+            ""
+        }
     );
 
-    let disk = store.disk_bytes();
+    let disk = sink.disk_bytes();
     let t = Instant::now();
     let zstd_out = Command::new("sh")
         .arg("-c")
@@ -244,61 +257,26 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let b = store.disk_breakdown().expect("disk breakdown");
-    println!(
-        "disk breakdown ({} segments, {} blocks, {} entries; MB, bytes per raw byte, bytes per line):",
-        b.segments, b.blocks, b.entries
-    );
-    for (part, n) in &b.parts {
-        println!(
-            "  {part:<36} {:>9.1} {:>7.4} {:>7.2}",
-            *n as f64 / 1e6,
-            *n as f64 / raw_bytes as f64,
-            *n as f64 / lines as f64
-        );
-    }
-    println!(
-        "  token filters: {:.1} bits per distinct token (~{:.2} tokens per line), {:.2}% false positives over {} absent-token probes",
-        b.filter_bits as f64 / b.filter_tokens.max(1.0),
-        b.filter_tokens / lines as f64,
-        100.0 * b.filter_false_positives as f64 / b.filter_probes.max(1) as f64,
-        b.filter_probes
-    );
-
     // Acknowledgement to searchable: a fresh unique line, read back at once.
-    let engine = Engine::new(store.clone(), Default::default());
     let end = gen.ts + 1_000_000_000;
     let mut ack = Vec::new();
     for i in 0..20 {
         let needle = format!("fresh{i}needle");
         gen.ts += STEP_NS;
-        store
-            .push(
-                &tenant,
-                vec![PushStream {
-                    labels: Labels::from_pairs([
-                        ("env", "prod"),
-                        ("level", "info"),
-                        ("service", "svc-00"),
-                    ]),
-                    entries: vec![LogEntry::new(gen.ts, format!("level=info msg={needle}"))],
-                }],
-            )
-            .unwrap();
+        sink.push(
+            vec![vec![PushStream {
+                labels: Labels::from_pairs([
+                    ("env", "prod"),
+                    ("level", "info"),
+                    ("service", "svc-00"),
+                ]),
+                entries: vec![LogEntry::new(gen.ts, format!("level=info msg={needle}"))],
+            }]],
+            1,
+        );
         let t = Instant::now();
-        loop {
-            let q = format!("{{service=\"svc-00\"}} |= \"{needle}\"");
-            let p = LogParams {
-                start: gen.ts - 60_000_000_000,
-                end,
-                limit: 10,
-                direction: Direction::Backward,
-            };
-            if let Ok(QueryResult::Streams(s)) = engine.query_logs(&tenant, &q, p) {
-                if !s.is_empty() {
-                    break;
-                }
-            }
+        let q = format!("{{service=\"svc-00\"}} |= \"{needle}\"");
+        while sink.query_logs(&q, gen.ts - MINUTE, end, 10).entries == 0 {
             assert!(t.elapsed() < Duration::from_secs(30), "not searchable");
         }
         ack.push(t.elapsed());
@@ -319,10 +297,14 @@ fn main() {
         ("bare id, |= \"<id>\"", false),
         ("token-bounded, |= \"=<id> \"", true),
     ] {
-        let blocks0 = store.blocks_read();
+        let blocks0 = sink.blocks_read();
         let mut lat = Vec::new();
-        // The bare form scans every block (see the report): 10 terms only.
-        let n = if bounded { picks.len() } else { 10 };
+        // A bare id may scan every block: fewer terms unless asked.
+        let n = if bounded {
+            picks.len()
+        } else {
+            env_u64("STRATA_BENCH_BARE_TERMS", 10).min(picks.len() as u64) as usize
+        };
         for id in &picks[..n] {
             // Bounded on both sides by separators, the id is a whole token
             // the block filters can rule out.
@@ -332,20 +314,11 @@ fn main() {
                 format!("{{env=\"prod\"}} |= \"{id}\"")
             };
             let t = Instant::now();
-            let r = engine.query_logs(
-                &tenant,
-                &q,
-                LogParams {
-                    start: BASE_NS,
-                    end,
-                    limit: 100,
-                    direction: Direction::Backward,
-                },
-            );
+            let a = sink.query_logs(&q, base, end, 100);
             lat.push(t.elapsed());
-            match r {
-                Ok(QueryResult::Streams(s)) => assert!(!s.is_empty(), "needle {id} not found"),
-                other => panic!("needle query failed: {other:?}"),
+            assert!(a.entries > 0, "needle {id} not found");
+            if let Some(w) = a.warning {
+                println!("  (needle {id}: {w})");
             }
         }
         lat.sort();
@@ -353,7 +326,7 @@ fn main() {
             "needle ({label}, {n} terms): p50 {:?}, p99 {:?}, {:.0} blocks read per query",
             pct(&lat, 0.5),
             pct(&lat, 0.99),
-            (store.blocks_read() - blocks0) as f64 / n as f64
+            (sink.blocks_read() - blocks0) as f64 / n as f64
         );
     }
     let mut grep = Vec::new();
@@ -377,43 +350,44 @@ fn main() {
 
     let t = Instant::now();
     let q = "sum by (level) (count_over_time({env=\"prod\"}[1m]))";
-    let r = engine
-        .query(
-            &tenant,
-            q,
-            RangeParams {
-                start: BASE_NS + MINUTE,
-                end: BASE_NS + (gen.ts - BASE_NS + MINUTE - 1) / MINUTE * MINUTE,
-                step: MINUTE,
-            },
-            false,
-            (100, Direction::Backward),
-        )
-        .expect("metric query");
+    let sums = sink.metric_sums(
+        q,
+        base + MINUTE,
+        base + (gen.ts - base + MINUTE - 1) / MINUTE * MINUTE,
+        MINUTE,
+    );
     let took = t.elapsed();
-    if let QueryResult::Matrix(series) = r {
-        let mut totals: Vec<String> = series
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}={}",
-                    s.labels.get("level").unwrap_or("?"),
-                    s.points.iter().map(|p| p.1).sum::<f64>()
-                )
-            })
-            .collect();
-        totals.sort();
+    let mut totals: Vec<String> = sums.iter().map(|(l, v)| format!("{l}={v}")).collect();
+    totals.sort();
+    println!(
+        "{q} over {:.1} h at 1m steps: {took:?}; per-level sums of the steps {} (generated {:?}, plus 20 fresh info lines)",
+        (gen.ts - base) as f64 / 3.6e12,
+        totals.join(" "),
+        gen.per_level
+    );
+    let (streams, chunks, entries) = sink.index_stats(base - 1, end);
+    println!("index stats: {streams} streams, {chunks} blocks, {entries} entries");
+
+    let store = sink.close();
+    let b = store.disk_breakdown().expect("disk breakdown");
+    println!(
+        "disk breakdown ({} segments, {} blocks, {} entries; MB, bytes per raw byte, bytes per line):",
+        b.segments, b.blocks, b.entries
+    );
+    for (part, n) in &b.parts {
         println!(
-            "{q} over {:.1} h at 1m steps: {took:?}; per-level sums of the steps {} (generated {:?}, plus 20 fresh info lines)",
-            (gen.ts - BASE_NS) as f64 / 3.6e12,
-            totals.join(" "),
-            gen.per_level
+            "  {part:<36} {:>9.1} {:>7.4} {:>7.2}",
+            *n as f64 / 1e6,
+            *n as f64 / raw_bytes as f64,
+            *n as f64 / lines as f64
         );
     }
-    let st = store.stats(&tenant, &[], i64::MIN, i64::MAX).unwrap();
     println!(
-        "index stats: {} streams, {} blocks, {} entries",
-        st.streams, st.chunks, st.entries
+        "  token filters: {:.1} bits per distinct token (~{:.2} tokens per line), {:.2}% false positives over {} absent-token probes",
+        b.filter_bits as f64 / b.filter_tokens.max(1.0),
+        b.filter_tokens / lines as f64,
+        100.0 * b.filter_false_positives as f64 / b.filter_probes.max(1) as f64,
+        b.filter_probes
     );
     store.close().unwrap();
 }

@@ -34,6 +34,9 @@ pub struct AppState {
     pub logs_reader: Arc<dyn crate::logs::LogReader>,
     /// Log write access (Loki push) and the live-tail feed.
     pub logs_writer: Arc<dyn crate::logs::LogWriter>,
+    /// Flush and disk usage of the log store (Loki's `POST /flush`; None
+    /// for in-memory stores).
+    pub logs_admin: Option<Arc<dyn StoreAdmin>>,
     /// Recording and alerting rules (None in states built without them).
     pub rules: Option<Arc<crate::rules::manager::RuleManager>>,
     /// Turns true when the server shuts down (ends live tails and other

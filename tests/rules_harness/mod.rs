@@ -165,6 +165,7 @@ impl Harness {
             promql: promql.clone(),
             logs_reader: logs.clone(),
             logs_writer: logs.clone(),
+            logs_admin: None,
             rules: Some(manager.clone()),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         };

@@ -32,7 +32,7 @@ mod tail;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -185,6 +185,34 @@ pub(crate) fn count(endpoint: &'static str, err: Option<StatusCode>) {
         .increment(1);
 }
 
+/// `POST /flush` (Loki's ingester endpoint): writes the log store's heads
+/// into segments now; 204 once done.
+async fn flush(State(st): State<LokiState>) -> Response {
+    let Some(admin) = st.app.logs_admin.clone() else {
+        return LokiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this log store keeps no segments to flush",
+        )
+        .into_response();
+    };
+    let r = match tokio::task::spawn_blocking(move || admin.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(LokiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("flush failed: {e}"),
+        )),
+        Err(e) => Err(LokiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("flush failed unexpectedly: {e}"),
+        )),
+    };
+    count("flush", r.as_ref().err().map(|e| e.status));
+    match r {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// How long to wait between SSE heartbeats.
 pub(crate) const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -224,6 +252,7 @@ pub fn routes(app: AppState) -> Router {
         .route("/loki/api/v1/push", push_route.clone())
         .route("/api/prom/push", push_route)
         .route("/ready", get(|| async { "ready\n" }))
+        .route("/flush", post(flush))
         .nest("/loki/api/v1", q.clone())
         .nest("/api/prom", q)
         .with_state(state)

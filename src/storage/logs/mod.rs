@@ -397,6 +397,16 @@ fn read_error(e: StorageError) -> LogReadError {
     LogReadError::Store(e.to_string())
 }
 
+impl super::StoreAdmin for LogStore {
+    fn flush(&self) -> Result<(), StorageError> {
+        LogStore::flush(self)
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        LogStore::disk_bytes(self)
+    }
+}
+
 impl LogReader for LogStore {
     fn select(&self, tenant: &Tenant, sel: &LogSelect<'_>) -> Result<Vec<Stream>, LogReadError> {
         let (m, start, end, hint) = (sel.matchers, sel.start, sel.end, sel.hint);
