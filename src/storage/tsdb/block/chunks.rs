@@ -18,6 +18,18 @@
 //!   `uvarint back` (the [`ENC_TIMES`] record sits `back` bytes before this
 //!   record), the decimal exponent and the values. Format version 2.
 //!
+//! Format version 6 groups records into checksummed pages and moves the
+//! timestamp-column references into the index:
+//! - file: `MAGIC_CHUNKS`, version byte, then pages `uvarint body_len |
+//!   body | crc32c(body) u32 BE`, a body being records `uvarint len |
+//!   payload` (no per-record checksum); a page is closed once it holds
+//!   [`PAGE_BYTES`] or [`PAGE_RECORDS`] records. A reference is `page
+//!   offset << 12 | record number in the page`.
+//! - [`ENC_COLUMN`]` + e` (`e` the decimal exponent, at most
+//!   [`MAX_DECIMAL_EXP`]): the values of a packed chunk whose timestamps are
+//!   an [`ENC_TIMES`] column; the index names the column (its table lists
+//!   every column's first and last timestamp and reference).
+//!
 //! The writer ([`ChunkWriter`]) encodes the candidates and keeps the smallest.
 
 use std::collections::HashMap;
@@ -38,6 +50,15 @@ pub(crate) const ENC_PACKED: u8 = 2;
 pub(crate) const ENC_TIMES: u8 = 3;
 /// Packed decimal values over a shared timestamp column (format version 2).
 pub(crate) const ENC_PACKED_SHARED: u8 = 4;
+/// Packed decimal values over a timestamp column named by the index (format
+/// version 6): `ENC_COLUMN + e`.
+pub(crate) const ENC_COLUMN: u8 = 0x10;
+/// First chunks-file version with pages and index-named columns.
+pub(crate) const PAGED_VERSION: u8 = 6;
+/// A page is closed once its body holds this many bytes.
+const PAGE_BYTES: usize = 4096;
+/// Most records per page (the low bits of a reference).
+const PAGE_RECORDS: u64 = 1 << 12;
 /// Timestamp columns remembered for sharing while writing one block (the
 /// table is cleared when full, which only costs sharing).
 const MAX_SHARED_TIMES: usize = 1 << 16;
@@ -146,6 +167,11 @@ pub(crate) fn decode_chunk(payload: &[u8]) -> Option<Vec<Sample>> {
 /// the decoder must end with them.
 fn decode_values(d: &mut Decoder<'_>, ts: Vec<i64>) -> Option<Vec<Sample>> {
     let e = d.u8()?;
+    decode_values_exp(d, ts, e)
+}
+
+/// [`decode_values`] with the exponent already read.
+fn decode_values_exp(d: &mut Decoder<'_>, ts: Vec<i64>, e: u8) -> Option<Vec<Sample>> {
     let ms = decode_ints(d, ts.len())?;
     if !d.is_empty() {
         return None;
@@ -180,8 +206,14 @@ pub(crate) fn read_chunk(file: &[u8], offset: u64) -> Result<Vec<Sample>, String
         .uvarint()
         .filter(|&b| b > 0 && b <= offset)
         .ok_or_else(malformed)?;
-    let times = read_record(file, offset - back)?;
-    let ts = match times.split_first() {
+    let ts = decode_times(read_record(file, offset - back)?)
+        .ok_or_else(|| format!("chunk at {offset}: bad timestamp column"))?;
+    decode_values(&mut d, ts).ok_or_else(malformed)
+}
+
+/// Decodes an [`ENC_TIMES`] payload.
+fn decode_times(payload: &[u8]) -> Option<Vec<i64>> {
+    match payload.split_first() {
         Some((&ENC_TIMES, t)) => {
             let mut td = Decoder::new(t);
             td.len(MAX_PACKED_SAMPLES)
@@ -189,19 +221,94 @@ pub(crate) fn read_chunk(file: &[u8], offset: u64) -> Result<Vec<Sample>, String
                 .filter(|_| td.is_empty())
         }
         _ => None,
-    };
-    let ts = ts.ok_or_else(|| format!("chunk at {offset}: bad timestamp column"))?;
-    decode_values(&mut d, ts).ok_or_else(malformed)
+    }
 }
 
-/// Builds a block's `chunks` file: chunk records in order, with timestamp
-/// columns written once and shared by every packed chunk that has them.
+/// The payload of record `r` of a paged (version 6) `chunks` file, after
+/// verifying its page's checksum.
+pub(crate) fn read_paged(file: &[u8], r: u64) -> Result<&[u8], String> {
+    let (page, idx) = (r >> 12, r & (PAGE_RECORDS - 1));
+    let start = usize::try_from(page).map_err(|_| format!("chunk ref {r} out of range"))?;
+    if start < MAGIC_CHUNKS.len() + 1 || start >= file.len() {
+        return Err(format!("chunk ref {r} out of range"));
+    }
+    let mut d = Decoder::new(&file[start..]);
+    let body = d
+        .len(file.len())
+        .and_then(|n| d.bytes(n))
+        .ok_or_else(|| format!("chunk page at {page}: truncated"))?;
+    let crc = d
+        .u32_be()
+        .ok_or_else(|| format!("chunk page at {page}: truncated checksum"))?;
+    if crc32c::crc32c(body) != crc {
+        return Err(format!("chunk page at {page}: checksum mismatch"));
+    }
+    let mut d = Decoder::new(body);
+    for i in 0..=idx {
+        let rec = d
+            .len(body.len())
+            .and_then(|n| d.bytes(n))
+            .ok_or_else(|| format!("chunk ref {r}: no record {idx} in its page"))?;
+        if i == idx {
+            return Ok(rec);
+        }
+    }
+    unreachable!("the loop returns at its last iteration")
+}
+
+/// Reads and decodes chunk `r` of a paged `chunks` file; `times` is the
+/// reference of its timestamp column (from the index) when it has one.
+pub(crate) fn read_chunk_paged(
+    file: &[u8],
+    r: u64,
+    times: Option<u64>,
+) -> Result<Vec<Sample>, String> {
+    let payload = read_paged(file, r)?;
+    let malformed = || format!("chunk {r}: malformed");
+    match (payload.split_first(), times) {
+        (Some((&enc, body)), Some(t))
+            if (ENC_COLUMN..=ENC_COLUMN + MAX_DECIMAL_EXP).contains(&enc) =>
+        {
+            let ts = decode_times(read_paged(file, t)?)
+                .ok_or_else(|| format!("chunk {r}: bad timestamp column {t}"))?;
+            let mut d = Decoder::new(body);
+            decode_values_exp(&mut d, ts, enc - ENC_COLUMN).ok_or_else(malformed)
+        }
+        (_, None) => decode_chunk(payload).ok_or_else(malformed),
+        _ => Err(malformed()),
+    }
+}
+
+/// Where a chunk went: its reference and, for a column chunk, the ordinal of
+/// its timestamp column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Added {
+    pub(crate) r: u64,
+    pub(crate) column: Option<u32>,
+}
+
+/// A timestamp column as the index lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Column {
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    pub(crate) r: u64,
+}
+
+/// Builds a paged (version 6) `chunks` file: chunk records in order, with
+/// timestamp columns written once and shared by every packed chunk that has
+/// them.
 pub(crate) struct ChunkWriter {
+    /// Closed pages not taken yet.
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     taken: u64,
-    /// Timestamp columns written so far: 128-bit hash to record offset.
-    times: HashMap<(u64, u64), u64>,
+    /// Body and record count of the open page.
+    page: Vec<u8>,
+    records: u64,
+    columns: Vec<Column>,
+    /// Timestamp columns written so far: 128-bit hash to ordinal.
+    times: HashMap<(u64, u64), u32>,
     hashers: (RandomState, RandomState),
 }
 
@@ -211,40 +318,70 @@ impl ChunkWriter {
         ChunkWriter {
             buf: header.to_vec(),
             taken: 0,
+            page: Vec::new(),
+            records: 0,
+            columns: Vec::new(),
             times: HashMap::new(),
             hashers: (RandomState::new(), RandomState::new()),
         }
     }
 
-    fn offset(&self) -> u64 {
-        self.taken + self.buf.len() as u64
-    }
-
     /// Bytes buffered and not taken yet.
     pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.page.len()
     }
 
-    /// Hands out the buffered bytes (to be appended to the file).
+    /// The timestamp columns written, by ordinal.
+    pub(crate) fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    fn close_page(&mut self) {
+        if self.records == 0 {
+            return;
+        }
+        put_uvarint(&mut self.buf, self.page.len() as u64);
+        self.buf.extend_from_slice(&self.page);
+        self.buf
+            .extend_from_slice(&crc32c::crc32c(&self.page).to_be_bytes());
+        self.page.clear();
+        self.records = 0;
+    }
+
+    /// Closes the open page and hands out the buffered bytes (to be
+    /// appended to the file).
     pub(crate) fn take(&mut self) -> Vec<u8> {
+        self.close_page();
         self.taken += self.buf.len() as u64;
         std::mem::take(&mut self.buf)
     }
 
-    /// Appends `samples` (sorted, unique timestamps) as one chunk in the
-    /// smallest encoding; returns the chunk's reference.
-    pub(crate) fn add(&mut self, samples: &[Sample]) -> u64 {
-        if let Some(r) = self.add_shared(samples) {
-            return r;
+    fn put(&mut self, payload: &[u8]) -> u64 {
+        if self.page.len() >= PAGE_BYTES || self.records >= PAGE_RECORDS {
+            self.close_page();
         }
-        let r = self.offset();
-        put_record(&mut self.buf, &encode_chunk(samples));
+        let r = (self.taken + self.buf.len() as u64) << 12 | self.records;
+        put_uvarint(&mut self.page, payload.len() as u64);
+        self.page.extend_from_slice(payload);
+        self.records += 1;
         r
+    }
+
+    /// Appends `samples` (sorted, unique timestamps) as one chunk in the
+    /// smallest encoding.
+    pub(crate) fn add(&mut self, samples: &[Sample]) -> Added {
+        if let Some(a) = self.add_column(samples) {
+            return a;
+        }
+        Added {
+            r: self.put(&encode_chunk(samples)),
+            column: None,
+        }
     }
 
     /// Writes a packed chunk over a shared timestamp column when the values
     /// are decimal and that beats Gorilla XOR.
-    fn add_shared(&mut self, samples: &[Sample]) -> Option<u64> {
+    fn add_column(&mut self, samples: &[Sample]) -> Option<Added> {
         if samples.len() < 2 {
             return None;
         }
@@ -258,51 +395,48 @@ impl ChunkWriter {
             put_uvarint(&mut times, ts.len() as u64);
             encode_ints(&ts, &mut times);
         }
-        let mut values = vec![e];
+        let mut values = vec![ENC_COLUMN + e];
         encode_ints(&ms, &mut values);
-        // Costs of the record framings (length, CRC) included.
-        let shared = values.len() + 10 + if known.is_none() { times.len() + 7 } else { 0 };
-        let xor = self.xor_len(samples);
-        if xor.is_some_and(|x| x + 6 < shared) {
+        // Costs of the framings (record length, index entry) included.
+        let column = values.len() + 2 + if known.is_none() { times.len() + 8 } else { 0 };
+        if xor_len(samples).is_some_and(|x| x + 5 < column) {
             return None;
         }
-        let times_ref = match known {
-            Some(r) => r,
+        let ordinal = match known {
+            Some(k) => k,
             None => {
                 if self.times.len() >= MAX_SHARED_TIMES {
                     self.times.clear();
                 }
-                let r = self.offset();
-                put_record(&mut self.buf, &times);
-                self.times.insert(key, r);
-                r
+                let r = self.put(&times);
+                let k = self.columns.len() as u32;
+                self.columns.push(Column {
+                    min_t: ts[0],
+                    max_t: ts[ts.len() - 1],
+                    r,
+                });
+                self.times.insert(key, k);
+                k
             }
         };
-        let r = self.offset();
-        let mut payload = vec![ENC_PACKED_SHARED];
-        put_uvarint(&mut payload, r - times_ref);
-        payload.extend_from_slice(&values);
-        put_record(&mut self.buf, &payload);
-        Some(r)
-    }
-
-    fn xor_len(&self, samples: &[Sample]) -> Option<usize> {
-        if samples.len() > crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES {
-            return None;
-        }
-        let mut c = XorChunk::new();
-        samples
-            .iter()
-            .all(|s| c.append(s.t, s.v))
-            .then(|| c.byte_len() + 1)
+        Some(Added {
+            r: self.put(&values),
+            column: Some(ordinal),
+        })
     }
 }
 
-/// Appends one chunk record (length, payload, CRC32C) to `buf`.
-pub(crate) fn put_record(buf: &mut Vec<u8>, payload: &[u8]) {
-    put_uvarint(buf, payload.len() as u64);
-    buf.extend_from_slice(payload);
-    buf.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+/// Bytes of `samples` as a Gorilla XOR payload (with its encoding byte), if
+/// XOR can hold them.
+fn xor_len(samples: &[Sample]) -> Option<usize> {
+    if samples.len() > crate::storage::tsdb::chunk::MAX_CHUNK_SAMPLES {
+        return None;
+    }
+    let mut c = XorChunk::new();
+    samples
+        .iter()
+        .all(|s| c.append(s.t, s.v))
+        .then(|| c.byte_len() + 1)
 }
 
 /// Why a chunk record could not be read.
@@ -386,26 +520,32 @@ mod tests {
         check(&[Sample::new(-5, 0.5)]);
     }
 
-    /// Writes series through a [`ChunkWriter`] and reads every chunk back.
-    fn write_all(series: &[Vec<Sample>]) -> (Vec<u8>, Vec<u64>) {
-        let mut w = ChunkWriter::new(b"STCK\x02");
+    /// Writes series through a [`ChunkWriter`] (taking its bytes after
+    /// every `take_every` series) and reads every chunk back.
+    fn write_all(series: &[Vec<Sample>], take_every: usize) -> (Vec<u8>, Vec<Added>, Vec<Column>) {
+        let mut w = ChunkWriter::new(b"STCK\x06");
         let mut file = Vec::new();
-        let refs: Vec<u64> = series
-            .iter()
-            .map(|s| {
-                let r = w.add(s);
+        let mut added = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            added.push(w.add(s));
+            if i % take_every == 0 {
                 file.extend(w.take());
-                r
-            })
-            .collect();
-        for (s, &r) in series.iter().zip(&refs) {
-            let got = read_chunk(&file, r).unwrap();
+            }
+        }
+        file.extend(w.take());
+        let cols = w.columns().to_vec();
+        for (s, a) in series.iter().zip(&added) {
+            let got = read_chunk_paged(&file, a.r, a.column.map(|k| cols[k as usize].r)).unwrap();
             assert_eq!(got.len(), s.len());
             for (g, w) in got.iter().zip(s) {
                 assert_eq!((g.t, g.v.to_bits()), (w.t, w.v.to_bits()));
             }
+            if let Some(k) = a.column {
+                let c = cols[k as usize];
+                assert_eq!((c.min_t, c.max_t), (s[0].t, s[s.len() - 1].t));
+            }
         }
-        (file, refs)
+        (file, added, cols)
     }
 
     #[test]
@@ -435,32 +575,36 @@ mod tests {
                 .collect(),
         );
         series.push(vec![Sample::new(t0, 1.5)]);
-        let (file, refs) = write_all(&series);
-        let kinds: Vec<u8> = refs
-            .iter()
-            .map(|&r| read_record(&file, r).unwrap()[0])
-            .collect();
-        assert!(kinds[..60].iter().all(|&k| k == ENC_PACKED_SHARED));
-        assert_eq!(kinds[60], ENC_XOR);
-        assert_eq!(kinds[61], ENC_PACKED);
-        // Three hosts, three timestamp columns.
-        let mut r = 5u64;
-        let mut columns = 0;
-        while (r as usize) < file.len() {
-            let p = read_record(&file, r).unwrap();
-            columns += usize::from(p[0] == ENC_TIMES);
-            let mut d = Decoder::new(&file[r as usize..]);
-            r += (d.len(usize::MAX).unwrap() + d.pos() + 4) as u64;
-        }
-        assert_eq!(columns, 3);
-        // Every flipped bit of a shared chunk and its column is an error or
-        // a wrong answer, never a panic.
-        for i in 5..file.len().min(400) {
-            let mut bad = file.clone();
-            bad[i] ^= 0x10;
-            for &r in &refs[..3] {
-                let _ = read_chunk(&bad, r);
+        for take_every in [1, 7, 1000] {
+            let (file, added, cols) = write_all(&series, take_every);
+            let kinds: Vec<u8> = added
+                .iter()
+                .map(|a| read_paged(&file, a.r).unwrap()[0])
+                .collect();
+            assert!(kinds[..60]
+                .iter()
+                .all(|&k| (ENC_COLUMN..=ENC_COLUMN + MAX_DECIMAL_EXP).contains(&k)));
+            assert!(added[..60].iter().all(|a| a.column.is_some()));
+            assert_eq!(kinds[60], ENC_XOR);
+            assert_eq!(kinds[61], ENC_PACKED);
+            assert_eq!(added[61].column, None);
+            // Three hosts, three timestamp columns.
+            assert_eq!(cols.len(), 3);
+            // Every flipped bit is an error or a wrong answer, never a panic;
+            // a flip inside a page body is always detected.
+            for i in 5..file.len() {
+                let mut bad = file.clone();
+                bad[i] ^= 0x10;
+                for a in [&added[0], &added[20], &added[61]] {
+                    let _ = read_chunk_paged(&bad, a.r, a.column.map(|k| cols[k as usize].r));
+                }
             }
+            let mut bad = file.clone();
+            bad[8] ^= 1;
+            let first = added[0];
+            assert!(
+                read_chunk_paged(&bad, first.r, first.column.map(|k| cols[k as usize].r)).is_err()
+            );
         }
     }
 
@@ -526,7 +670,7 @@ mod tests {
             check(&out);
             series.push(out);
         }
-        write_all(&series);
+        write_all(&series, 3);
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use crate::model::{Labels, Sample};
 use crate::storage::{SeriesSamples, StorageError};
 
-use super::chunks::{read_chunk, ChunkWriter, CHUNK_SAMPLES, MAGIC_CHUNKS};
+use super::chunks::{
+    read_chunk, read_chunk_paged, ChunkWriter, CHUNK_SAMPLES, MAGIC_CHUNKS, PAGED_VERSION,
+};
 use super::index::{build_index, ChunkMeta, IndexReader, SeriesEntry};
 use super::BlockMeta;
 
 /// Format version written by this code.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Prefix of directories being written.
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
 pub(crate) const META_FILE: &str = "meta.json";
@@ -121,10 +123,12 @@ fn write_into(
         max_t = max_t.max(last.t.saturating_add(1));
         let mut metas = Vec::with_capacity(samples.len().div_ceil(CHUNK_SAMPLES));
         for part in samples.chunks(CHUNK_SAMPLES) {
+            let added = writer.add(part);
             metas.push(ChunkMeta {
                 min_t: part[0].t,
                 max_t: part[part.len() - 1].t,
-                r: writer.add(part),
+                r: added.r,
+                col: added.column,
             });
             num_chunks += 1;
         }
@@ -160,7 +164,7 @@ fn write_into(
         }
         entries = merged;
     }
-    let index = build_index(&entries, FORMAT_VERSION as u8);
+    let index = build_index(&entries, writer.columns(), FORMAT_VERSION as u8);
     write_file(&tmp.join(INDEX_FILE), &index)?;
     let meta = BlockMeta {
         id: id.to_string(),
@@ -293,8 +297,19 @@ impl Block {
     ) -> Result<Vec<Sample>, StorageError> {
         let mut out = Vec::new();
         for c in chunks.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
-            let samples =
-                read_chunk(&self.chunks, c.r).map_err(|r| corrupt(&self.chunks_path, r))?;
+            let samples = if self.chunks[4] >= PAGED_VERSION {
+                let times =
+                    match c.col {
+                        Some(k) => Some(self.index.column_ref(k).ok_or_else(|| {
+                            self.corrupt_index(format!("no timestamp column {k}"))
+                        })?),
+                        None => None,
+                    };
+                read_chunk_paged(&self.chunks, c.r, times)
+            } else {
+                read_chunk(&self.chunks, c.r)
+            }
+            .map_err(|r| corrupt(&self.chunks_path, r))?;
             out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         if !out.windows(2).all(|w| w[0].t < w[1].t) {

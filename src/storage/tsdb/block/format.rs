@@ -17,11 +17,11 @@ pub(crate) fn put_varint(buf: &mut Vec<u8>, v: i64) {
     put_uvarint(buf, zigzag(v));
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(u: u64) -> i64 {
+pub(crate) fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 

@@ -26,6 +26,15 @@
 //!           then per set bit the varint difference of its value ref to the
 //!           previous one (sorted neighbours' values are close symbols);
 //!           otherwise the version 3 form (uvarint shared, the other refs).
+//!           Version 6 starts the section with the table of timestamp
+//!           columns of the chunks file (uvarint count, then per column
+//!           varint first timestamp - previous column's, uvarint last - first,
+//!           uvarint reference - previous column's) and starts every chunk
+//!           meta with a uvarint: `zigzag(column - previous column) << 1 | 1`
+//!           for a chunk over a column (its times are the column's; the
+//!           previous column is the last one named since the restart point),
+//!           else 0 followed by the version 4 times. The chunk reference
+//!           follows either way.
 //! terms:    uvarint count, then per (name, value) term sorted by name then
 //!           value: uvarint name ref, uvarint value ref, uvarint postings
 //!           offset, uvarint postings length (the term dictionary: symbols are
@@ -41,7 +50,8 @@ use roaring::RoaringBitmap;
 
 use crate::model::{Label, Labels};
 
-use super::format::{put_uvarint, put_varint, Decoder};
+use super::chunks::Column;
+use super::format::{put_uvarint, put_varint, unzigzag, zigzag, Decoder};
 
 /// Magic at both ends of an `index` file.
 pub(crate) const MAGIC_INDEX: &[u8; 4] = b"STIX";
@@ -54,6 +64,8 @@ const DELTA_VERSION: u8 = 3;
 const MASK_VERSION: u8 = 4;
 /// Most labels a masked series entry may have (bits of its mask).
 const MAX_MASKED: usize = 63;
+/// First version with a table of timestamp columns.
+const COLUMN_VERSION: u8 = 6;
 
 /// What a series is encoded against: the one before it (zeros at a restart).
 #[derive(Default, Clone)]
@@ -62,6 +74,8 @@ struct Prev {
     first_min: i64,
     first_span: i64,
     last_ref: u64,
+    /// Last timestamp column named.
+    col: u32,
 }
 const TOC_LEN: usize = SECTIONS * 20 + 4 + 4;
 
@@ -71,6 +85,8 @@ pub(crate) struct ChunkMeta {
     pub(crate) min_t: i64,
     pub(crate) max_t: i64,
     pub(crate) r: u64,
+    /// Ordinal of the timestamp column in the block's table (version 6).
+    pub(crate) col: Option<u32>,
 }
 
 /// A series as written to the index.
@@ -80,8 +96,9 @@ pub(crate) struct SeriesEntry {
     pub(crate) chunks: Vec<ChunkMeta>,
 }
 
-/// Serializes an index for series sorted by labels.
-pub(crate) fn build_index(series: &[SeriesEntry], version: u8) -> Vec<u8> {
+/// Serializes an index for series sorted by labels whose column chunks
+/// name `columns`.
+pub(crate) fn build_index(series: &[SeriesEntry], columns: &[Column], version: u8) -> Vec<u8> {
     let mut syms: BTreeSet<&str> = BTreeSet::new();
     for s in series {
         for l in &s.labels {
@@ -109,6 +126,16 @@ pub(crate) fn build_index(series: &[SeriesEntry], version: u8) -> Vec<u8> {
 
     let mut terms: BTreeMap<(u64, u64), RoaringBitmap> = BTreeMap::new();
     sec.clear();
+    if version >= COLUMN_VERSION {
+        put_uvarint(&mut sec, columns.len() as u64);
+        let (mut t, mut r) = (0i64, 0u64);
+        for c in columns {
+            put_varint(&mut sec, c.min_t.wrapping_sub(t));
+            put_uvarint(&mut sec, c.max_t.wrapping_sub(c.min_t) as u64);
+            put_uvarint(&mut sec, c.r.wrapping_sub(r));
+            (t, r) = (c.min_t, c.r);
+        }
+    }
     put_uvarint(&mut sec, series.len() as u64);
     let delta = version >= DELTA_VERSION;
     let mut prev = Prev::default();
@@ -129,19 +156,31 @@ pub(crate) fn build_index(series: &[SeriesEntry], version: u8) -> Vec<u8> {
         let (mut prev_max, mut prev_ref) = (0i64, if delta { prev.last_ref } else { 0 });
         for (i, c) in s.chunks.iter().enumerate() {
             let span = c.max_t.wrapping_sub(c.min_t);
-            if i > 0 {
+            let col = c.col.filter(|_| version >= COLUMN_VERSION);
+            if version >= COLUMN_VERSION {
+                let tag = col.map_or(0, |k| zigzag(i64::from(k) - i64::from(prev.col)) << 1 | 1);
+                put_uvarint(&mut sec, tag);
+            }
+            if col.is_some() {
+                // The times are the column's.
+            } else if i > 0 {
                 put_varint(&mut sec, c.min_t.wrapping_sub(prev_max));
                 put_uvarint(&mut sec, span as u64);
             } else if delta {
                 put_varint(&mut sec, c.min_t.wrapping_sub(prev.first_min));
                 put_varint(&mut sec, span.wrapping_sub(prev.first_span));
-                (prev.first_min, prev.first_span) = (c.min_t, span);
             } else {
                 put_varint(&mut sec, c.min_t);
                 put_uvarint(&mut sec, span as u64);
             }
+            if i == 0 && delta {
+                (prev.first_min, prev.first_span) = (c.min_t, span);
+            }
             put_varint(&mut sec, c.r.wrapping_sub(prev_ref) as i64);
             (prev_max, prev_ref) = (c.max_t, c.r);
+            if let Some(k) = col {
+                prev.col = k;
+            }
         }
         prev.last_ref = prev_ref;
         prev.labels = labels;
@@ -283,6 +322,7 @@ fn decode_series(
     prev: &mut Prev,
     version: u8,
     sym_count: u64,
+    columns: &[Column],
 ) -> Option<Vec<ChunkMeta>> {
     read_labels(d, &mut prev.labels, version, sym_count)?;
     let delta = version >= DELTA_VERSION;
@@ -290,7 +330,30 @@ fn decode_series(
     let mut chunks = Vec::with_capacity(nc);
     let (mut prev_max, mut prev_ref) = (0i64, if delta { prev.last_ref } else { 0 });
     for i in 0..nc {
-        let (min_t, span) = if i > 0 {
+        let tag = if version >= COLUMN_VERSION {
+            d.uvarint()?
+        } else {
+            0
+        };
+        let col = if tag & 1 == 1 {
+            let k = i64::from(prev.col).checked_add(unzigzag(tag >> 1))?;
+            let k = u32::try_from(k)
+                .ok()
+                .filter(|&k| (k as usize) < columns.len())?;
+            prev.col = k;
+            Some(k)
+        } else if tag == 0 {
+            None
+        } else {
+            return None;
+        };
+        let (min_t, span) = if let Some(k) = col {
+            let c = columns[k as usize];
+            if i == 0 && delta {
+                (prev.first_min, prev.first_span) = (c.min_t, c.max_t.wrapping_sub(c.min_t));
+            }
+            (c.min_t, c.max_t.wrapping_sub(c.min_t))
+        } else if i > 0 {
             let min_t = prev_max.wrapping_add(d.varint()?);
             (min_t, d.uvarint()? as i64)
         } else if delta {
@@ -303,7 +366,12 @@ fn decode_series(
         };
         let r = prev_ref.wrapping_add(d.varint()? as u64);
         let max_t = min_t.wrapping_add(span);
-        chunks.push(ChunkMeta { min_t, max_t, r });
+        chunks.push(ChunkMeta {
+            min_t,
+            max_t,
+            r,
+            col,
+        });
         (prev_max, prev_ref) = (max_t, r);
     }
     prev.last_ref = prev_ref;
@@ -325,6 +393,8 @@ pub(crate) struct IndexReader {
     /// Format version (series are delta-encoded with restart points since 3).
     version: u8,
     symbols: Vec<(usize, usize)>,
+    /// Timestamp columns of the chunks file (version 6).
+    columns: Vec<Column>,
     series: Vec<usize>,
     terms: Vec<Term>,
     postings: (usize, usize),
@@ -393,6 +463,23 @@ impl IndexReader {
 
         let (ss, se) = ranges[1];
         let mut d = Decoder::new(&b[ss..se]);
+        let mut columns = Vec::new();
+        if version >= COLUMN_VERSION {
+            let n = d.len(se - ss).ok_or_else(|| bad("columns"))?;
+            let (mut t, mut r) = (0i64, 0u64);
+            for _ in 0..n {
+                let (dt, span, dr) = (d.varint(), d.uvarint(), d.uvarint());
+                let (Some(dt), Some(span), Some(dr)) = (dt, span, dr) else {
+                    return Err(bad("columns"));
+                };
+                (t, r) = (t.wrapping_add(dt), r.wrapping_add(dr));
+                columns.push(Column {
+                    min_t: t,
+                    max_t: t.wrapping_add(span as i64),
+                    r,
+                });
+            }
+        }
         let n = d.len(se - ss).ok_or_else(|| bad("series"))?;
         let mut series = Vec::with_capacity(n);
         let delta = version >= DELTA_VERSION;
@@ -402,7 +489,8 @@ impl IndexReader {
             if !delta || id % RESTART == 0 {
                 prev = Prev::default();
             }
-            decode_series(&mut d, &mut prev, version, sym_count).ok_or_else(|| bad("series"))?;
+            decode_series(&mut d, &mut prev, version, sym_count, &columns)
+                .ok_or_else(|| bad("series"))?;
         }
 
         let (ts, te) = ranges[2];
@@ -436,6 +524,7 @@ impl IndexReader {
             data,
             version,
             symbols,
+            columns,
             series,
             terms,
             postings: (ps, pe),
@@ -444,6 +533,11 @@ impl IndexReader {
 
     fn bytes(&self) -> &[u8] {
         (*self.data).as_ref()
+    }
+
+    /// Reference of timestamp column `k` in the chunks file.
+    pub(crate) fn column_ref(&self, k: u32) -> Option<u64> {
+        self.columns.get(k as usize).map(|c| c.r)
     }
 
     /// Number of series.
@@ -488,8 +582,14 @@ impl IndexReader {
         let mut prev = Prev::default();
         let mut chunks = Vec::new();
         for _ in first..=id as usize {
-            chunks = decode_series(&mut d, &mut prev, self.version, self.symbols.len() as u64)
-                .ok_or_else(|| bad("series"))?;
+            chunks = decode_series(
+                &mut d,
+                &mut prev,
+                self.version,
+                self.symbols.len() as u64,
+                &self.columns,
+            )
+            .ok_or_else(|| bad("series"))?;
         }
         let mut labels = Vec::with_capacity(prev.labels.len());
         for &(n, v) in &prev.labels {
@@ -595,6 +695,7 @@ mod tests {
             &[("__name__", "d"), ("x", "é")],
         ];
         let mut series: Vec<SeriesEntry> = Vec::new();
+        let mut columns: Vec<Column> = Vec::new();
         for k in 0..40usize {
             for (i, set) in sets.iter().enumerate() {
                 let mut pairs: Vec<(String, String)> = set
@@ -607,24 +708,42 @@ mod tests {
                 series.push(SeriesEntry {
                     labels: Labels::from_pairs(pairs),
                     chunks: (0..(k + i) % 3)
-                        .map(|c| ChunkMeta {
-                            min_t: t + c as i64 * 100,
-                            max_t: t + c as i64 * 100 + 50 + (k as i64 % 5),
-                            r: (1000 * k + 10 * i + c) as u64,
+                        .map(|c| {
+                            let min_t = t + c as i64 * 100;
+                            let max_t = min_t + 50 + (k as i64 % 5);
+                            // Every third chunk over a column with its times.
+                            let col = (c % 3 == 1).then(|| {
+                                columns.push(Column {
+                                    min_t,
+                                    max_t,
+                                    r: 7 * columns.len() as u64,
+                                });
+                                columns.len() as u32 - 1
+                            });
+                            ChunkMeta {
+                                min_t,
+                                max_t,
+                                r: (1000 * k + 10 * i + c) as u64,
+                                col,
+                            }
                         })
                         .collect(),
                 });
             }
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        for version in 1..=4u8 {
-            let data = build_index(&series, version);
+        for version in 1..=6u8 {
+            let data = build_index(&series, &columns, version);
             let r = IndexReader::open(Box::new(data), version).unwrap();
             assert_eq!(r.num_series() as usize, series.len());
             for (id, want) in series.iter().enumerate() {
                 let got = r.series(id as u32).unwrap();
                 assert_eq!(got.labels, want.labels, "version {version} id {id}");
-                assert_eq!(got.chunks, want.chunks, "version {version} id {id}");
+                let mut want = want.chunks.clone();
+                if version < COLUMN_VERSION {
+                    want.iter_mut().for_each(|c| c.col = None);
+                }
+                assert_eq!(got.chunks, want, "version {version} id {id}");
             }
         }
     }

@@ -958,23 +958,28 @@ fn chunk_report() {
         return;
     };
     let b = dir::Block::open(&dir).unwrap();
-    let mut w = chunks::ChunkWriter::new(b"STCK\x05");
+    let mut w = chunks::ChunkWriter::new(b"STCK\x06");
     // metric -> (series, samples, bytes, chunks per first encoding byte)
     let mut by: BTreeMap<String, (usize, usize, usize, BTreeMap<u8, usize>)> = BTreeMap::new();
-    let mut file = Vec::new();
+    let mut added = Vec::new();
     for r in b.all_series() {
         let (labels, samples) = r.unwrap();
         let name = labels.metric_name().unwrap_or("").to_string();
+        let before = w.buffered();
+        added.push((name.clone(), w.add(&samples)));
         let row = by.entry(name).or_default();
         row.0 += 1;
         row.1 += samples.len();
-        let before = file.len() + w.buffered();
-        let r = w.add(&samples);
-        file.extend(w.take());
-        row.2 += file.len() - before;
-        *row.3
-            .entry(chunks::read_record(&file, r).unwrap()[0])
-            .or_default() += 1;
+        row.2 += w.buffered() - before;
+    }
+    let file = w.take();
+    println!(
+        "page framing {} bytes",
+        file.len() - by.values().map(|r| r.2).sum::<usize>()
+    );
+    for (name, a) in added {
+        let kind = chunks::read_paged(&file, a.r).unwrap()[0];
+        *by.get_mut(&name).unwrap().3.entry(kind).or_default() += 1;
     }
     let mut rows: Vec<_> = by.into_iter().collect();
     rows.sort_by_key(|(_, r)| std::cmp::Reverse(r.2));
