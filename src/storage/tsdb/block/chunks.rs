@@ -227,22 +227,8 @@ fn decode_times(payload: &[u8]) -> Option<Vec<i64>> {
 /// The payload of record `r` of a paged (version 6) `chunks` file, after
 /// verifying its page's checksum.
 pub(crate) fn read_paged(file: &[u8], r: u64) -> Result<&[u8], String> {
-    let (page, idx) = (r >> 12, r & (PAGE_RECORDS - 1));
-    let start = usize::try_from(page).map_err(|_| format!("chunk ref {r} out of range"))?;
-    if start < MAGIC_CHUNKS.len() + 1 || start >= file.len() {
-        return Err(format!("chunk ref {r} out of range"));
-    }
-    let mut d = Decoder::new(&file[start..]);
-    let body = d
-        .len(file.len())
-        .and_then(|n| d.bytes(n))
-        .ok_or_else(|| format!("chunk page at {page}: truncated"))?;
-    let crc = d
-        .u32_be()
-        .ok_or_else(|| format!("chunk page at {page}: truncated checksum"))?;
-    if crc32c::crc32c(body) != crc {
-        return Err(format!("chunk page at {page}: checksum mismatch"));
-    }
+    let idx = r & (PAGE_RECORDS - 1);
+    let body = read_framed(file, r >> 12, "chunk page")?;
     let mut d = Decoder::new(body);
     for i in 0..=idx {
         let rec = d
@@ -439,24 +425,32 @@ fn xor_len(samples: &[Sample]) -> Option<usize> {
         .then(|| c.byte_len() + 1)
 }
 
-/// Why a chunk record could not be read.
+/// The payload of the chunk record at `offset` of a version 1-5 `chunks`
+/// file, after verifying its checksum.
 pub(crate) fn read_record(file: &[u8], offset: u64) -> Result<&[u8], String> {
-    let start = usize::try_from(offset).map_err(|_| format!("chunk ref {offset} out of range"))?;
+    read_framed(file, offset, "chunk")
+}
+
+/// Reads `uvarint len | bytes | crc32c u32 BE` at `offset` (a record of a
+/// version 1-5 file, a page of version 6) and verifies the checksum; errors
+/// name `what` and the offset.
+fn read_framed<'a>(file: &'a [u8], offset: u64, what: &str) -> Result<&'a [u8], String> {
+    let start = usize::try_from(offset).map_err(|_| format!("{what} ref {offset} out of range"))?;
     if start < MAGIC_CHUNKS.len() + 1 || start >= file.len() {
-        return Err(format!("chunk ref {offset} out of range"));
+        return Err(format!("{what} ref {offset} out of range"));
     }
     let mut d = Decoder::new(&file[start..]);
     let len = d
         .len(file.len())
-        .ok_or_else(|| format!("chunk at {offset}: bad length"))?;
+        .ok_or_else(|| format!("{what} at {offset}: bad length"))?;
     let payload = d
         .bytes(len)
-        .ok_or_else(|| format!("chunk at {offset}: truncated"))?;
+        .ok_or_else(|| format!("{what} at {offset}: truncated"))?;
     let crc = d
         .u32_be()
-        .ok_or_else(|| format!("chunk at {offset}: truncated checksum"))?;
+        .ok_or_else(|| format!("{what} at {offset}: truncated checksum"))?;
     if crc32c::crc32c(payload) != crc {
-        return Err(format!("chunk at {offset}: checksum mismatch"));
+        return Err(format!("{what} at {offset}: checksum mismatch"));
     }
     Ok(payload)
 }
