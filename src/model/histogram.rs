@@ -385,6 +385,111 @@ impl FloatHistogram {
         r
     }
 
+    /// An empty histogram with `self`'s layout, to hold the compensation
+    /// of [`Self::kahan_add`].
+    pub fn compensation(&self) -> FloatHistogram {
+        FloatHistogram {
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            custom_values: self.custom_values.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Brings a compensation histogram to `of`'s (possibly coarser) layout.
+    fn follow_layout(&mut self, of: &FloatHistogram) {
+        if of.uses_custom_buckets() {
+            if !bounds_match(&self.custom_values, &of.custom_values) {
+                self.remap_custom(&of.custom_values);
+            }
+        } else {
+            self.reduce_schema(of.schema);
+            self.widen_zero_bucket(of.zero_threshold);
+        }
+    }
+
+    /// `self += weight * other` with Kahan–Neumaier compensation kept in
+    /// `comp` (start it with [`Self::compensation`]; finish with
+    /// [`Self::compensated`]), as Prometheus sums histograms. Returns true
+    /// when custom bounds were reconciled.
+    pub fn kahan_add(
+        &mut self,
+        other: &FloatHistogram,
+        weight: f64,
+        comp: &mut FloatHistogram,
+    ) -> Result<bool, HistogramError> {
+        self.adjust_hint(other);
+        let mut o = other.clone();
+        let reconciled = self.reconcile(&mut o)?;
+        comp.follow_layout(self);
+        let (s, c) = kahan_inc(weight * o.count, self.count, comp.count);
+        (self.count, comp.count) = (s, c);
+        let (s, c) = kahan_inc(weight * o.sum, self.sum, comp.sum);
+        (self.sum, comp.sum) = (s, c);
+        let (s, c) = kahan_inc(weight * o.zero_count, self.zero_count, comp.zero_count);
+        (self.zero_count, comp.zero_count) = (s, c);
+        let side = |dst: &mut Vec<(i32, f64)>, cmp: &mut Vec<(i32, f64)>, src: &[(i32, f64)]| {
+            for &(i, v) in src {
+                let d = dst.binary_search_by_key(&i, |b| b.0).unwrap_or_else(|p| {
+                    dst.insert(p, (i, 0.0));
+                    p
+                });
+                let k = cmp.binary_search_by_key(&i, |b| b.0).unwrap_or_else(|p| {
+                    cmp.insert(p, (i, 0.0));
+                    p
+                });
+                let (s, c) = kahan_inc(weight * v, dst[d].1, cmp[k].1);
+                (dst[d].1, cmp[k].1) = (s, c);
+            }
+        };
+        side(&mut self.positive, &mut comp.positive, &o.positive);
+        side(&mut self.negative, &mut comp.negative, &o.negative);
+        Ok(reconciled)
+    }
+
+    /// The compensated result of a [`Self::kahan_add`] series.
+    pub fn compensated(mut self, comp: &FloatHistogram) -> FloatHistogram {
+        let mut c = comp.clone();
+        c.follow_layout(&self);
+        self.count += c.count;
+        self.sum += c.sum;
+        self.zero_count += c.zero_count;
+        merge_into(&mut self.positive, c.positive, 1.0);
+        merge_into(&mut self.negative, c.negative, 1.0);
+        self
+    }
+
+    /// Replaces each infinite count, sum or bucket with `other`'s value for
+    /// it (same layout).
+    pub fn replace_infinite(&mut self, other: &FloatHistogram) {
+        let pick = |v: &mut f64, o: f64| {
+            if v.is_infinite() {
+                *v = o;
+            }
+        };
+        pick(&mut self.count, other.count);
+        pick(&mut self.sum, other.sum);
+        pick(&mut self.zero_count, other.zero_count);
+        for (mine, theirs) in [
+            (&mut self.positive, &other.positive),
+            (&mut self.negative, &other.negative),
+        ] {
+            for b in mine.iter_mut() {
+                if let Ok(k) = theirs.binary_search_by_key(&b.0, |x| x.0) {
+                    pick(&mut b.1, theirs[k].1);
+                }
+            }
+        }
+    }
+
+    /// True when a count, the sum or a bucket is infinite.
+    pub fn has_infinity(&self) -> bool {
+        [self.count, self.sum, self.zero_count]
+            .iter()
+            .chain(self.positive.iter().chain(&self.negative).map(|b| &b.1))
+            .any(|v| v.is_infinite())
+    }
+
     /// Prometheus's `Equals`: same layout and values (NaN equal to NaN),
     /// the counter-reset hint aside.
     pub fn equals(&self, o: &FloatHistogram) -> bool {
@@ -739,6 +844,21 @@ impl FloatHistogram {
         }
         (spans, counts)
     }
+}
+
+/// Neumaier-compensated summation step (Prometheus's `kahanSumInc`):
+/// adds `inc` to `sum` with the running compensation `c`; the result is
+/// `sum + c`.
+pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
 }
 
 /// The value a trimmed bucket's remaining observations are assumed to have
@@ -1223,6 +1343,21 @@ mod tests {
         let t = e.trim(std::f64::consts::SQRT_2, true);
         assert!((t.count - 1.0).abs() < 1e-12);
         assert_eq!(t.positive.len(), 1);
+    }
+
+    #[test]
+    fn kahan_add_keeps_what_plain_addition_loses() {
+        let sums = [3.1, 1e100, -1e100, 1.3];
+        let mut acc = h(0, 1.0, sums[0], &[(0, 1.0)]);
+        let mut comp = acc.compensation();
+        for s in &sums[1..] {
+            acc.kahan_add(&h(0, 1.0, *s, &[(1, 1.0)]), 1.0, &mut comp)
+                .unwrap();
+        }
+        let out = acc.compensated(&comp);
+        assert!((out.sum - 4.4).abs() < 1e-12, "{}", out.sum);
+        assert_eq!(out.count, 4.0);
+        assert_eq!(out.positive, vec![(0, 1.0), (1, 3.0)]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ pub use histogram::{
     split_test_values, test_histogram_equal,
 };
 pub use histogram::{
-    exponential_bound, Bucket, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
-    NanObservations, CUSTOM_BUCKETS_SCHEMA,
+    exponential_bound, kahan_inc, Bucket, CounterResetHint, FloatHistogram, HistogramError,
+    HistogramSample, NanObservations, CUSTOM_BUCKETS_SCHEMA,
 };
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};

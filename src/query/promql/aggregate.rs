@@ -280,10 +280,7 @@ fn aggregate_histograms(
                 return None;
             }
             let site = Site { metric: "", pos };
-            let mut sum = sum_histograms(ev, hs.iter().map(|h| &***h), &site)?;
-            if op == "avg" {
-                sum.scale(1.0 / hs.len() as f64);
-            }
+            let sum = sum_histograms(ev, hs.iter().map(|h| &***h), &site, op == "avg")?;
             Some(Out::H(sum))
         }
         _ => {

@@ -486,18 +486,7 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     (a.len() - i).cmp(&(b.len() - j))
 }
 
-/// Neumaier-compensated summation step (Prometheus's `kahanSumInc`).
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+pub(crate) use crate::model::kahan_inc;
 
 /// Prometheus's `quantile` over unsorted values.
 pub(crate) fn quantile(q: f64, vals: &mut [f64]) -> f64 {

@@ -93,26 +93,49 @@ impl HintTracker {
     }
 }
 
-/// Sums histograms; `None` (with the warning) on mixed schemas.
+/// Sums histograms (`mean`: averages them) as Prometheus does: with
+/// Kahan–Neumaier compensation; in an average, the fields whose sum
+/// overflows take the compensated incremental mean instead. `None` (with
+/// the warning) on mixed schemas.
 pub(crate) fn sum_histograms<'h>(
     ev: &mut Evaluator,
     hs: impl Iterator<Item = &'h FloatHistogram>,
     site: &Site,
+    mean: bool,
 ) -> Option<FloatHistogram> {
-    let mut sum: Option<FloatHistogram> = None;
+    let mut acc: Option<(FloatHistogram, FloatHistogram)> = None;
+    // The incremental mean, once the sum has overflowed.
+    let mut inc: Option<(FloatHistogram, FloatHistogram)> = None;
     let mut hints = HintTracker::default();
-    let mut rec = false;
+    let (mut rec, mut n) = (false, 0.0);
     for h in hs {
         hints.see(h);
-        match &mut sum {
-            None => sum = Some(h.clone()),
-            Some(s) => match s.add(h) {
-                Ok(r) => rec |= r,
-                Err(HistogramError::MixedSchemas) => {
-                    site.mixed_schemas(ev);
-                    return None;
-                }
-            },
+        n += 1.0;
+        let Some((sum, comp)) = &mut acc else {
+            acc = Some((h.clone(), h.compensation()));
+            continue;
+        };
+        if mean && inc.is_none() {
+            let (mut s, mut c) = (sum.clone(), comp.clone());
+            if s.kahan_add(h, 1.0, &mut c).is_ok() && s.has_infinity() {
+                let (mut m, mut mc) = (sum.clone(), comp.clone());
+                m.div(n - 1.0);
+                mc.div(n - 1.0);
+                inc = Some((m, mc));
+            }
+        }
+        if let Some((m, mc)) = &mut inc {
+            let q = (n - 1.0) / n;
+            m.scale(q);
+            mc.scale(q);
+            let _ = m.kahan_add(h, 1.0 / n, mc);
+        }
+        match sum.kahan_add(h, 1.0, comp) {
+            Ok(r) => rec |= r,
+            Err(HistogramError::MixedSchemas) => {
+                site.mixed_schemas(ev);
+                return None;
+            }
         }
     }
     if hints.collided() {
@@ -121,7 +144,15 @@ pub(crate) fn sum_histograms<'h>(
     if rec {
         reconciled(ev, "aggregation", site.pos);
     }
-    sum
+    let (sum, comp) = acc?;
+    let mut out = sum.compensated(&comp);
+    if mean {
+        out.div(n);
+        if let Some((m, mc)) = inc {
+            out.replace_infinite(&m.compensated(&mc));
+        }
+    }
+    Some(out)
 }
 
 /// Runs `f` with [`Evaluator::hist_stats`] set to `on`, then restores it.
@@ -454,10 +485,8 @@ pub(crate) fn range_step(
                 site.mixed_floats(ev);
                 return None;
             }
-            let mut sum = sum_histograms(ev, hs.iter().map(|h| &*h.h), site)?;
-            if name == "avg_over_time" {
-                sum.scale(1.0 / hs.len() as f64);
-            }
+            let mean = name == "avg_over_time";
+            let sum = sum_histograms(ev, hs.iter().map(|h| &*h.h), site, mean)?;
             Some(Out::H(sum))
         }
         _ => {
