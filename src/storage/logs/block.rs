@@ -1,36 +1,39 @@
-//! The payload of a segment block (data format 2): a log-aware, reversible
-//! columnar transform, each column compressed on its own.
+//! The payload of a segment block (data formats 2 and 3): a log-aware,
+//! reversible columnar transform, each column compressed on its own.
 //!
 //! Every line is split into a *template* and typed variables (in the spirit
 //! of CLP): a run of lowercase hex digits of even length 8..=510 standing
 //! alone between non-alphanumeric bytes becomes 1 byte per 2 digits in the
 //! hex column; a canonical decimal number (no leading zero, fits in u64)
-//! becomes a varint in the integer column of its ordinal (the 1st, 2nd, ..
-//! number of the line; the last column takes the rest). The template keeps
-//! every other byte and a marker per variable; the block stores each
-//! distinct template once and a template id per line. Timestamps are
+//! becomes a varint in an integer column (format 3: the column of the word
+//! before it, see [`IntSlots`]; format 2: of its ordinal in the line). The
+//! template keeps every other byte and a marker per variable. Format 3
+//! blocks hold a template id per line into the segment's [`Templates`]
+//! (kept in its index and in memory, so a block still decodes with one
+//! read); format 2 blocks carry their own templates column. Timestamps are
 //! stored as the first value and deltas divided by their common divisor.
 //!
 //! Layout: `entries | columns | per column: kind u8, codec u8, raw length,
 //! stored length | column bytes...` (varints), codec 0 = stored, 1 = zstd.
-//! A block decodes on its own, byte for byte: lines are bytes to the codec
-//! (any byte sequence round-trips; markers in lines are escaped).
+//! Lines are bytes to the codec: any byte sequence round-trips, markers in
+//! lines are escaped.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
 use crate::logs::LogEntry;
 
-/// Column kinds, in block order; integer columns are `INTS + ordinal`.
+/// Column kinds, in block order; integer columns are `INTS + n`.
 const TIMESTAMPS: u8 = 0;
 const TEMPLATES: u8 = 1;
 const TEMPLATE_IDS: u8 = 2;
 const HEX: u8 = 3;
 const METADATA: u8 = 4;
 const INTS: u8 = 16;
-/// Integer columns; numbers past the last one share it.
-const INT_COLUMNS: u8 = 8;
+/// Integer columns; numbers of further kinds share the last one.
+const INT_COLUMNS: u8 = 24;
+/// Template bytes before a number searched for its word.
+const WORD_WINDOW: usize = 32;
 
 /// Template markers; a literal marker byte is escaped by `ESC`.
 const M_INT: u8 = 1;
@@ -53,15 +56,133 @@ pub(crate) fn column_name(kind: u8) -> &'static str {
     }
 }
 
+/// The line templates of a segment, by id.
+#[derive(Default)]
+pub(crate) struct Templates {
+    list: Vec<Vec<u8>>,
+    /// Ids by template (while writing).
+    ids: HashMap<Vec<u8>, u64>,
+}
+
+impl Templates {
+    /// The id of a template, adding it when new.
+    fn id(&mut self, t: &[u8]) -> u64 {
+        if let Some(&id) = self.ids.get(t) {
+            return id;
+        }
+        let id = self.list.len() as u64;
+        self.list.push(t.to_vec());
+        self.ids.insert(t.to_vec(), id);
+        id
+    }
+
+    /// Templates held.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Serialized: each template length-prefixed, the whole zstd-compressed.
+    pub(crate) fn to_bytes(
+        &self,
+        zstd: &mut zstd::bulk::Compressor<'_>,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut raw = Vec::new();
+        for t in &self.list {
+            put_bytes(&mut raw, t);
+        }
+        let mut out = Vec::new();
+        put_uvarint(&mut out, raw.len() as u64);
+        out.extend_from_slice(&zstd.compress(&raw)?);
+        Ok(out)
+    }
+
+    /// Templates from [`Templates::to_bytes`].
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Templates, String> {
+        let mut r = Reader::new(b);
+        let n = r.u64("templates length")? as usize;
+        if n > MAX_COLUMN {
+            return Err(format!("templates of {n} bytes"));
+        }
+        let rest = r.take(b.len() - r.pos(), "templates")?;
+        let raw = zstd::bulk::decompress(rest, n).map_err(|e| format!("templates: {e}"))?;
+        Ok(Templates {
+            list: split_templates(&raw)?,
+            ids: HashMap::new(),
+        })
+    }
+}
+
+fn split_templates(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut r = Reader::new(raw);
+    let mut list = Vec::new();
+    while !r.is_empty() {
+        list.push(r.bytes("line template")?.to_vec());
+    }
+    Ok(list)
+}
+
 /// Columns of a block being built.
 #[derive(Default)]
 struct Columns {
-    templates: Vec<u8>,
     template_ids: Vec<u8>,
     hex: Vec<u8>,
     ints: Vec<Vec<u8>>,
-    ids: HashMap<Vec<u8>, u64>,
+    slots: IntSlots,
     scratch: Vec<u8>,
+    values: Vec<u64>,
+}
+
+/// Assigns each number of a block to an integer column by the word before
+/// it in the template (its last 8 ASCII letters within [`WORD_WINDOW`]
+/// bytes), in order of first appearance, so `status=200` and `took=12ms`
+/// fill different columns whatever comes before them. The encoder and the
+/// decoder see the same templates in the same order, so they agree.
+/// Format 2 used the ordinal of the number in the line instead.
+#[derive(Default)]
+struct IntSlots {
+    ordinal: bool,
+    cols: HashMap<u64, usize>,
+    /// Columns of the numbers of each template seen, by template id.
+    by_template: HashMap<u64, Vec<u8>>,
+}
+
+impl IntSlots {
+    /// The columns of the numbers of template `id`, in order.
+    fn of(&mut self, id: u64, t: &[u8]) -> &[u8] {
+        if !self.by_template.contains_key(&id) {
+            let mut cols = Vec::new();
+            let mut i = 0;
+            while i < t.len() {
+                match t[i] {
+                    M_INT if self.ordinal => cols.push(cols.len().min(7) as u8),
+                    M_INT => cols.push(self.column(&t[..i]) as u8),
+                    M_HEX | ESC => i += 1,
+                    _ => {}
+                }
+                i += 1;
+            }
+            self.by_template.insert(id, cols);
+        }
+        &self.by_template[&id]
+    }
+
+    /// The column of a number whose template so far is `prefix`.
+    fn column(&mut self, prefix: &[u8]) -> usize {
+        let w = &prefix[prefix.len().saturating_sub(WORD_WINDOW)..];
+        let end = w
+            .iter()
+            .rposition(u8::is_ascii_alphabetic)
+            .map_or(0, |p| p + 1);
+        let start = w[..end]
+            .iter()
+            .rposition(|b| !b.is_ascii_alphabetic())
+            .map_or(0, |p| p + 1);
+        let key = w[start.max(end.saturating_sub(8))..end]
+            .iter()
+            .fold(0u64, |k, &b| k << 8 | u64::from(b));
+        let next = self.cols.len().min(usize::from(INT_COLUMNS) - 1);
+        *self.cols.entry(key).or_insert(next)
+    }
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -103,10 +224,10 @@ fn push_literal(t: &mut Vec<u8>, b: u8) {
 
 impl Columns {
     /// Splits a line into its template and variables.
-    fn add_line(&mut self, line: &[u8]) {
+    fn add_line(&mut self, line: &[u8], templates: &mut Templates) {
         let mut t = std::mem::take(&mut self.scratch);
         t.clear();
-        let mut nints = 0u8;
+        self.values.clear();
         let mut i = 0;
         while i < line.len() {
             if !is_alnum(line[i]) {
@@ -142,27 +263,21 @@ impl Columns {
                 match canonical_int(&run[d0..k]) {
                     Some(v) => {
                         t.push(M_INT);
-                        let col = usize::from(nints.min(INT_COLUMNS - 1));
-                        if self.ints.len() <= col {
-                            self.ints.resize(col + 1, Vec::new());
-                        }
-                        put_uvarint(&mut self.ints[col], v);
-                        nints = nints.saturating_add(1);
+                        self.values.push(v);
                     }
                     None => t.extend_from_slice(&run[d0..k]),
                 }
             }
         }
-        let next = self.ids.len() as u64;
-        let id = match self.ids.get(&t) {
-            Some(&id) => id,
-            None => {
-                put_bytes(&mut self.templates, &t);
-                self.ids.insert(t.clone(), next);
-                next
-            }
-        };
+        let id = templates.id(&t);
         put_uvarint(&mut self.template_ids, id);
+        for (&col, &v) in self.slots.of(id, &t).iter().zip(&self.values) {
+            let col = usize::from(col);
+            if self.ints.len() <= col {
+                self.ints.resize(col + 1, Vec::new());
+            }
+            put_uvarint(&mut self.ints[col], v);
+        }
         self.scratch = t;
     }
 }
@@ -194,15 +309,17 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Compresses columns into a block. Returns the block and its decoded size
-/// (the sum of the raw columns).
+/// Compresses columns into a format 3 block whose templates go into the
+/// segment's `templates`. Returns the block and its decoded size (the sum
+/// of the raw columns).
 pub(crate) fn encode(
     entries: &[LogEntry],
+    templates: &mut Templates,
     zstd: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<(Vec<u8>, u64)> {
     let mut c = Columns::default();
     for e in entries {
-        c.add_line(e.line.as_bytes());
+        c.add_line(e.line.as_bytes(), templates);
     }
     let mut meta = Vec::with_capacity(entries.len());
     for e in entries {
@@ -210,7 +327,6 @@ pub(crate) fn encode(
     }
     let mut cols: Vec<(u8, Vec<u8>)> = vec![
         (TIMESTAMPS, encode_timestamps(entries)),
-        (TEMPLATES, c.templates),
         (TEMPLATE_IDS, c.template_ids),
         (HEX, c.hex),
         (METADATA, meta),
@@ -316,8 +432,15 @@ fn unpack(c: &Col<'_>) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
-/// Decodes a block written by [`encode`].
-pub(crate) fn decode(block: &[u8]) -> Result<Vec<LogEntry>, String> {
+/// Decodes a block of data format `version` (2 or 3; format 3 blocks use
+/// the segment's `templates`). `None` without decoding the entries when the
+/// block's text lacks a substring of `must_contain` (no line can hold it).
+pub(crate) fn decode(
+    block: &[u8],
+    version: u32,
+    templates: &Templates,
+    must_contain: &[String],
+) -> Result<Option<Vec<LogEntry>>, String> {
     let (n, cols) = columns(block)?;
     let mut raw: HashMap<u8, Vec<u8>> = HashMap::with_capacity(cols.len());
     for c in &cols {
@@ -326,65 +449,86 @@ pub(crate) fn decode(block: &[u8]) -> Result<Vec<LogEntry>, String> {
         }
     }
     let col = |k: u8| raw.get(&k).map_or(&[][..], |v| &v[..]);
-    let mut ts = Reader::new(col(TIMESTAMPS));
-    let mut tpl = Reader::new(col(TEMPLATES));
-    let mut templates = Vec::new();
-    while !tpl.is_empty() {
-        templates.push(tpl.bytes("line template")?);
-    }
+    let own;
+    let list = if version == 2 {
+        own = split_templates(col(TEMPLATES))?;
+        &own
+    } else {
+        &templates.list
+    };
     let mut ids = Reader::new(col(TEMPLATE_IDS));
     let mut hex = Reader::new(col(HEX));
     let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS)
         .map(|i| Reader::new(col(INTS + i)))
         .collect();
+    let mut slots = IntSlots {
+        ordinal: version == 2,
+        ..IntSlots::default()
+    };
+    // All lines rendered into one buffer, then checked for the hints.
+    let mut text = Vec::with_capacity(block.len() * 8);
+    let mut ends = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        let id = ids.u64("template id")?;
+        let t = list
+            .get(id as usize)
+            .ok_or_else(|| format!("template id {id} of {}", list.len()))?;
+        render(t, slots.of(id, t), &mut hex, &mut ints, &mut text)?;
+        ends.push(text.len());
+    }
+    if !(ids.is_empty() && hex.is_empty() && ints.iter().all(|r| r.is_empty())) {
+        return Err("column bytes left over".into());
+    }
+    let found = |h: &String| memchr::memmem::find(&text, h.as_bytes()).is_some();
+    if !must_contain.iter().all(found) {
+        return Ok(None);
+    }
+    let mut ts = Reader::new(col(TIMESTAMPS));
     let mut meta = Reader::new(col(METADATA));
-    let mut out = Vec::with_capacity(n.min(1 << 20));
+    let mut out = Vec::with_capacity(n);
     let (mut prev, g) = if n > 0 {
         let g = ts.u64("timestamp divisor")? as i64;
         (ts.varint("first timestamp")?, g)
     } else {
         (0, 1)
     };
-    for i in 0..n {
+    let mut start = 0;
+    for (i, end) in ends.into_iter().enumerate() {
         if i > 0 {
             prev = prev.wrapping_add(ts.varint("timestamp")?.wrapping_mul(g));
         }
-        let id = ids.u64("template id")? as usize;
-        let t = *templates
-            .get(id)
-            .ok_or_else(|| format!("template id {id} of {}", templates.len()))?;
-        let line = render(t, &mut hex, &mut ints)?;
+        let line = std::str::from_utf8(&text[start..end]).map_err(|_| "line is not UTF-8")?;
+        start = end;
         out.push(LogEntry {
             ts: prev,
-            line: String::from_utf8(line).map_err(|_| "line is not UTF-8".to_string())?,
+            line: line.to_owned(),
             metadata: meta.labels("structured metadata")?,
         });
     }
-    let all_read = ts.is_empty()
-        && ids.is_empty()
-        && hex.is_empty()
-        && meta.is_empty()
-        && ints.iter().all(|r| r.is_empty());
-    if !all_read {
+    if !(ts.is_empty() && meta.is_empty()) {
         return Err("column bytes left over".into());
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
-/// A line from its template and variables.
-fn render(t: &[u8], hex: &mut Reader<'_>, ints: &mut [Reader<'_>]) -> Result<Vec<u8>, String> {
+/// Appends a line rendered from its template, the columns of its numbers
+/// and the variables.
+fn render(
+    t: &[u8],
+    cols: &[u8],
+    hex: &mut Reader<'_>,
+    ints: &mut [Reader<'_>],
+    line: &mut Vec<u8>,
+) -> Result<(), String> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut line = Vec::with_capacity(t.len() + 32);
-    let mut nints = 0u8;
+    let mut cols = cols.iter();
     let mut i = 0;
     while i < t.len() {
         match t[i] {
             M_INT => {
-                let col = usize::from(nints.min(INT_COLUMNS - 1));
-                let v = ints[col].u64("number")?;
-                // Writing into a Vec cannot fail.
-                let _ = write!(line, "{v}");
-                nints = nints.saturating_add(1);
+                let c = *cols.next().ok_or("template numbers")?;
+                let v = ints[usize::from(c)].u64("number")?;
+                put_decimal(line, v);
             }
             M_HEX => {
                 i += 1;
@@ -402,7 +546,22 @@ fn render(t: &[u8], hex: &mut Reader<'_>, ints: &mut [Reader<'_>]) -> Result<Vec
         }
         i += 1;
     }
-    Ok(line)
+    Ok(())
+}
+
+/// Appends the decimal digits of `v`.
+fn put_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]
@@ -412,23 +571,23 @@ mod tests {
 
     /// Byte-level round trip of lines through the template split.
     fn round_trip_bytes(lines: &[&[u8]]) {
+        let mut templates = Templates::default();
         let mut c = Columns::default();
         for l in lines {
-            c.add_line(l);
-        }
-        let mut tr = Reader::new(&c.templates);
-        let mut templates = Vec::new();
-        while !tr.is_empty() {
-            templates.push(tr.bytes("t").unwrap());
+            c.add_line(l, &mut templates);
         }
         let mut ids = Reader::new(&c.template_ids);
         let mut hex = Reader::new(&c.hex);
         let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS as usize)
             .map(|i| Reader::new(c.ints.get(i).map_or(&[][..], |v| &v[..])))
             .collect();
+        let mut slots = IntSlots::default();
         for l in lines {
-            let t = templates[ids.u64("id").unwrap() as usize];
-            assert_eq!(render(t, &mut hex, &mut ints).unwrap(), *l);
+            let id = ids.u64("id").unwrap();
+            let t = &templates.list[id as usize];
+            let mut out = Vec::new();
+            render(t, slots.of(id, t), &mut hex, &mut ints, &mut out).unwrap();
+            assert_eq!(out, *l);
         }
         assert!(hex.is_empty() && ints.iter().all(|r| r.is_empty()));
     }
@@ -436,6 +595,11 @@ mod tests {
     #[test]
     fn lines_round_trip_byte_for_byte() {
         let long = "a1".repeat(300) + &"9".repeat(40) + &"x".repeat(70_000);
+        // More number kinds than columns, and numbers with no word at all.
+        let kinds: String = (0..60)
+            .map(|i| format!("k{}x={i} ", "q".repeat(i % 9)))
+            .collect();
+        let bare: String = (0..20_000).map(|i| format!("{i} ")).collect();
         let lines: Vec<&[u8]> = vec![
             b"",
             b"level=info request_id=0123456789abcdef user=u42 took=12ms",
@@ -445,6 +609,9 @@ mod tests {
             b"deadbeef DEADBEEF deadbeefx 0123456789abcdef0 abcdef0123",
             b"{\"id\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"}",
             long.as_bytes(),
+            kinds.as_bytes(),
+            bare.as_bytes(),
+            kinds.as_bytes(),
         ];
         round_trip_bytes(&lines);
     }
@@ -491,41 +658,62 @@ mod tests {
             .collect()
     }
 
+    /// Encodes into a block and decodes it back through serialized
+    /// templates.
+    fn round_trip(es: &[LogEntry]) -> (Vec<u8>, Vec<LogEntry>) {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let mut templates = Templates::default();
+        let (block, _) = encode(es, &mut templates, &mut z).unwrap();
+        let stored = Templates::from_bytes(&templates.to_bytes(&mut z).unwrap()).unwrap();
+        let got = decode(&block, 3, &stored, &[]).unwrap().unwrap();
+        (block, got)
+    }
+
     #[test]
     fn blocks_round_trip_and_compress() {
-        let mut z = zstd::bulk::Compressor::new(3).unwrap();
         let es = entries();
-        let (block, raw) = encode(&es, &mut z).unwrap();
-        assert_eq!(decode(&block).unwrap(), es);
+        let (block, got) = round_trip(&es);
+        assert_eq!(got, es);
         let line_bytes: usize = es.iter().map(|e| e.line.len()).sum();
         assert!(
             block.len() * 5 < line_bytes,
             "{} of {line_bytes}",
             block.len()
         );
-        assert!(raw > 0);
         let sizes = column_sizes(&block).unwrap();
         assert_eq!(sizes.iter().map(|s| s.1).sum::<u64>(), block.len() as u64);
         assert!(sizes.iter().any(|s| s.0 == "hex ids"));
-        let (empty, _) = encode(&[], &mut z).unwrap();
-        assert_eq!(decode(&empty).unwrap(), []);
+        assert_eq!(round_trip(&[]).1, []);
         let one = [LogEntry::new(i64::MIN, "")];
-        assert_eq!(decode(&encode(&one, &mut z).unwrap().0).unwrap(), one);
+        assert_eq!(round_trip(&one).1, one);
         let wide = [LogEntry::new(i64::MIN, "a"), LogEntry::new(i64::MAX, "b")];
-        assert_eq!(decode(&encode(&wide, &mut z).unwrap().0).unwrap(), wide);
+        assert_eq!(round_trip(&wide).1, wide);
+    }
+
+    #[test]
+    fn hints_skip_blocks_without_their_text() {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let mut templates = Templates::default();
+        let es = entries();
+        let (block, _) = encode(&es, &mut templates, &mut z).unwrap();
+        let hint = |h: &str| decode(&block, 3, &templates, &[h.to_string()]).unwrap();
+        assert_eq!(hint("user_id=u7919 ").unwrap(), es);
+        assert_eq!(hint("user_id=u7919x"), None);
     }
 
     #[test]
     fn damaged_blocks_fail_cleanly() {
         let mut z = zstd::bulk::Compressor::new(3).unwrap();
-        let (block, _) = encode(&entries()[..50], &mut z).unwrap();
+        let mut templates = Templates::default();
+        let (block, _) = encode(&entries()[..50], &mut templates, &mut z).unwrap();
         for cut in 0..block.len() {
-            assert!(decode(&block[..cut]).is_err(), "cut at {cut} decoded");
+            let got = decode(&block[..cut], 3, &templates, &[]);
+            assert!(got.is_err(), "cut at {cut} decoded");
         }
         for at in (0..block.len()).step_by(7) {
             let mut b = block.clone();
             b[at] ^= 0x5a;
-            let _ = decode(&b);
+            let _ = decode(&b, 3, &templates, &[]);
         }
     }
 }

@@ -3,16 +3,18 @@
 //! A segment is a directory `<tenant>/<ULID>/` with two files:
 //! - `data`: `STRLOGDT | version u32` then blocks. A block holds up to
 //!   `block_bytes` of one stream's entries and decodes on its own (so
-//!   reading one line reads one block). Version 2 blocks are the columnar
-//!   templates-and-variables encoding of `block.rs`; version 1 blocks (still
-//!   read) are one zstd frame of: entry count, the timestamp column (first
-//!   value, then deltas), the lines, then the structured metadata of each
-//!   entry.
+//!   reading one line reads one block). Version 3 and 2 blocks are the
+//!   columnar templates-and-variables encoding of `block.rs` (version 3:
+//!   line templates shared by the segment, in its index); version 1 blocks
+//!   (still read) are one zstd frame of: entry count, the timestamp column
+//!   (first value, then deltas), the lines, then the structured metadata of
+//!   each entry.
 //! - `index`: `STRLOGIX | version u32 | body | CRC32C(body)`. The body holds
 //!   the WAL position the segment covers, its time range, per stream the
 //!   labels, range, counts and block references (offset, length, CRC32C of
 //!   the compressed bytes, range, raw size, token filter), and the stream
-//!   postings: per label pair a roaring bitmap of stream ids.
+//!   postings: per label pair a roaring bitmap of stream ids; since version
+//!   3 then the segment's line templates (zstd).
 //!
 //! Written into `.tmp-<id>`, fsynced and renamed, so a crash leaves either a
 //! complete segment or a temporary directory that `open` removes.
@@ -40,7 +42,7 @@ use crate::storage::StorageError;
 const DATA_MAGIC: &[u8; 8] = b"STRLOGDT";
 const INDEX_MAGIC: &[u8; 8] = b"STRLOGIX";
 /// Format version written by this code (1 is still read).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const DATA_FILE: &str = "data";
 const INDEX_FILE: &str = "index";
 
@@ -84,6 +86,8 @@ pub(crate) struct Segment {
     data: File,
     /// Format version of the data file.
     version: u32,
+    /// Line templates of format 3 blocks.
+    templates: block::Templates,
     /// Bytes of both files.
     pub disk_bytes: u64,
     /// Bytes of the index file per part.
@@ -99,6 +103,7 @@ struct IndexSizes {
     block_refs: u64,
     filters: u64,
     postings: u64,
+    templates: u64,
     other: u64,
 }
 
@@ -115,6 +120,8 @@ pub struct DiskBreakdown {
     pub line_bytes: u64,
     /// Bytes per part, named `data: <column>` or `index: <part>`.
     pub parts: BTreeMap<String, u64>,
+    /// Line templates of the segments (format 3).
+    pub templates: u64,
     /// Bits of all token filters.
     pub filter_bits: u64,
     /// Distinct tokens the filters hold, estimated from their fill.
@@ -202,6 +209,7 @@ fn write_files(
     streams.sort_by(|a, b| a.0.cmp(b.0));
     let mut zstd =
         zstd::bulk::Compressor::new(zstd_level).map_err(io(format!("zstd level {zstd_level}")))?;
+    let mut templates = block::Templates::default();
     let mut body = Vec::new();
     put_uvarint(&mut body, wal_upto);
     let min = streams.iter().map(|s| s.1[0].ts).min().unwrap_or(0);
@@ -228,7 +236,7 @@ fn write_files(
         let parts = split_blocks(entries, block_bytes);
         put_uvarint(&mut body, parts.len() as u64);
         for part in parts {
-            let (packed, raw_len) = block::encode(part, &mut zstd)
+            let (packed, raw_len) = block::encode(part, &mut templates, &mut zstd)
                 .map_err(io(format!("compress a block of {}", data_path.display())))?;
             data.write_all(&packed)
                 .map_err(io(format!("write {}", data_path.display())))?;
@@ -259,6 +267,10 @@ fn write_files(
             .map_err(io("serialize postings".to_string()))?;
         put_bytes(&mut body, &b);
     }
+    let packed = templates
+        .to_bytes(&mut zstd)
+        .map_err(io("compress line templates".to_string()))?;
+    put_bytes(&mut body, &packed);
     data.sync_all()
         .map_err(io(format!("fsync {}", data_path.display())))?;
     fulltext.write(tmp)?;
@@ -310,7 +322,7 @@ impl Segment {
         let index_path = dir.join(INDEX_FILE);
         let buf = fs::read(&index_path).map_err(io(format!("read {}", index_path.display())))?;
         let bad = |r: String| corrupt(&index_path, r);
-        check_header(&buf, INDEX_MAGIC).map_err(bad)?;
+        let index_version = check_header(&buf, INDEX_MAGIC).map_err(bad)?;
         if buf.len() < 16 {
             return Err(bad("truncated".into()));
         }
@@ -318,13 +330,14 @@ impl Segment {
         if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(bad("checksum mismatch".into()));
         }
-        let (wal_upto, min_ts, max_ts, streams, postings, mut index_sizes) =
-            parse_index(body).map_err(bad)?;
+        let (wal_upto, min_ts, max_ts, streams, postings, templates, mut index_sizes) =
+            parse_index(body, index_version).map_err(bad)?;
         index_sizes.other = buf.len() as u64
             - index_sizes.labels
             - index_sizes.block_refs
             - index_sizes.filters
-            - index_sizes.postings;
+            - index_sizes.postings
+            - index_sizes.templates;
         let data_path = dir.join(DATA_FILE);
         let data = File::open(&data_path).map_err(io(format!("open {}", data_path.display())))?;
         let mut head = [0u8; 12];
@@ -346,6 +359,7 @@ impl Segment {
             postings,
             data,
             version,
+            templates,
             disk_bytes: data_len + buf.len() as u64,
             index_sizes,
         })
@@ -463,14 +477,14 @@ impl Segment {
         )
     }
 
-    /// Reads, checks and decodes a block. A format 1 block is empty without
-    /// decoding when its decompressed bytes lack a hint substring (no line
-    /// can pass it).
+    /// Reads, checks and decodes a block; empty without decoding the entries
+    /// when its text lacks a hint substring (no line can pass it).
     fn read_block(&self, b: &BlockRef, hint: &LineHint) -> Result<Vec<LogEntry>, StorageError> {
         let buf = self.block_bytes(b)?;
         let bad = |r: String| self.bad_block(b, r);
         if self.version >= 2 {
-            return block::decode(&buf).map_err(bad);
+            let got = block::decode(&buf, self.version, &self.templates, &hint.must_contain);
+            return got.map(Option::unwrap_or_default).map_err(bad);
         }
         let raw =
             zstd::bulk::decompress(&buf, b.raw_len as usize).map_err(|e| bad(e.to_string()))?;
@@ -486,12 +500,14 @@ impl Segment {
     /// filters' size, fill and false-positive rate on absent tokens.
     pub(crate) fn breakdown(&self, out: &mut DiskBreakdown) -> Result<(), StorageError> {
         out.segments += 1;
+        out.templates += self.templates.len() as u64;
         let mut add = |k: &str, v: u64| *out.parts.entry(k.to_string()).or_default() += v;
         let ix = self.index_sizes;
         add("index: stream labels", ix.labels);
         add("index: block references", ix.block_refs);
         add("index: token filters", ix.filters);
         add("index: stream postings", ix.postings);
+        add("index: line templates", ix.templates);
         add("index: header, ranges, checksum", ix.other);
         add(
             "full-text index (hot)",
@@ -538,10 +554,11 @@ type ParsedIndex = (
     i64,
     Vec<SegStream>,
     BTreeMap<(String, String), RoaringBitmap>,
+    block::Templates,
     IndexSizes,
 );
 
-fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
+fn parse_index(body: &[u8], version: u32) -> Result<ParsedIndex, String> {
     let mut r = Reader::new(body);
     let wal_upto = r.u64("wal position")?;
     let min_ts = r.varint("min time")?;
@@ -599,10 +616,20 @@ fn parse_index(body: &[u8]) -> Result<ParsedIndex, String> {
         }
         postings.insert((name, value), bm);
     }
+    sizes.postings = (r.pos() - postings_at) as u64;
+    let templates = if version >= 3 {
+        let at = r.pos();
+        let t = block::Templates::from_bytes(r.bytes("line templates")?)?;
+        sizes.templates = (r.pos() - at) as u64;
+        t
+    } else {
+        block::Templates::default()
+    };
     if !r.is_empty() {
         return Err("trailing bytes in the index".into());
     }
-    sizes.postings = (r.pos() - postings_at) as u64;
     sizes.block_refs -= sizes.filters;
-    Ok((wal_upto, min_ts, max_ts, streams, postings, sizes))
+    Ok((
+        wal_upto, min_ts, max_ts, streams, postings, templates, sizes,
+    ))
 }

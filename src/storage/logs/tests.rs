@@ -467,36 +467,42 @@ fn write_segment_fixture() {
     }
 }
 
-/// Segments written by older formats stay readable: the fixture was
-/// written by format 1 (`write_segment_fixture` at that version).
+/// Segments written by older formats stay readable: `testdata/segment-v<N>`
+/// were written by `write_segment_fixture` at format N.
 #[test]
-fn reads_format_1_segments() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join("segments/t/01JAAAAAAAAAAAAAAAAAAAAAAA");
-    std::fs::create_dir_all(&seg).unwrap();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/logs/testdata/segment-v1");
-    for f in ["data", "index"] {
-        std::fs::copy(fixture.join(f), seg.join(f)).unwrap();
+fn reads_older_format_segments() {
+    for version in [1u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join("segments/t/01JAAAAAAAAAAAAAAAAAAAAAAA");
+        std::fs::create_dir_all(&seg).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("src/storage/logs/testdata/segment-v{version}"));
+        for f in ["data", "index"] {
+            std::fs::copy(fixture.join(f), seg.join(f)).unwrap();
+        }
+        let data = std::fs::read(seg.join("data")).unwrap();
+        assert_eq!(&data[8..12], &version.to_le_bytes());
+        let t = tenant("t");
+        let s = LogStore::open(dir.path(), opts_small_blocks()).unwrap();
+        assert_eq!(select_all(&s, &t), fixture_expected(), "format {version}");
+        assert_eq!(read(&s, &t, &[app("db")], &["user=u148 "]).len(), 1);
+        assert_eq!(read(&s, &t, &[app("db")], &["user=u148x"]).len(), 0);
+        // New segments beside it are written in the current format.
+        s.push(
+            &t,
+            vec![stream("api", &[(1_800_000_000_000_000_000, "new 1")])],
+        )
+        .unwrap();
+        s.flush().unwrap();
+        assert_eq!(read(&s, &t, &[app("api")], &[]).len(), 301);
+        let b = s.disk_breakdown().unwrap();
+        assert_eq!(b.segments, 2);
+        if version == 1 {
+            assert!(b.parts["data: format 1 blocks"] > 0);
+        }
+        assert!(b.parts["data: template ids"] > 0);
+        assert_eq!(b.templates, 1);
     }
-    let data = std::fs::read(seg.join("data")).unwrap();
-    assert_eq!(&data[8..12], &1u32.to_le_bytes());
-    let t = tenant("t");
-    let s = LogStore::open(dir.path(), opts_small_blocks()).unwrap();
-    assert_eq!(select_all(&s, &t), fixture_expected());
-    assert_eq!(read(&s, &t, &[app("db")], &["user=u148 "]).len(), 1);
-    // New segments beside it are written in the current format.
-    s.push(
-        &t,
-        vec![stream("api", &[(1_800_000_000_000_000_000, "new 1")])],
-    )
-    .unwrap();
-    s.flush().unwrap();
-    assert_eq!(read(&s, &t, &[app("api")], &[]).len(), 301);
-    let b = s.disk_breakdown().unwrap();
-    assert_eq!(b.segments, 2);
-    assert!(b.parts["data: format 1 blocks"] > 0);
-    assert!(b.parts["data: template ids"] > 0);
 }
 
 /// Every format fixture decodes the same as the streams it was written
