@@ -524,6 +524,13 @@ fn render(
     let mut cols = cols.iter();
     let mut i = 0;
     while i < t.len() {
+        // Literal bytes up to the next marker, in one copy.
+        let lit = memchr::memchr3(M_INT, M_HEX, ESC, &t[i..]).unwrap_or(t.len() - i);
+        line.extend_from_slice(&t[i..i + lit]);
+        i += lit;
+        if i == t.len() {
+            break;
+        }
         match t[i] {
             M_INT => {
                 let c = *cols.next().ok_or("template numbers")?;
