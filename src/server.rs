@@ -129,7 +129,8 @@ fn build(config: Config) -> Result<(AppState, Arc<Tsdb>, Arc<LogStore>), ServerE
             timeout: config.query.timeout.to_std(),
             enable_experimental_functions: config.query.enable_experimental_functions,
         },
-    );
+    )
+    .with_parse_cache(config.query.parse_cache_entries);
     let logs = open_store(&config, "logs", |d| {
         LogStore::open(d, LogStoreOptions::from_config(&config))
     })?;

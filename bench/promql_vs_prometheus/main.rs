@@ -22,7 +22,11 @@
 //! picks for 24 h on a wide panel], `STRATA_BENCH_REPS` [10],
 //! `STRATA_BENCH_CHUNK` [120 scrapes per series per request],
 //! `STRATA_BENCH_BATCH` [500 series per request], `STRATA_BENCH_QUERIES`
-//! [only queries whose text contains this].
+//! [only queries whose text contains this], `STRATA_BENCH_DATA` [unset: a
+//! fresh temporary directory; set: keep both data directories there and,
+//! when they were loaded before with the same series/hours/interval, skip
+//! loading and query the kept data (for profiling iterations; the
+//! published figures come from fresh loads)].
 
 #[path = "../../compat/common/mod.rs"]
 mod common;
@@ -243,30 +247,57 @@ fn main() {
     let ex = grafana::extract(&shared.join("ecosystem"));
     let strata_bin = PathBuf::from(env!("CARGO_BIN_EXE_strata"));
 
-    let work = tempfile::Builder::new()
-        .prefix("strata-bench-promql-")
-        .tempdir()
-        .expect("tempdir");
-    let mut strata = targets::start(targets::Kind::Strata, &strata_bin, work.path());
-    let mut prom = targets::start(targets::Kind::Prometheus, &prom_bin, work.path());
+    let tmp;
+    let work: PathBuf = match std::env::var("STRATA_BENCH_DATA") {
+        Ok(dir) if !dir.is_empty() => {
+            std::fs::create_dir_all(&dir).expect("creating STRATA_BENCH_DATA");
+            PathBuf::from(dir)
+        }
+        _ => {
+            tmp = tempfile::Builder::new()
+                .prefix("strata-bench-promql-")
+                .tempdir()
+                .expect("tempdir");
+            tmp.path().to_path_buf()
+        }
+    };
+    let scrapes = hours * 3600 / interval_s;
+    let marker = work.join("loaded.txt");
+    let shape = format!("{series} {hours} {interval_s}");
+    // `<shape> <first_ms>` when this directory holds a finished load.
+    let kept_first_ms = std::fs::read_to_string(&marker).ok().and_then(|m| {
+        let (have, first) = m.trim().rsplit_once(' ')?;
+        (have == shape).then(|| first.parse::<i64>().ok()).flatten()
+    });
+    let mut strata = targets::start(targets::Kind::Strata, &strata_bin, &work);
+    let mut prom = targets::start(targets::Kind::Prometheus, &prom_bin, &work);
     let pids = [strata.proc.pid(), prom.proc.pid()];
 
-    let scrapes = hours * 3600 / interval_s;
-    let t0 = Instant::now();
-    let (secs, samples, first_ms) = load_both(
-        [&strata.url, &prom.url],
-        series,
-        scrapes,
-        interval_s as i64 * 1000,
-        chunk,
-        batch,
-    );
-    println!(
-        "load: {series}+ series x {scrapes} scrapes ({hours} h at {interval_s} s) = {samples} samples, {chunk} scrapes x {batch} series per request; {:.0} s wall; busy sending: strata {:.0} s, prometheus {:.0} s",
-        t0.elapsed().as_secs_f64(),
-        secs[0],
-        secs[1]
-    );
+    let first_ms = match kept_first_ms {
+        Some(first_ms) => {
+            println!("load: reusing the data loaded before in {}", work.display());
+            first_ms
+        }
+        None => {
+            let t0 = Instant::now();
+            let (secs, samples, first_ms) = load_both(
+                [&strata.url, &prom.url],
+                series,
+                scrapes,
+                interval_s as i64 * 1000,
+                chunk,
+                batch,
+            );
+            println!(
+                "load: {series}+ series x {scrapes} scrapes ({hours} h at {interval_s} s) = {samples} samples, {chunk} scrapes x {batch} series per request; {:.0} s wall; busy sending: strata {:.0} s, prometheus {:.0} s",
+                t0.elapsed().as_secs_f64(),
+                secs[0],
+                secs[1]
+            );
+            std::fs::write(&marker, format!("{shape} {first_ms}\n")).expect("writing marker");
+            first_ms
+        }
+    };
     let load_rss = [peak_rss_bytes(pids[0]), peak_rss_bytes(pids[1])];
     for pid in pids {
         wait_quiet(pid, Duration::from_secs(300));
@@ -281,10 +312,14 @@ fn main() {
     // The window: the loaded range, aligned to the step as Grafana aligns
     // it, less its first 5 minutes, so that no range holds a series start
     // (where 2.x and 3.x extrapolate `rate` differently).
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let now = match kept_first_ms {
+        // Kept data: the window ends where it did when it was loaded.
+        Some(f) => (f + scrapes as i64 * interval_s as i64 * 1000 + 60_000) as f64 / 1000.0,
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64(),
+    };
     let end = (now / step).floor() * step;
     let start = ((first_ms as f64 / 1000.0 + 300.0) / step).ceil() * step;
     let instance = get_json(&client, &prom.url, "/api/v1/label/instance/values", &[])

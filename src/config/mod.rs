@@ -217,6 +217,8 @@ pub struct QueryConfig {
     pub timeout: DurationMs,
     /// Enables experimental PromQL functions (as Prometheus's feature flag).
     pub enable_experimental_functions: bool,
+    /// Parsed queries kept for reuse (0 disables the cache).
+    pub parse_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -225,6 +227,7 @@ impl Default for QueryConfig {
             lookback_delta: DurationMs(5 * 60_000),
             timeout: DurationMs(2 * 60_000),
             enable_experimental_functions: false,
+            parse_cache_entries: crate::query::promql::DEFAULT_PARSE_CACHE_ENTRIES,
         }
     }
 }

@@ -35,29 +35,36 @@ pub fn write_str(out: &mut String, s: &str) {
 /// Appends a millisecond timestamp as seconds: `1435781451.781`, `1.5` is
 /// written `1.500` and whole seconds have no fraction, as Prometheus does.
 pub fn write_ts(out: &mut String, ms: i64) {
-    let mut t = ms as i128;
-    if t < 0 {
+    if ms < 0 {
         out.push('-');
-        t = -t;
     }
-    let _ = write!(out, "{}", t / 1000);
-    let frac = t % 1000;
+    let t = ms.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let frac = (t % 1000) as u8;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d));
+        }
     }
 }
 
 /// Formats a float as Prometheus renders sample values (without quotes).
 pub fn format_value(v: f64) -> String {
+    let mut s = String::new();
+    push_value(&mut s, v);
+    s
+}
+
+/// Appends `v` as [`format_value`] formats it, without allocating.
+fn push_value(out: &mut String, v: f64) {
     if v.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+        return;
     }
     if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -69,12 +76,27 @@ pub fn format_value(v: f64) -> String {
             Some(d) => ('-', d),
             None => ('+', exp),
         };
-        return format!("{mant}e{sign}{digits:0>2}");
+        let _ = write!(out, "{mant}e{sign}{digits:0>2}");
+        return;
     }
-    if v == 0.0 && v.is_sign_negative() {
-        return "-0".into();
+    if v == 0.0 {
+        out.push_str(if v.is_sign_negative() { "-0" } else { "0" });
+        return;
     }
-    format!("{v}")
+    // Fast paths (values are rendered by the thousand): whole numbers below
+    // 2^53 print as integers; other values take ryu's shortest digits
+    // (the same digits as `{v}`), unless ryu picks exponent notation.
+    if abs < 1e15 && v.fract() == 0.0 {
+        out.push_str(itoa::Buffer::new().format(v as i64));
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    if s.contains('e') {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+    }
 }
 
 /// Appends a scalar or string result's `[t, ...]` timestamp the way Go's
@@ -91,7 +113,7 @@ pub fn write_scalar_value(out: &mut String, v: f64) {
     if v.is_finite() {
         let _ = write!(out, "{v}");
     } else {
-        out.push_str(&format_value(v));
+        push_value(out, v);
     }
     out.push('"');
 }
@@ -99,7 +121,7 @@ pub fn write_scalar_value(out: &mut String, v: f64) {
 /// Appends a sample value as a JSON string.
 pub fn write_value(out: &mut String, v: f64) {
     out.push('"');
-    out.push_str(&format_value(v));
+    push_value(out, v);
     out.push('"');
 }
 
@@ -319,6 +341,34 @@ mod tests {
             (1e300, "1e+300"),
         ] {
             assert_eq!(format_value(v), s, "{v}");
+        }
+    }
+
+    /// The fast paths print what Rust's shortest `{v}` prints (in the range
+    /// where Go's 'f' format applies).
+    #[test]
+    fn fast_paths_match_display() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut vals = vec![
+            0.1, 1.5, 100.0, 1e15, 999_999_999_999_999.0, 1e16, 123.456, 1e-6, 2e-6, 0.3,
+        ];
+        for i in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match i % 3 {
+                0 => f64::from_bits(x),
+                1 => (x % 10_000_000) as f64 / [1.0, 10.0, 1000.0, 3.0][(x % 4) as usize],
+                _ => (x >> 11) as f64 * 1e-9,
+            };
+            vals.push(v);
+            vals.push(-v);
+        }
+        for v in vals {
+            let abs = v.abs();
+            if v.is_finite() && v != 0.0 && (1e-6..1e21).contains(&abs) {
+                assert_eq!(format_value(v), format!("{v}"), "{v:e}");
+            }
         }
     }
 

@@ -91,14 +91,43 @@ pub async fn run_limited<T: Send + 'static>(
         Err(_) => Err(query_error(QueryError::Timeout(
             "expression evaluation".into(),
         ))),
-        Ok(Err(join)) => {
-            tracing::error!(error = %join, "query evaluation failed");
-            Err(ApiError::internal(format!(
-                "query evaluation failed unexpectedly: {join}"
-            )))
-        }
+        Ok(Err(join)) => Err(panicked(join)),
         Ok(Ok(r)) => r,
     }
+}
+
+fn panicked(what: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %what, "query evaluation failed");
+    ApiError::internal(format!("query evaluation failed unexpectedly: {what}"))
+}
+
+/// [`run_limited`] for PromQL evaluations, which keep their own deadline:
+/// on the multi-threaded runtime the evaluation runs on the request's own
+/// thread (`block_in_place` hands the worker's other tasks to another
+/// thread) instead of going to a blocking thread and back, two context
+/// switches that cost more than a cheap query itself.
+async fn run_query<T: Send + 'static>(
+    st: &PromState,
+    tenant: &Tenant,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+        return run_limited(st, tenant, timeout, f).await;
+    }
+    let _permit = tokio::time::timeout(timeout, st.queries.acquire(tenant))
+        .await
+        .map_err(|_| query_error(QueryError::Timeout("query queue".into())))?;
+    tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(panicked(format!("panic: {msg}")))
+        })
 }
 
 /// What every query-API endpoint reads first: the tenant, the merged form
@@ -186,7 +215,7 @@ pub async fn instant(
         let engine = st.app.promql.clone();
         let query = r.form.get("query").to_string();
         let (tenant, p2) = (r.tenant.clone(), params.clone());
-        let out = run_limited(&st, &r.tenant, timeout, move || {
+        let out = run_query(&st, &r.tenant, timeout, move || {
             engine.instant(&tenant, &query, t, &p2).map_err(query_error)
         })
         .await?;
@@ -234,7 +263,7 @@ pub async fn range(
         let engine = st.app.promql.clone();
         let query = form.get("query").to_string();
         let (t2, p2) = (tenant.clone(), params.clone());
-        let out = run_limited(&st, &tenant, timeout, move || {
+        let out = run_query(&st, &tenant, timeout, move || {
             engine
                 .range(&t2, &query, start, end, step, &p2)
                 .map_err(query_error)
@@ -455,6 +484,9 @@ mod tests {
         let long = Duration::from_secs(5);
         let r: Result<(), _> = run_limited(&st, &t, long, || panic!("unfinished engine")).await;
         assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
+        let r: Result<(), _> = run_query(&st, &t, long, || panic!("unfinished engine")).await;
+        assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
+        assert!(run_query(&st, &t, long, || Ok(())).await.is_ok());
         let r: Result<(), _> = run_limited(&st, &t, Duration::from_millis(50), || {
             std::thread::sleep(Duration::from_millis(300));
             Ok(())

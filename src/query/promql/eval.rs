@@ -119,6 +119,43 @@ pub(crate) fn window(s: &[Sample], mint: i64, maxt: i64) -> &[Sample] {
     &s[a..b.max(a)]
 }
 
+/// [`window`] for windows that move forward step by step: the bounds
+/// advance from the previous step's instead of searching the whole series
+/// again (a window holds a handful of samples; a day of data thousands).
+#[derive(Default)]
+pub(crate) struct Cursor {
+    a: usize,
+    b: usize,
+}
+
+impl Cursor {
+    /// Samples of `s` in `(mint, maxt]`; `s` must be the same slice on
+    /// every call.
+    pub fn window<'s, T>(
+        &mut self,
+        s: &'s [T],
+        t: impl Fn(&T) -> i64,
+        mint: i64,
+        maxt: i64,
+    ) -> &'s [T] {
+        if self.a > s.len() || (self.a > 0 && t(&s[self.a - 1]) > mint) {
+            // Moved backwards: search afresh.
+            self.a = s.partition_point(|x| t(x) <= mint);
+            self.b = self.a;
+        }
+        while self.a < s.len() && t(&s[self.a]) <= mint {
+            self.a += 1;
+        }
+        if self.b < self.a || (self.b > 0 && t(&s[self.b - 1]) > maxt) {
+            self.b = self.a;
+        }
+        while self.b < s.len() && t(&s[self.b]) <= maxt {
+            self.b += 1;
+        }
+        &s[self.a..self.b]
+    }
+}
+
 /// Histogram samples of `s` in `(mint, maxt]`.
 pub(crate) fn hwindow(s: &[HistogramSample], mint: i64, maxt: i64) -> &[HistogramSample] {
     let a = s.partition_point(|x| x.t <= mint);
@@ -639,4 +676,28 @@ pub(crate) fn go_g(v: f64) -> String {
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub(crate) fn go_f(v: f64) -> String {
     crate::model::format_float(v)
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn cursor_windows_match_searched_windows() {
+        let s: Vec<Sample> = (0..200).map(|i| Sample::new(i * 15 + i % 7, 0.0)).collect();
+        for (range, step) in [(75, 60), (300, 7), (10, 60), (1000, 1), (0, 30)] {
+            let mut c = Cursor::default();
+            let mut ends: Vec<i64> = (-100..3200).step_by(step).collect();
+            // Forward, then a jump back (searched afresh).
+            ends.extend([50, 60, 3000]);
+            for maxt in ends {
+                let mint = maxt - range;
+                assert_eq!(
+                    c.window(&s, |x| x.t, mint, maxt),
+                    window(&s, mint, maxt),
+                    "({mint}, {maxt}]"
+                );
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{
-    go_g, hwindow, unparen, window, Evaluator, RangeArg, Result, Series, Steps, Val, H,
+    go_g, hwindow, unparen, window, Cursor, Evaluator, RangeArg, Result, Series, Steps, Val, H,
 };
 use super::native::{floats_only, push_out, range_step, Site, Window};
 use super::QueryError;
@@ -900,10 +900,11 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
         let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
         let mut hvals: Vec<Option<H>> = vec![];
         let metric = s.labels.metric_name().unwrap_or("").to_string();
+        let (mut fc, mut hc) = (Cursor::default(), Cursor::default());
         for i in 0..n {
             let (mint, maxt) = arg.window(r, i);
-            let w = window(&s.samples, mint, maxt);
-            let hw = hwindow(&s.hists, mint, maxt);
+            let w = fc.window(&s.samples, |x| x.t, mint, maxt);
+            let hw = hc.window(&s.hists, |x| x.t, mint, maxt);
             if hw.is_empty() {
                 vals.push(if w.is_empty() {
                     None

@@ -165,12 +165,56 @@ impl QueryError {
 pub struct Engine {
     reader: Arc<dyn MetricsReader>,
     opts: EngineOptions,
+    parsed: ParseCache,
 }
+
+/// Parsed queries by text and the range-query context their durations
+/// may depend on (`step()`, `range()`): dashboards re-run the same text
+/// every refresh, and parsing is a large part of a cheap query. Bounded:
+/// emptied when full.
+struct ParseCache {
+    cap: usize,
+    map: parking_lot::Mutex<std::collections::HashMap<(String, i64, i64), Arc<Expr>>>,
+}
+
+impl ParseCache {
+    fn get(&self, query: &str, ctx: &parse::DurationContext) -> Result<Arc<Expr>, QueryError> {
+        let key = (query.to_string(), ctx.step_ms, ctx.range_ms);
+        if let Some(e) = self.map.lock().get(&key) {
+            return Ok(e.clone());
+        }
+        let expr = Arc::new(parse::parse_expr_with(query, ctx).map_err(QueryError::BadData)?);
+        if self.cap > 0 {
+            let mut map = self.map.lock();
+            if map.len() >= self.cap {
+                map.clear();
+            }
+            map.insert(key, expr.clone());
+        }
+        Ok(expr)
+    }
+}
+
+/// Parsed queries an engine keeps unless told otherwise.
+pub const DEFAULT_PARSE_CACHE_ENTRIES: usize = 1000;
 
 impl Engine {
     /// An engine reading from `reader`.
     pub fn new(reader: Arc<dyn MetricsReader>, opts: EngineOptions) -> Engine {
-        Engine { reader, opts }
+        Engine {
+            reader,
+            opts,
+            parsed: ParseCache {
+                cap: DEFAULT_PARSE_CACHE_ENTRIES,
+                map: Default::default(),
+            },
+        }
+    }
+
+    /// Keeps at most `entries` parsed queries (0: parse every time).
+    pub fn with_parse_cache(mut self, entries: usize) -> Engine {
+        self.parsed.cap = entries;
+        self
     }
 
     /// The engine's settings.
@@ -186,7 +230,7 @@ impl Engine {
         t: i64,
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
-        let expr = parse::parse_expr(query).map_err(QueryError::BadData)?;
+        let expr = self.parsed.get(query, &parse::DurationContext::default())?;
         self.run(tenant, &expr, query, t, t, 1, true, params)
     }
 
@@ -202,8 +246,8 @@ impl Engine {
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
         let ctx = parse::DurationContext::range_query(start, end, step);
-        let expr = parse::parse_expr_with(query, &ctx).map_err(QueryError::BadData)?;
-        self.range_expr(tenant, &expr, start, end, step, params)
+        let expr = self.parsed.get(query, &ctx)?;
+        self.range_checked(tenant, &expr, query, start, end, step, params)
     }
 
     /// [`Engine::instant`] over an already parsed expression.
@@ -222,6 +266,22 @@ impl Engine {
         &self,
         tenant: &Tenant,
         expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        params: &QueryParams,
+    ) -> Result<QueryOutput, QueryError> {
+        self.range_checked(tenant, expr, "", start, end, step, params)
+    }
+
+    /// [`Engine::range_expr`] with the query's text when known (for
+    /// positions in messages; printed from `expr` when empty).
+    #[allow(clippy::too_many_arguments)]
+    fn range_checked(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        query: &str,
         start: i64,
         end: i64,
         step: i64,
@@ -248,7 +308,7 @@ impl Engine {
                 "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
             )));
         }
-        self.run(tenant, expr, "", start, end, step, false, params)
+        self.run(tenant, expr, query, start, end, step, false, params)
     }
 
     #[allow(clippy::too_many_arguments)]
