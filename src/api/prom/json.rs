@@ -40,11 +40,11 @@ pub fn write_ts(out: &mut String, ms: i64) {
     }
     let t = ms.unsigned_abs();
     out.push_str(itoa::Buffer::new().format(t / 1000));
-    let frac = (t % 1000) as u8;
+    let frac = t % 1000;
     if frac != 0 {
         out.push('.');
         for d in [frac / 100, frac / 10 % 10, frac % 10] {
-            out.push(char::from(b'0' + d));
+            out.push(char::from(b'0' + d as u8));
         }
     }
 }
@@ -56,7 +56,11 @@ pub fn format_value(v: f64) -> String {
     s
 }
 
-/// Appends `v` as [`format_value`] formats it, without allocating.
+/// Appends `v` as [`format_value`] formats it. Whole numbers below 2^53
+/// print as integers (the common case, rendered by the thousand); other
+/// values take ryu's shortest digits, which break a tie between two
+/// shortest candidates to even as Go does (Rust's `{v}` rounds such ties
+/// up: 88760710946704.125 is "88760710946704.12" in Go, ".13" in Rust).
 fn push_value(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -66,36 +70,66 @@ fn push_value(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
         return;
     }
-    let abs = v.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Go's 'e' format: shortest digits, exponent with a sign and at
-        // least two digits (1e-07, 1.5e+21).
-        let s = format!("{v:e}");
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        let _ = write!(out, "{mant}e{sign}{digits:0>2}");
-        return;
-    }
     if v == 0.0 {
         out.push_str(if v.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    // Fast paths (values are rendered by the thousand): whole numbers below
-    // 2^53 print as integers; other values take ryu's shortest digits
-    // (the same digits as `{v}`), unless ryu picks exponent notation.
+    let abs = v.abs();
     if abs < 1e15 && v.fract() == 0.0 {
         out.push_str(itoa::Buffer::new().format(v as i64));
         return;
     }
     let mut buf = ryu::Buffer::new();
-    let s = buf.format_finite(v);
-    if s.contains('e') {
-        let _ = write!(out, "{v}");
+    let s = buf.format_finite(abs);
+    // ryu writes `I.F`, `I.FeX` or `IeX`: collect the significant digits
+    // and where the decimal point goes (value = 0.<digits> x 10^point).
+    let (mant, exp) = match s.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    let mut point = int.len() as i32 + exp;
+    for &c in int.as_bytes().iter().chain(frac.as_bytes()) {
+        if n == 0 && c == b'0' {
+            point -= 1;
+        } else if n < digits.len() {
+            digits[n] = c;
+            n += 1;
+        }
+    }
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    let sig = std::str::from_utf8(&digits[..n]).unwrap_or("0");
+    if v < 0.0 {
+        out.push('-');
+    }
+    if (1e-6..1e21).contains(&abs) {
+        // Go's 'f' format.
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.push_str(sig);
+        } else if point as usize >= n {
+            out.push_str(sig);
+            out.extend(std::iter::repeat_n('0', point as usize - n));
+        } else {
+            out.push_str(&sig[..point as usize]);
+            out.push('.');
+            out.push_str(&sig[point as usize..]);
+        }
     } else {
-        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        // Go's 'e' format: an exponent with a sign and at least two digits
+        // (1e-07, 1.5e+21).
+        out.push_str(&sig[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&sig[1..]);
+        }
+        let e = point - 1;
+        let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
     }
 }
 
@@ -344,39 +378,41 @@ mod tests {
         }
     }
 
-    /// The fast paths print what Rust's shortest `{v}` prints (in the range
-    /// where Go's 'f' format applies).
+    /// Shortest digits that read back as the value (as many as Rust's
+    /// `{v}` needs; ties between two candidates go to even, as in Go).
     #[test]
-    fn fast_paths_match_display() {
+    fn values_round_trip_with_shortest_digits() {
+        for (v, s) in [
+            (88760710946704.125, "88760710946704.12"),
+            (1658206780088562.25, "1658206780088562.2"),
+            (1e15, "1000000000000000"),
+            (123.0, "123"),
+            (0.001, "0.001"),
+            (1.25e-6, "0.00000125"),
+            (-3.5e22, "-3.5e+22"),
+            (9.999e-7, "9.999e-07"),
+            (2.5e20, "250000000000000000000"),
+        ] {
+            assert_eq!(format_value(v), s, "{v:e}");
+        }
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut vals = vec![
-            0.1,
-            1.5,
-            100.0,
-            1e15,
-            999_999_999_999_999.0,
-            1e16,
-            123.456,
-            1e-6,
-            2e-6,
-            0.3,
-        ];
-        for i in 0..20_000 {
+        for i in 0..40_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let v = match i % 3 {
+            let v = match i % 4 {
                 0 => f64::from_bits(x),
                 1 => (x % 10_000_000) as f64 / [1.0, 10.0, 1000.0, 3.0][(x % 4) as usize],
-                _ => (x >> 11) as f64 * 1e-9,
+                2 => (x >> 11) as f64 * 1e-9,
+                _ => (x >> 11) as f64 / [4.0, 8.0, 10.0, 100.0][(x % 4) as usize],
             };
-            vals.push(v);
-            vals.push(-v);
-        }
-        for v in vals {
-            let abs = v.abs();
-            if v.is_finite() && v != 0.0 && (1e-6..1e21).contains(&abs) {
-                assert_eq!(format_value(v), format!("{v}"), "{v:e}");
+            if !v.is_finite() || v == 0.0 {
+                continue;
+            }
+            let got = format_value(v);
+            assert_eq!(got.parse::<f64>().ok(), Some(v), "{v:e} -> {got}");
+            if (1e-6..1e21).contains(&v.abs()) {
+                assert_eq!(got.len(), format!("{v}").len(), "{v:e} -> {got}");
             }
         }
     }
@@ -389,6 +425,8 @@ mod tests {
             s
         };
         assert_eq!(ts(1435781451781), "1435781451.781");
+        assert_eq!(ts(1435781451999), "1435781451.999");
+        assert_eq!(ts(1435781451256), "1435781451.256");
         assert_eq!(ts(1500), "1.500");
         assert_eq!(ts(1005), "1.005");
         assert_eq!(ts(2000), "2");
