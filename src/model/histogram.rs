@@ -136,6 +136,18 @@ fn merge_into(dst: &mut Vec<(i32, f64)>, src: impl IntoIterator<Item = (i32, f64
     }
 }
 
+/// Maps two custom-bucket histograms onto the bounds they share.
+fn remap_to_common_bounds(a: &mut FloatHistogram, b: &mut FloatHistogram) {
+    let common: Vec<f64> = a
+        .custom_values
+        .iter()
+        .copied()
+        .filter(|x| b.custom_values.contains(x))
+        .collect();
+    a.remap_custom(&common);
+    b.remap_custom(&common);
+}
+
 fn bounds_match(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len()
         && a.iter()
@@ -327,14 +339,7 @@ impl FloatHistogram {
             if bounds_match(&self.custom_values, &other.custom_values) {
                 return Ok(false);
             }
-            let common: Vec<f64> = self
-                .custom_values
-                .iter()
-                .copied()
-                .filter(|b| other.custom_values.contains(b))
-                .collect();
-            self.remap_custom(&common);
-            other.remap_custom(&common);
+            remap_to_common_bounds(self, other);
             return Ok(true);
         }
         let schema = self.schema.min(other.schema);
@@ -525,7 +530,17 @@ impl FloatHistogram {
             return true;
         }
         if self.uses_custom_buckets() && !bounds_match(&self.custom_values, &prev.custom_values) {
-            return true;
+            // Compare on the bounds both share: a reset only if a count there
+            // went down (Prometheus's detectResetWithMismatchedCustomBounds).
+            let (mut cur, mut old) = (self.clone(), prev.clone());
+            remap_to_common_bounds(&mut cur, &mut old);
+            return old.positive.iter().any(|&(i, c)| {
+                let now = cur
+                    .positive
+                    .binary_search_by_key(&i, |b| b.0)
+                    .map_or(0.0, |k| cur.positive[k].1);
+                now < c
+            });
         }
         if self.schema > prev.schema || self.zero_threshold < prev.zero_threshold {
             return true;
