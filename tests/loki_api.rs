@@ -354,6 +354,15 @@ fn metadata_endpoints() {
     );
     assert_eq!(v, json!({"status":"success","data":"{a=\"b\"} |= \"x\""}));
     assert_eq!(s.get_text("/ready", &[]), (200, "ready\n".into()));
+    // Patterns: Loki's shape, honestly empty (no pattern detection yet).
+    assert_eq!(
+        s.get_text("/loki/api/v1/patterns", &[("query", "{app=\"web\"}")]),
+        (200, r#"{"status":"success","data":[]}"#.into())
+    );
+    assert_eq!(
+        s.get_text("/loki/api/v1/patterns", &[("query", "{app=")]).0,
+        400
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! [`LogReader`] trait; [`MemLogs`] is the in-memory reference implementation
 //! that later stores (head buffers, segments, tiers) are tested against.
 
+pub mod detected;
 pub mod volume;
 
 use crate::model::{Labels, Matcher, Tenant};

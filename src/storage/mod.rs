@@ -5,6 +5,7 @@
 
 pub mod logs;
 pub mod mem;
+pub mod periodic;
 pub mod tsdb;
 pub mod wal;
 

@@ -18,15 +18,11 @@ use crate::api::prom::params::Form;
 use crate::logs::volume::VolumeGrouping;
 use crate::logs::{LineHint, LogReader, LogSelect, Stream};
 use crate::model::{Labels, Matcher, Tenant};
+use crate::query::logql::detected::{detect_fields, DetectedField};
 use crate::query::logql::eval::EngineLimits;
-use crate::query::logql::lexer::{parse_bytes, parse_go_duration};
-use crate::query::logql::pipeline::Pipeline;
-use crate::query::logql::{Direction, Engine, Expr, LogParams};
+use crate::query::logql::{Engine, Expr};
 
-/// Labels Loki never reports as detected (internal).
-const HIDDEN_LABELS: &[&str] = &["__stream_shard__", "__aggregated_metric__", "__tenant_id__"];
-/// Labels `detected_labels` always reports, whatever their cardinality.
-const STATIC_LABELS: &[&str] = &["cluster", "namespace", "instance", "pod"];
+use crate::logs::detected::HIDDEN_LABELS;
 
 /// The matchers of a stream selector (a pipeline is allowed and ignored).
 fn selector(q: &str) -> Result<Vec<Matcher>, LokiError> {
@@ -292,27 +288,15 @@ pub async fn detected_labels(State(st): State<LokiState>, req: Request) -> Respo
     meta(st, "detected_labels", req, |r, t, form| {
         let (start, end) = bounds(form)?;
         let ms = optional_selector(form)?;
-        let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for l in r.streams(t, &ms, start, end).map_err(read_err)? {
-            for p in l.iter() {
-                values
-                    .entry(p.name.clone())
-                    .or_default()
-                    .insert(p.value.clone());
-            }
-        }
+        let streams = r.streams(t, &ms, start, end).map_err(read_err)?;
         let mut out = String::from(r#"{"detectedLabels":["#);
-        let mut first = true;
-        for (name, vs) in &values {
-            let n = vs.len();
-            let keep = STATIC_LABELS.contains(&name.as_str()) || (n > 1 && n <= 50);
-            if !keep || HIDDEN_LABELS.contains(&name.as_str()) {
-                continue;
-            }
-            if !first {
+        for (i, (name, n)) in crate::logs::detected::detected_labels(&streams)
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
             out.push_str(r#"{"label":"#);
             write_str(&mut out, name);
             let _ = write!(out, r#","cardinality":{n}}}"#);
@@ -323,62 +307,13 @@ pub async fn detected_labels(State(st): State<LokiState>, req: Request) -> Respo
     .await
 }
 
-/// A detected field: its parser (None for structured metadata), values.
-struct Field {
-    parser: Option<&'static str>,
-    values: BTreeSet<String>,
-}
-
-/// Loki's `determineType`.
-fn field_type(values: &BTreeSet<String>) -> &'static str {
-    let all = |f: &dyn Fn(&str) -> bool| values.iter().all(|v| f(v));
-    if all(&|v| v.parse::<i64>().is_ok()) {
-        "int"
-    } else if all(&|v| v.parse::<f64>().is_ok()) {
-        "float"
-    } else if all(&|v| {
-        matches!(
-            v,
-            "true"
-                | "false"
-                | "TRUE"
-                | "FALSE"
-                | "True"
-                | "False"
-                | "t"
-                | "f"
-                | "T"
-                | "F"
-                | "1"
-                | "0"
-        )
-    }) {
-        "boolean"
-    } else if all(&|v| parse_go_duration(v).is_some()) {
-        "duration"
-    } else if all(&|v| parse_bytes(v).is_some()) {
-        "bytes"
-    } else {
-        "string"
-    }
-}
-
-/// A pipeline with just one parser stage.
-fn parser_only(stage: &str) -> Result<Pipeline, LokiError> {
-    let internal = |e: String| LokiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
-    match crate::query::logql::parse(&format!("{{x=\"y\"}} | {stage}")) {
-        Ok(Expr::Log(l)) => Pipeline::new(&l, None).map_err(internal),
-        other => Err(internal(format!("{stage} pipeline: {other:?}"))),
-    }
-}
-
-/// Fields of the lines a query returns: parsed with `json` when the line
-/// is a JSON object, else `logfmt`, plus structured metadata.
-fn detect_fields(
-    r: Arc<Metered>,
+/// The detected fields of the request's query (`line_limit` lines, 1000
+/// by default), read through a reader without a bytes budget.
+fn detected(
+    r: &Metered,
     t: &Tenant,
     form: &Form,
-) -> Result<BTreeMap<String, Field>, LokiError> {
+) -> Result<BTreeMap<String, DetectedField>, LokiError> {
     let (start, end) = bounds(form)?;
     let q = form.get("query");
     if q.is_empty() {
@@ -390,66 +325,13 @@ fn detect_fields(
             .parse::<usize>()
             .map_err(|_| LokiError::bad(format!("invalid line_limit {v:?}")))?,
     };
-    let engine = Engine::new(
-        r,
-        EngineLimits {
-            max_entries: line_limit,
-            ..EngineLimits::default()
-        },
-    );
-    let streams = engine
-        .query_logs_categorized(
-            t,
-            q,
-            LogParams {
-                start,
-                end,
-                limit: line_limit,
-                direction: Direction::Backward,
-            },
-        )
-        .map_err(eval_error)?;
-    let parsers = [
-        ("json", parser_only("json")?),
-        ("logfmt", parser_only("logfmt")?),
-    ];
-    let mut fields: BTreeMap<String, Field> = BTreeMap::new();
-    for (_, entries) in &streams {
-        for e in entries {
-            for m in e.metadata.iter() {
-                fields
-                    .entry(m.name.clone())
-                    .or_insert(Field {
-                        parser: None,
-                        values: BTreeSet::new(),
-                    })
-                    .values
-                    .insert(m.value.clone());
-            }
-            let (name, p) = if e.line.trim_start().starts_with('{') {
-                &parsers[0]
-            } else {
-                &parsers[1]
-            };
-            let Some(out) = p.process(e.ts, &e.line, &Labels::empty(), &Labels::empty()) else {
-                continue;
-            };
-            if out.labels.contains_key("__error__") {
-                continue;
-            }
-            for (k, v) in out.labels {
-                fields
-                    .entry(k)
-                    .or_insert(Field {
-                        parser: Some(name),
-                        values: BTreeSet::new(),
-                    })
-                    .values
-                    .insert(v);
-            }
-        }
-    }
-    Ok(fields)
+    let reader = Arc::new(Metered::new(r.inner(), r.deadline(), 0));
+    let limits = EngineLimits {
+        max_entries: line_limit,
+        ..EngineLimits::default()
+    };
+    let engine = Engine::new(reader, limits);
+    detect_fields(&engine, t, q, (start, end), line_limit).map_err(eval_error)
 }
 
 /// `GET /loki/api/v1/detected_fields`.
@@ -461,8 +343,7 @@ pub async fn detected_fields(State(st): State<LokiState>, req: Request) -> Respo
                 .parse::<usize>()
                 .map_err(|_| LokiError::bad(format!("invalid limit {v:?}")))?,
         };
-        let r = Arc::new(Metered::new(r.inner(), r.deadline(), 0));
-        let fields = detect_fields(r, t, form)?;
+        let fields = detected(r, t, form)?;
         let mut out = String::from(r#"{"fields":["#);
         for (i, (name, f)) in fields.iter().take(limit).enumerate() {
             if i > 0 {
@@ -473,7 +354,7 @@ pub async fn detected_fields(State(st): State<LokiState>, req: Request) -> Respo
             let _ = write!(
                 out,
                 r#","type":"{}","cardinality":{},"parsers":"#,
-                field_type(&f.values),
+                f.kind(),
                 f.values.len()
             );
             match f.parser {
@@ -503,8 +384,7 @@ pub async fn detected_field_values(
                 .parse::<usize>()
                 .map_err(|_| LokiError::bad(format!("invalid limit {v:?}")))?,
         };
-        let r = Arc::new(Metered::new(r.inner(), r.deadline(), 0));
-        let fields = detect_fields(r, t, form)?;
+        let fields = detected(r, t, form)?;
         let values: Vec<String> = fields
             .get(&name)
             .map(|f| f.values.iter().take(limit).cloned().collect())
@@ -513,6 +393,22 @@ pub async fn detected_field_values(
         write_str_array(&mut out, &values);
         let _ = write!(out, r#","limit":{limit}}}"#);
         Ok(json_response(StatusCode::OK, out))
+    })
+    .await
+}
+
+/// `GET /loki/api/v1/patterns` (Logs Drilldown's Patterns tab): Loki's
+/// shape with no patterns. Strata has no pattern ingester yet, so the
+/// answer is honestly empty (compat/loki.md); the query and range are still
+/// checked as Loki checks them.
+pub async fn patterns(State(st): State<LokiState>, req: Request) -> Response {
+    meta(st, "patterns", req, |_, _, form| {
+        bounds(form)?;
+        selector(form.get("query"))?;
+        Ok(json_response(
+            StatusCode::OK,
+            r#"{"status":"success","data":[]}"#.to_string(),
+        ))
     })
     .await
 }

@@ -247,6 +247,7 @@ pub fn routes(app: AppState) -> Router {
             get(meta::format_query).post(meta::format_query),
         )
         .route("/status/buildinfo", get(meta::buildinfo))
+        .route("/patterns", get(meta::patterns))
         .route("/tail", get(tail::tail));
     Router::new()
         .route("/loki/api/v1/push", push_route.clone())

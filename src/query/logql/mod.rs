@@ -7,6 +7,7 @@
 //! a [`crate::logs::LineHint`]; regexes get literal prefilters.
 
 pub mod ast;
+pub mod detected;
 pub mod eval;
 pub mod lexer;
 pub mod parser;

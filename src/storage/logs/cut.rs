@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -65,34 +65,17 @@ impl LogStore {
     /// Starts the maintenance thread (cut, segment writing, retention every
     /// `maintenance_interval`); [`LogStore::close`] stops it.
     pub fn start_maintenance(self: &Arc<Self>) {
-        let mut slot = self.maintenance.lock();
-        if slot.is_some() {
-            return;
-        }
-        let (tx, rx) = mpsc::channel::<()>();
-        let weak: Weak<LogStore> = Arc::downgrade(self);
         let interval = self.opts.maintenance_interval;
-        let handle = std::thread::Builder::new()
-            .name("logs-maintenance".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-                let Some(store) = weak.upgrade() else { return };
+        self.maintenance
+            .start("logs-maintenance", interval, self, |store: &LogStore| {
                 if let Err(e) = store.maintain(now_ns()) {
                     tracing::error!(error = %e, "log store maintenance failed");
                 }
-            })
-            .expect("spawning a thread");
-        *slot = Some((tx, handle));
+            });
     }
 
     pub(super) fn stop_maintenance(&self) {
-        if let Some((tx, handle)) = self.maintenance.lock().take() {
-            drop(tx);
-            let _ = handle.join();
-        }
+        self.maintenance.stop();
     }
 
     /// One maintenance round: cut the heads when due, write frozen heads

@@ -33,8 +33,7 @@ mod tokens;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -114,7 +113,7 @@ pub struct LogStore {
     feeds: Mutex<HashMap<Tenant, broadcast::Sender<Arc<Vec<Stream>>>>>,
     /// Serialises segment writing (maintenance and explicit flushes).
     writing: Mutex<()>,
-    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    maintenance: super::periodic::Periodic,
     blocks_read: AtomicU64,
 }
 
@@ -169,7 +168,7 @@ impl LogStore {
             gate: RwLock::new(Some(wal)),
             feeds: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
-            maintenance: Mutex::new(None),
+            maintenance: Default::default(),
             blocks_read: AtomicU64::new(0),
         };
         store.update_gauges();

@@ -24,10 +24,9 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Weak};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use self::block::{BlockStore, BlockStoreOptions};
 /// A hash map for integer and pre-hashed keys (shared with the log store).
@@ -68,7 +67,7 @@ pub struct Tsdb {
     /// snapshot and the WAL truncation.
     /// The WAL, `None` once closed (dropping it releases its directory lock).
     gate: RwLock<Option<Wal>>,
-    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    maintenance: super::periodic::Periodic,
     replay: ReplayFigures,
 }
 
@@ -123,7 +122,7 @@ impl Tsdb {
             blocks,
             heads,
             gate: RwLock::new(Some(wal)),
-            maintenance: Mutex::new(None),
+            maintenance: Default::default(),
             replay,
         };
         db.update_gauges();
@@ -169,27 +168,13 @@ impl Tsdb {
     /// Starts the maintenance thread (flush, compaction, retention, WAL
     /// truncation every `maintenance_interval`); [`Tsdb::close`] stops it.
     pub fn start_maintenance(self: &Arc<Self>) {
-        let mut slot = self.maintenance.lock();
-        if slot.is_some() {
-            return;
-        }
-        let (tx, rx) = mpsc::channel::<()>();
-        let weak: Weak<Tsdb> = Arc::downgrade(self);
         let interval = self.opts.maintenance_interval;
-        let handle = std::thread::Builder::new()
-            .name("tsdb-maintenance".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-                let Some(db) = weak.upgrade() else { return };
+        self.maintenance
+            .start("tsdb-maintenance", interval, self, |db: &Tsdb| {
                 if let Err(e) = db.maintain(now_ms()) {
                     tracing::error!(error = %e, "tsdb maintenance failed");
                 }
-            })
-            .expect("spawning a thread");
-        *slot = Some((tx, handle));
+            });
     }
 
     /// One maintenance round: flush due head ranges (and checkpoint the
@@ -208,10 +193,7 @@ impl Tsdb {
     /// Stops maintenance, refuses further writes, waits for appends in
     /// flight and fsyncs the WAL. Later calls do nothing.
     pub fn close(&self) -> Result<(), StorageError> {
-        if let Some((tx, handle)) = self.maintenance.lock().take() {
-            drop(tx);
-            let _ = handle.join();
-        }
+        self.maintenance.stop();
         // Waits for in-flight appends; later ones find no WAL and are refused.
         let Some(wal) = self.gate.write().take() else {
             return Ok(());
