@@ -48,9 +48,9 @@ use super::segment::Segment;
 use super::tokens::{for_each_token, hash, Needle, TokenFilter};
 use super::{LogStore, FULLTEXT_BYTES, FULLTEXT_SEGMENTS_DEMOTED_TOTAL};
 use crate::logs::LogEntry;
+use crate::storage::idmap::IdMap;
 use crate::storage::tsdb::block::dir::io;
 use crate::storage::tsdb::block::format::Decoder;
-use crate::storage::tsdb::IdMap;
 use crate::storage::StorageError;
 
 const MAGIC: &[u8; 8] = b"STRLOGFT";

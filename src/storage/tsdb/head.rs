@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
@@ -16,6 +16,7 @@ use super::postings::Postings;
 use super::record::Encoder;
 use super::series::{MemSeries, Placement};
 use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Tenant};
+use crate::storage::idmap::{IdHasher, IdMap};
 use crate::storage::{
     matches_all, AppendOutcome, RejectReason, SeriesSamples, StorageError, WriteBatch,
 };
@@ -50,33 +51,6 @@ pub(crate) struct HeadStats {
     pub series: usize,
     pub chunks: usize,
 }
-
-/// Hashes integer keys by one multiplication: series ids are dense and
-/// label-set keys are already xxh3 hashes, so SipHash would only cost time.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct HeadData {

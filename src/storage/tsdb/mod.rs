@@ -30,7 +30,6 @@ use parking_lot::RwLock;
 
 use self::block::{BlockStore, BlockStoreOptions};
 /// A hash map for integer and pre-hashed keys (shared with the log store).
-pub(crate) use self::head::IdMap;
 use self::head::{HeadLimits, TenantHead};
 use self::series::merge_dedup;
 use super::wal::{Wal, WalError};
