@@ -399,9 +399,10 @@ pub struct LogsConfig {
     pub retention: DurationMs,
     /// How often the head is checked for cutting and segments for retention.
     pub maintenance_interval: DurationMs,
-    /// Segments whose newest entry is younger than this keep a full-text
-    /// index (the hot tier); older ones keep only the per-block token
-    /// filters (warm). 0s builds no full-text index.
+    /// Segments written less than this long ago keep a full-text index (the
+    /// hot tier, judged by the segment's age, not its entries'); older ones
+    /// keep only the per-block token filters (warm). 0s builds no full-text
+    /// index.
     pub fulltext_hot_window: DurationMs,
     /// Tokens found in one block of a segment and at most this long (random
     /// ids) stay out of the full-text dictionary, in the block's token filter

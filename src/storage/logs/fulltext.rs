@@ -31,7 +31,9 @@
 //! block (one byte), term count, the term string, then per term its block
 //! count and the block numbers as ascending deltas (varints). Written with
 //! the segment, off the acknowledgement path; deleted when the segment
-//! leaves the hot window (the warm tier: Bloom filters only, same answers).
+//! leaves the hot window, judged by when the segment was written, not by
+//! the age of its entries (the warm tier: Bloom filters only, same
+//! answers).
 //! A missing or unreadable file only makes queries slower.
 
 use std::collections::hash_map::Entry;
@@ -49,7 +51,7 @@ use super::tokens::{for_each_token, hash, Needle, TokenFilter};
 use super::{LogStore, FULLTEXT_BYTES, FULLTEXT_SEGMENTS_DEMOTED_TOTAL};
 use crate::logs::LogEntry;
 use crate::storage::idmap::IdMap;
-use crate::storage::tsdb::block::dir::io;
+use crate::storage::tsdb::block::dir::{block_id_ms, io};
 use crate::storage::tsdb::block::format::Decoder;
 use crate::storage::StorageError;
 
@@ -523,9 +525,26 @@ impl Segment {
     }
 }
 
+/// When the segment in `dir` was written, Unix ns: the time in its name (a
+/// ULID, milliseconds in its first 10 characters), else the directory's
+/// modification time, else `None`.
+fn written_ns(dir: &Path) -> Option<i64> {
+    let name = dir.file_name().and_then(|n| n.to_str());
+    let from_name = name
+        .and_then(block_id_ms)
+        .map(|ms| ms.saturating_mul(1_000_000));
+    from_name.or_else(|| {
+        let t = fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(d.as_nanos()).ok()
+    })
+}
+
 impl LogStore {
-    /// Moves segments whose newest entry is older than the hot window to
-    /// the warm tier (drops their full-text index); updates the index gauge.
+    /// Moves segments written longer than the hot window ago to the warm
+    /// tier (drops their full-text index); updates the index gauge. The
+    /// age is the segment's, not its entries': backfilled logs just
+    /// ingested are hot.
     pub(super) fn apply_tiering(&self, now_ns: i64) -> Result<(), StorageError> {
         let window = self.opts.fulltext_hot_window_ns;
         let cutoff = now_ns.saturating_sub(window);
@@ -533,7 +552,7 @@ impl LogStore {
         for (tenant, t) in self.all_tenants() {
             let segments = t.read().segments.clone();
             for s in segments {
-                if window <= 0 || s.max_ts < cutoff {
+                if window <= 0 || written_ns(&s.dir).is_some_and(|w| w < cutoff) {
                     if s.demote()? {
                         metrics::counter!(FULLTEXT_SEGMENTS_DEMOTED_TOTAL).increment(1);
                         tracing::info!(tenant = %tenant, segment = %s.dir.display(), "log segment moved to the warm tier (full-text index dropped)");
@@ -674,6 +693,20 @@ mod tests {
             }
         }
         assert!(skipped_any);
+    }
+
+    #[test]
+    fn segment_age_is_read_from_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = chrono::Utc::now().timestamp_millis() * 1_000_000;
+        let id = crate::storage::tsdb::block::dir::new_block_id();
+        let after = chrono::Utc::now().timestamp_millis() * 1_000_000;
+        let w = written_ns(&dir.path().join(&id)).unwrap();
+        assert!((before..=after).contains(&w), "{id}: {w}");
+        // Not a ULID: the directory's modification time.
+        let w = written_ns(dir.path()).unwrap();
+        assert!((w - before).abs() < 60_000_000_000, "{w} vs {before}");
+        assert_eq!(written_ns(&dir.path().join("missing")), None);
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub struct LogStoreOptions {
     pub retention_ns: i64,
     /// How often the maintenance thread runs.
     pub maintenance_interval: Duration,
-    /// Segments keep their full-text index while their newest entry is
-    /// younger than this, ns (0 = no full-text index).
+    /// Segments keep their full-text index for this long after they are
+    /// written, ns (0 = no full-text index).
     pub fulltext_hot_window_ns: i64,
     /// Tokens in one block of a segment and no longer than this stay out
     /// of the full-text dictionary (Bloom filter only).

@@ -33,10 +33,12 @@ pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> StorageError {
     }
 }
 
+/// Crockford base32, the digits of block ids.
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 /// A new time-sortable id: 48 bits of milliseconds then 80 random bits, in
 /// Crockford base32 (26 characters, the ULID layout).
 pub(crate) fn new_block_id() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let ms = chrono::Utc::now().timestamp_millis().max(0) as u128 & ((1 << 48) - 1);
     let rnd: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
     let v = (ms << 80) | rnd;
@@ -44,6 +46,16 @@ pub(crate) fn new_block_id() -> String {
         .rev()
         .map(|i| ALPHABET[((v >> (i * 5)) & 31) as usize] as char)
         .collect()
+}
+
+/// The milliseconds of a [`new_block_id`] id; `None` for other names.
+pub(crate) fn block_id_ms(id: &str) -> Option<i64> {
+    if id.len() != 26 {
+        return None;
+    }
+    id.bytes().take(10).try_fold(0i64, |ms, c| {
+        Some((ms << 5) | ALPHABET.iter().position(|&a| a == c)? as i64)
+    })
 }
 
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
