@@ -21,7 +21,7 @@
 //! `cargo bench --bench logs`. Env: `STRATA_BENCH_BYTES` [2147483648] raw
 //! bytes to generate, `STRATA_BENCH_DIR` [a temporary directory],
 //! `STRATA_BENCH_THREADS` [4 over HTTP, 2 in process] pushing threads,
-//! `STRATA_BENCH_BARE_TERMS` [10] bare-id needles (token-bounded: 100).
+//! `STRATA_BENCH_BARE_TERMS` [100] bare-id needles (token-bounded: 100).
 
 use std::io::Write;
 use std::process::Command;
@@ -293,6 +293,7 @@ fn main() {
     let picks: Vec<String> = (0..100)
         .map(|_| gen.rare[rng.random_range(0..gen.rare.len())].clone())
         .collect();
+    let mut needle_p = Vec::new();
     for (label, bounded) in [
         ("bare id, |= \"<id>\"", false),
         ("token-bounded, |= \"=<id> \"", true),
@@ -303,7 +304,7 @@ fn main() {
         let n = if bounded {
             picks.len()
         } else {
-            env_u64("STRATA_BENCH_BARE_TERMS", 10).min(picks.len() as u64) as usize
+            env_u64("STRATA_BENCH_BARE_TERMS", 100).min(picks.len() as u64) as usize
         };
         for id in &picks[..n] {
             // Bounded on both sides by separators, the id is a whole token
@@ -323,11 +324,12 @@ fn main() {
         }
         lat.sort();
         println!(
-            "needle ({label}, {n} terms): p50 {:?}, p99 {:?}, {:.0} blocks read per query",
+            "needle ({label}, {n} terms): p50 {:?}, p99 {:?}, {:.2} blocks read per query",
             pct(&lat, 0.5),
             pct(&lat, 0.99),
             (sink.blocks_read() - blocks0) as f64 / n as f64
         );
+        needle_p.push((label, pct(&lat, 0.5), pct(&lat, 0.99)));
     }
     let mut grep = Vec::new();
     for id in picks.iter().take(5) {
@@ -343,10 +345,15 @@ fn main() {
         grep.push(t.elapsed());
     }
     grep.sort();
-    println!(
-        "grep -F over the raw file: p50 {:?} (5 of the same ids)",
-        pct(&grep, 0.5)
-    );
+    let g = pct(&grep, 0.5);
+    println!("grep -F over the raw file: p50 {g:?} (5 of the same ids)");
+    for (label, p50, p99) in needle_p {
+        println!(
+            "  needle {label}: {:.1}x faster than grep -F at p50, {:.1}x at p99",
+            g.as_secs_f64() / p50.as_secs_f64(),
+            g.as_secs_f64() / p99.as_secs_f64()
+        );
+    }
 
     let t = Instant::now();
     let q = "sum by (level) (count_over_time({env=\"prod\"}[1m]))";
@@ -389,5 +396,17 @@ fn main() {
         100.0 * b.filter_false_positives as f64 / b.filter_probes.max(1) as f64,
         b.filter_probes
     );
+    if b.rare_tokens > 0 {
+        let f = b
+            .parts
+            .get("full-text (hot): rare-token function")
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "  rare-token function: {:.1} bits per rare token ({:.2} rare tokens per line)",
+            f as f64 * 8.0 / b.rare_tokens as f64,
+            b.rare_tokens as f64 / lines as f64
+        );
+    }
     store.close().unwrap();
 }

@@ -9,8 +9,14 @@
 //!
 //! High-cardinality tokens stay out of the dictionary: a token found in one
 //! block of the segment and no longer than `rare_max_len` (random request
-//! ids, mostly) is kept only in that block's Bloom filter, and the block
-//! records the length of its longest such token (`rare_len`). A query can
+//! ids, mostly) is a *rare* token, kept in that block's Bloom filter and in
+//! a per-segment static function ([`super::fuse`], ~1.125 × log2(blocks)
+//! bits per token) from its hash to its block number; the block records the
+//! length of its longest rare token (`rare_len`). A rare-token lookup is
+//! then one probe per segment: the function names the one block that can
+//! hold the token (an arbitrary one for other tokens), whose Bloom filter
+//! confirms it, so a random id reads its block and, ~1% of the time per
+//! segment, one other. A query can
 //! still be answered without reading every block because a token that
 //! *contains* a needle `x` (or starts or ends with it) and is not `x` is
 //! longer than `x`: a block whose Bloom-only tokens are all no longer than
@@ -18,7 +24,8 @@
 //! Bloom filter answers. So for a constraint "a token of the line is, starts
 //! with, ends with or contains `x`" a block is read when
 //! - a dictionary term in that relation to `x` lists the block, or
-//! - `x` is not in the dictionary and the block's filter may hold `x`, or
+//! - `x` is not in the dictionary, the block is the one the rare-token
+//!   function names for `x` and its filter may hold `x`, or
 //! - the block has a Bloom-only token longer than `x` (the index cannot
 //!   tell; the block is read and filtered).
 //!
@@ -28,8 +35,11 @@
 //!
 //! File `fulltext` in the segment directory: `STRLOGFT | version u32 |
 //! zstd(body) | CRC32C(zstd bytes)`; body: block count, `rare_len` per
-//! block (one byte), term count, the term string, then per term its block
-//! count and the block numbers as ascending deltas (varints). Written with
+//! block (one byte), [version 2: a byte 1 then the rare-token function, or
+//! 0 when it could not be built], term count, the term string, then per
+//! term its block count and the block numbers as ascending deltas
+//! (varints). Version 1 files (no function: rare tokens are looked up in
+//! every block's filter) are still read. Written with
 //! the segment, off the acknowledgement path; deleted when the segment
 //! leaves the hot window, judged by when the segment was written, not by
 //! the age of its entries (the warm tier: Bloom filters only, same
@@ -46,6 +56,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::codec::{put_bytes, put_uvarint, Reader};
+use super::fuse::{width_for, Fuse};
 use super::segment::Segment;
 use super::tokens::{for_each_token, hash, Needle, TokenFilter};
 use super::{LogStore, FULLTEXT_BYTES, FULLTEXT_SEGMENTS_DEMOTED_TOTAL};
@@ -56,7 +67,7 @@ use crate::storage::tsdb::block::format::Decoder;
 use crate::storage::StorageError;
 
 const MAGIC: &[u8; 8] = b"STRLOGFT";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The index file in a segment directory.
 pub(crate) const FILE: &str = "fulltext";
 /// Separates terms in the dictionary string; never a token byte.
@@ -179,18 +190,45 @@ impl<'a> Builder<'a> {
         };
         let mut rare_len = vec![0u8; self.blocks as usize];
         let mut dict: Vec<Term<'a>> = Vec::new();
-        for t in self.terms.values().chain(self.clashing_terms.values()) {
+        let mut rare: Vec<(u64, Term<'a>)> = Vec::new();
+        let terms = self.terms.iter().map(|(&h, t)| (h, t));
+        let clashing = self.clashing_terms.values().map(|t| (hash(t.text), t));
+        for (h, t) in terms.chain(clashing) {
             if t.list == 0 && t.text.len() <= rare_max_len {
-                let r = &mut rare_len[t.first as usize];
-                *r = (*r).max(t.text.len().min(255) as u8);
+                rare.push((h, *t));
             } else {
                 dict.push(*t);
             }
         }
+        // The function is keyed by hash: rare tokens sharing one go to the
+        // dictionary.
+        rare.sort_unstable_by_key(|r| r.0);
+        let mut keys = Vec::with_capacity(rare.len());
+        for (i, &(h, t)) in rare.iter().enumerate() {
+            let dup = |j: Option<usize>| j.and_then(|j| rare.get(j)).is_some_and(|r| r.0 == h);
+            if dup(i.checked_sub(1)) || dup(Some(i + 1)) {
+                dict.push(t);
+                continue;
+            }
+            let r = &mut rare_len[t.first as usize];
+            *r = (*r).max(t.text.len().min(255) as u8);
+            keys.push((h, t.first));
+        }
+        let function = Fuse::build(&keys, width_for(self.blocks.saturating_sub(1)));
         dict.sort_unstable_by(|a, b| a.text.cmp(b.text));
         let mut body = Vec::new();
         put_uvarint(&mut body, u64::from(self.blocks));
         body.extend_from_slice(&rare_len);
+        match &function {
+            Some(f) => {
+                body.push(1);
+                f.put(&mut body);
+            }
+            None => {
+                tracing::warn!(dir = %dir.display(), tokens = keys.len(), "rare-token function not built; needles for rare tokens probe every block's filter");
+                body.push(0);
+            }
+        }
         put_uvarint(&mut body, dict.len() as u64);
         let mut s = Vec::with_capacity(dict.iter().map(|t| t.text.len() + 1).sum::<usize>() + 1);
         s.push(SEP);
@@ -230,8 +268,10 @@ impl<'a> Builder<'a> {
 /// A loaded index.
 #[derive(Debug)]
 pub(crate) struct FullText {
-    /// Per block, the length of its longest Bloom-only token.
+    /// Per block, the length of its longest rare token.
     rare_len: Vec<u8>,
+    /// Rare token hash -> its block (version 2).
+    rare: Option<Fuse>,
     /// `\n t0 \n t1 \n … \n`, terms sorted.
     terms: Vec<u8>,
     /// Start of each term in `terms`, then `terms.len()`.
@@ -255,7 +295,7 @@ impl FullText {
             return Err("bad magic".into());
         }
         let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
-        if v != VERSION {
+        if !(1..=VERSION).contains(&v) {
             return Err(format!("unsupported format version {v}"));
         }
         let (packed, crc) = buf[12..].split_at(buf.len() - 16);
@@ -263,18 +303,26 @@ impl FullText {
             return Err("checksum mismatch".into());
         }
         let body = zstd::stream::decode_all(packed).map_err(|e| e.to_string())?;
-        let mut ft = FullText::parse(&body, blocks)?;
+        let mut ft = FullText::parse(&body, blocks, v)?;
         ft.file_bytes = buf.len() as u64;
         Ok(Some(ft))
     }
 
-    fn parse(body: &[u8], blocks: u32) -> Result<FullText, String> {
+    fn parse(body: &[u8], blocks: u32, version: u32) -> Result<FullText, String> {
         let mut r = Reader::new(body);
         let n = r.len("block count")?;
         if n != blocks as usize {
             return Err(format!("{n} blocks indexed, the segment has {blocks}"));
         }
         let rare_len = r.take(n, "token lengths")?.to_vec();
+        let rare = match version {
+            1 => None,
+            _ => match r.u8("rare-token function flag")? {
+                0 => None,
+                1 => Some(Fuse::read(&mut r)?),
+                x => return Err(format!("rare-token function flag {x}")),
+            },
+        };
         let nterms = r.len("term count")?;
         let term_bytes = r.bytes("terms")?;
         // The postings are the rest of the body.
@@ -325,6 +373,7 @@ impl FullText {
         post_at.push(postings.len() as u32);
         Ok(FullText {
             rare_len,
+            rare,
             terms,
             starts,
             postings,
@@ -378,6 +427,18 @@ impl FullText {
         out
     }
 
+    /// The only block that can hold `t` as a rare token (any block without
+    /// the function; `u32::MAX`, none, when the function names a block the
+    /// segment does not have).
+    fn rare_block(&self, t: &str) -> Option<u32> {
+        let b = self.rare.as_ref()?.get(hash(t));
+        Some(if (b as usize) < self.rare_len.len() {
+            b
+        } else {
+            u32::MAX
+        })
+    }
+
     /// Adds term `i`'s blocks to `set`.
     fn add_postings(&self, i: usize, set: &mut RoaringBitmap) {
         let p = &self.postings[self.post_at[i] as usize..self.post_at[i + 1] as usize];
@@ -417,13 +478,22 @@ enum Relation {
     Infix,
 }
 
+/// A token looked up in the blocks' filters.
+#[derive(Debug)]
+struct Probe {
+    token: String,
+    /// The only block that can hold it (from the rare-token function);
+    /// `None`: any.
+    block: Option<u32>,
+}
+
 /// One condition a block must meet to be read: any of the three holds.
 #[derive(Debug)]
 struct Check {
     /// Blocks the dictionary lists.
     blocks: RoaringBitmap,
     /// Or the block's filter may hold this token.
-    bloom: Option<String>,
+    bloom: Option<Probe>,
     /// Or the block has a Bloom-only token longer than this.
     rare_longer_than: Option<usize>,
 }
@@ -438,6 +508,10 @@ impl Plan {
     /// The plan for `needles` with the segment's index, if it has one.
     pub(crate) fn new(ft: Option<Arc<FullText>>, needles: &[Needle]) -> Plan {
         let mut checks = Vec::new();
+        let probe = |t: &String| Probe {
+            token: t.clone(),
+            block: ft.as_ref().and_then(|f| f.rare_block(t)),
+        };
         for n in needles {
             for t in &n.whole {
                 let mut c = Check {
@@ -447,7 +521,7 @@ impl Plan {
                 };
                 match ft.as_ref().and_then(|f| f.find(t).map(|i| (f, i))) {
                     Some((f, i)) => f.add_postings(i, &mut c.blocks),
-                    None => c.bloom = Some(t.clone()),
+                    None => c.bloom = Some(probe(t)),
                 }
                 checks.push(c);
             }
@@ -463,7 +537,7 @@ impl Plan {
                 let Some(x) = x else { continue };
                 let mut c = Check {
                     blocks: RoaringBitmap::new(),
-                    bloom: f.find(x).is_none().then(|| x.clone()),
+                    bloom: f.find(x).is_none().then(|| probe(x)),
                     rare_longer_than: Some(x.len()),
                 };
                 for i in f.related(rel, x) {
@@ -485,7 +559,9 @@ impl Plan {
             .map_or(usize::MAX, |&l| usize::from(l));
         self.checks.iter().all(|c| {
             c.blocks.contains(b)
-                || c.bloom.as_ref().is_some_and(|t| filter.may_contain(t))
+                || c.bloom.as_ref().is_some_and(|p| {
+                    p.block.is_none_or(|only| only == b) && filter.may_contain(&p.token)
+                })
                 || c.rare_longer_than.is_some_and(|l| rare > l)
         })
     }
@@ -507,6 +583,22 @@ impl Segment {
     /// Bytes of the segment's files, its full-text index included.
     pub(crate) fn stored_bytes(&self) -> u64 {
         self.disk_bytes + self.fulltext.read().as_ref().map_or(0, |f| f.file_bytes)
+    }
+
+    /// Adds the full-text index's bytes to `add`: the rare-token function
+    /// and the rest (dictionary, postings, framing); returns the rare
+    /// tokens the function holds.
+    pub(crate) fn add_fulltext_parts(&self, add: &mut impl FnMut(&str, u64)) -> u64 {
+        let Some(f) = self.fulltext.read().clone() else {
+            return 0;
+        };
+        let function = f.rare.as_ref().map_or(0, |r| r.byte_len() as u64);
+        add("full-text (hot): rare-token function", function);
+        add(
+            "full-text (hot): dictionary, postings",
+            f.file_bytes.saturating_sub(function),
+        );
+        f.rare.as_ref().map_or(0, Fuse::keys)
     }
 
     /// Drops the segment's full-text index (warm tier). True when it had one.
@@ -683,13 +775,13 @@ mod tests {
                 }
             }
             if h.len() == 8 && !h.contains('=') {
-                // A whole 8-hex id (as long as the Bloom-only tokens) reads
-                // only blocks whose filter may hold it.
+                // A whole 8-hex id (as long as the rare tokens) reads only
+                // the block the rare-token function names.
                 let plan = Plan::new(Some(ft.clone()), &[Needle::of(h)]);
                 let read = (0..blocks.len() as u32)
                     .filter(|&b| plan.admits(b, &filters[b as usize]))
                     .count();
-                assert!(read <= 3, "{h}: {read} blocks read");
+                assert_eq!(read, 1, "{h}: {read} blocks read");
             }
         }
         assert!(skipped_any);
@@ -707,6 +799,54 @@ mod tests {
         let w = written_ns(dir.path()).unwrap();
         assert!((w - before).abs() < 60_000_000_000, "{w} vs {before}");
         assert_eq!(written_ns(&dir.path().join("missing")), None);
+    }
+
+    /// Absent rare-looking tokens: the hot tier probes one block's filter
+    /// per segment, the warm tier every block's (Bloom false positives).
+    #[test]
+    fn absent_ids_read_almost_no_blocks_when_hot() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let blocks: Vec<Vec<LogEntry>> = (0..64)
+            .map(|_| {
+                (0..300)
+                    .map(|_| LogEntry::new(0, format!("id={:016x} ok", rng.random::<u64>())))
+                    .collect()
+            })
+            .collect();
+        let (ft, filters) = build(&blocks, 16);
+        assert_eq!(ft.rare.as_ref().unwrap().keys(), 64 * 300);
+        let ft = Arc::new(ft);
+        let (mut hot, mut warm) = (0, 0);
+        for i in 0..2000 {
+            let n = [Needle::of(&format!("={:016x} ", rng.random::<u64>() ^ i))];
+            let read = |plan: Plan| {
+                (0..64u32)
+                    .filter(|&b| plan.admits(b, &filters[b as usize]))
+                    .count()
+            };
+            hot += read(Plan::new(Some(ft.clone()), &n));
+            warm += read(Plan::new(None, &n));
+        }
+        // 10 bits per token, 6 probes: ~0.8% per block.
+        assert!(warm > 300, "warm read {warm} blocks for 2000 absent ids");
+        assert!(hot < 40, "hot read {hot} blocks for 2000 absent ids");
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_the_function() {
+        let mut body = Vec::new();
+        put_uvarint(&mut body, 2);
+        body.extend_from_slice(&[3, 0]);
+        put_uvarint(&mut body, 1);
+        put_bytes(&mut body, b"\nshared\n");
+        body.extend_from_slice(&[2, 0, 1]);
+        let ft = Arc::new(FullText::parse(&body, 2, 1).unwrap());
+        assert!(ft.rare.is_none());
+        assert!(FullText::parse(&body, 2, 2).is_err());
+        let filter = TokenFilter::build(&[hash("abc")]);
+        let plan = Plan::new(Some(ft), &[Needle::of(" abc ")]);
+        assert!(plan.admits(0, &filter) && plan.admits(1, &filter));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod cut;
 mod fulltext;
 #[cfg(test)]
 mod fulltext_tests;
+mod fuse;
 mod head;
 mod options;
 mod record;

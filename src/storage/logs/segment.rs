@@ -130,6 +130,8 @@ pub struct DiskBreakdown {
     pub filter_probes: u64,
     /// See `filter_probes`.
     pub filter_false_positives: u64,
+    /// Rare tokens in the full-text indexes' rare-token functions.
+    pub rare_tokens: u64,
 }
 
 /// Decodes a format 1 block (after decompression).
@@ -509,10 +511,7 @@ impl Segment {
         add("index: stream postings", ix.postings);
         add("index: line templates", ix.templates);
         add("index: header, ranges, checksum", ix.other);
-        add(
-            "full-text index (hot)",
-            self.stored_bytes() - self.disk_bytes,
-        );
+        out.rare_tokens += self.add_fulltext_parts(&mut add);
         let mut data_blocks = 0u64;
         for b in self.streams.iter().flat_map(|s| &s.blocks) {
             data_blocks += b.len;
