@@ -26,7 +26,9 @@
 //! fresh temporary directory; set: keep both data directories there and,
 //! when they were loaded before with the same series/hours/interval, skip
 //! loading and query the kept data (for profiling iterations; the
-//! published figures come from fresh loads)].
+//! published figures come from fresh loads)], `STRATA_BENCH_STRATA_ONLY`
+//! [unset; `1`: no Prometheus, Strata answers both columns (memory and
+//! profiling iterations on Strata alone)].
 
 #[path = "../../compat/common/mod.rs"]
 mod common;
@@ -60,17 +62,17 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Generates the load chunk by chunk and hands every snappy body to both
-/// senders; returns the seconds each sender was busy, the number of
+/// Generates the load chunk by chunk and hands every snappy body to every
+/// sender; returns the seconds each sender was busy, the number of
 /// samples sent and the first scrape's time (ms).
 fn load_both(
-    urls: [&str; 2],
+    urls: &[&str],
     series: usize,
     scrapes: usize,
     interval_ms: i64,
     chunk: usize,
     batch: usize,
-) -> ([f64; 2], u64, i64) {
+) -> (Vec<f64>, u64, i64) {
     use prost::Message;
     let mut rng = Rng::new(0x5742_a7a5);
     let mut all = Vec::with_capacity(series + 300);
@@ -86,7 +88,7 @@ fn load_both(
     let first_ms = (now_ms - interval_ms * scrapes as i64 - 60_000) / interval_ms * interval_ms;
     let mut senders = Vec::new();
     let mut handles = Vec::new();
-    for url in urls {
+    for &url in urls {
         let (tx, rx) = mpsc::sync_channel::<bytes::Bytes>(8);
         senders.push(tx);
         let url = format!("{url}/api/v1/write");
@@ -183,7 +185,7 @@ fn load_both(
         .into_iter()
         .map(|h| h.join().expect("sender thread"))
         .collect();
-    ([secs[0], secs[1]], samples, first_ms)
+    (secs, samples, first_ms)
 }
 
 /// Waits until a process uses under 2% of a core over 3 s (compaction and
@@ -233,6 +235,7 @@ fn main() {
     let chunk = env_usize("STRATA_BENCH_CHUNK", 120).max(1);
     let batch = env_usize("STRATA_BENCH_BATCH", 500).max(1);
     let filter = std::env::var("STRATA_BENCH_QUERIES").unwrap_or_default();
+    let strata_only = std::env::var("STRATA_BENCH_STRATA_ONLY").is_ok_and(|v| v == "1");
 
     let Some(prom_bin) = find_binary(&["/usr/bin/prometheus", "prometheus"]) else {
         eprintln!(
@@ -270,8 +273,19 @@ fn main() {
         (have == shape).then(|| first.parse::<i64>().ok()).flatten()
     });
     let mut strata = targets::start(targets::Kind::Strata, &strata_bin, &work);
-    let mut prom = targets::start(targets::Kind::Prometheus, &prom_bin, &work);
-    let pids = [strata.proc.pid(), prom.proc.pid()];
+    // Strata alone (memory iterations): the peer column is Strata again.
+    let mut prom =
+        (!strata_only).then(|| targets::start(targets::Kind::Prometheus, &prom_bin, &work));
+    let peer_url = prom.as_ref().map_or(&strata.url, |p| &p.url).clone();
+    let pids = [
+        strata.proc.pid(),
+        prom.as_ref().map_or(strata.proc.pid(), |p| p.proc.pid()),
+    ];
+    let load_urls: Vec<&str> = if strata_only {
+        vec![&strata.url]
+    } else {
+        vec![&strata.url, &peer_url]
+    };
 
     let first_ms = match kept_first_ms {
         Some(first_ms) => {
@@ -281,7 +295,7 @@ fn main() {
         None => {
             let t0 = Instant::now();
             let (secs, samples, first_ms) = load_both(
-                [&strata.url, &prom.url],
+                &load_urls,
                 series,
                 scrapes,
                 interval_s as i64 * 1000,
@@ -292,7 +306,7 @@ fn main() {
                 "load: {series}+ series x {scrapes} scrapes ({hours} h at {interval_s} s) = {samples} samples, {chunk} scrapes x {batch} series per request; {:.0} s wall; busy sending: strata {:.0} s, prometheus {:.0} s",
                 t0.elapsed().as_secs_f64(),
                 secs[0],
-                secs[1]
+                secs.get(1).copied().unwrap_or(f64::NAN)
             );
             std::fs::write(&marker, format!("{shape} {first_ms}\n")).expect("writing marker");
             first_ms
@@ -303,7 +317,9 @@ fn main() {
         wait_quiet(pid, Duration::from_secs(300));
     }
     strata.proc.assert_running();
-    prom.proc.assert_running();
+    if let Some(p) = prom.as_mut() {
+        p.proc.assert_running();
+    }
 
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -322,7 +338,7 @@ fn main() {
     };
     let end = (now / step).floor() * step;
     let start = ((first_ms as f64 / 1000.0 + 300.0) / step).ceil() * step;
-    let instance = get_json(&client, &prom.url, "/api/v1/label/instance/values", &[])
+    let instance = get_json(&client, &peer_url, "/api/v1/label/instance/values", &[])
         .ok()
         .and_then(|b| b["data"][0].as_str().map(str::to_string))
         .expect("prometheus lists no instance");
@@ -361,7 +377,7 @@ fn main() {
         "{:<48} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6}  answers",
         "panel", "series", "S p50 ms", "P p50 ms", "S p99 ms", "P p99 ms", "S/P"
     );
-    let urls = [strata.url.clone(), prom.url.clone()];
+    let urls = [strata.url.clone(), peer_url.clone()];
     let mut ratios = Vec::new();
     let mut ratios_data = Vec::new();
     let mut sum_p50 = [0.0f64; 2];
@@ -427,7 +443,9 @@ fn main() {
     }
     let end_rss = [peak_rss_bytes(pids[0]), peak_rss_bytes(pids[1])];
     strata.proc.assert_running();
-    prom.proc.assert_running();
+    if let Some(p) = prom.as_mut() {
+        p.proc.assert_running();
+    }
     println!(
         "summary: median of per-query p50 ratios (Strata/Prometheus) {:.2} over {} queries, {:.2} over the {} that return series; sum of p50s {:.0} ms vs {:.0} ms ({:.2}); answers agree on {agree} of {}",
         median(ratios),
@@ -447,4 +465,22 @@ fn main() {
         mib(end_rss[1]),
         end_rss[0] as f64 / end_rss[1].max(1) as f64
     );
+    println!(
+        "RSS now (anonymous + file-backed): strata {}; prometheus {}",
+        rss_parts(pids[0]),
+        rss_parts(pids[1])
+    );
+}
+
+/// `RssAnon` and `RssFile` of a process (file-backed: mapped block files).
+fn rss_parts(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(f64::NAN, |kb| kb as f64 / 1024.0)
+    };
+    format!("{:.0} + {:.0} MiB", field("RssAnon:"), field("RssFile:"))
 }

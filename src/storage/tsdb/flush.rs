@@ -109,13 +109,13 @@ impl Tsdb {
 
 /// Writes one block of `[lo, hi)` from a tenant's head, if it has samples there.
 fn write_range(blocks: &BlockStore, h: &TenantHead, lo: i64, hi: i64) -> Result<(), StorageError> {
-    let series = h.collect_range(lo, hi);
-    if series.is_empty() {
+    let start = Instant::now();
+    let mut series = h.range_iter(lo, hi);
+    let n = series.remaining();
+    if n == 0 {
         return Ok(());
     }
-    let n = series.len();
-    let start = Instant::now();
-    let meta = blocks.write_block(&h.tenant, lo, hi, &mut series.into_iter())?;
+    let meta = blocks.write_block(&h.tenant, lo, hi, &mut series)?;
     tracing::info!(
         tenant = %h.tenant,
         min_t = lo,

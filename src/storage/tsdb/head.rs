@@ -9,7 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasherDefault;
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 use roaring::RoaringBitmap;
 
 use super::postings::Postings;
@@ -506,9 +506,24 @@ impl TenantHead {
         bounds
     }
 
-    /// Every series' samples in `[lo, hi)`, sorted by labels.
-    pub fn collect_range(&self, lo: i64, hi: i64) -> Vec<SeriesSamples> {
-        self.select(&[], lo, hi - 1)
+    /// Every series' samples in `[lo, hi)` in label order, one series at a
+    /// time (a flush never holds a whole block range decoded). The head
+    /// stays read-locked while the iterator lives.
+    pub fn range_iter(&self, lo: i64, hi: i64) -> RangeIter<'_> {
+        let d = self.data.read();
+        let mut ids: Vec<u32> = d
+            .series
+            .iter()
+            .filter(|(_, s)| s.has_samples_in(lo, hi - 1))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable_by(|a, b| d.series[a].labels.cmp(&d.series[b].labels));
+        RangeIter {
+            d,
+            ids: ids.into_iter(),
+            lo,
+            hi,
+        }
     }
 
     /// Drops samples older than `t`, then series left empty. With
@@ -569,6 +584,42 @@ impl TenantHead {
             series: d.series.len(),
             chunks: d.series.values().map(MemSeries::num_chunks).sum(),
         }
+    }
+}
+
+/// Series of a head range in label order, decoded one at a time.
+pub(crate) struct RangeIter<'a> {
+    d: RwLockReadGuard<'a, HeadData>,
+    ids: std::vec::IntoIter<u32>,
+    lo: i64,
+    hi: i64,
+}
+
+impl RangeIter<'_> {
+    /// Series still to come.
+    pub fn remaining(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+impl Iterator for RangeIter<'_> {
+    type Item = SeriesSamples;
+
+    fn next(&mut self) -> Option<SeriesSamples> {
+        for id in self.ids.by_ref() {
+            let Some(s) = self.d.series.get(&id) else {
+                continue;
+            };
+            let samples = s.samples(self.lo, self.hi - 1);
+            if !samples.is_empty() {
+                return Some(SeriesSamples {
+                    labels: s.labels.clone(),
+                    samples,
+                    histograms: vec![],
+                });
+            }
+        }
+        None
     }
 }
 
