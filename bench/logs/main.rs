@@ -322,6 +322,12 @@ fn main() {
                 println!("  (needle {id}: {w})");
             }
         }
+        let mut slow: Vec<(usize, Duration)> = lat.iter().copied().enumerate().collect();
+        slow.sort_by_key(|s| std::cmp::Reverse(s.1));
+        println!(
+            "  slowest needles (query number, latency): {:?}",
+            &slow[..3.min(n)]
+        );
         lat.sort();
         println!(
             "needle ({label}, {n} terms): p50 {:?}, p99 {:?}, {:.2} blocks read per query",

@@ -74,6 +74,10 @@ pub(crate) const FILE: &str = "fulltext";
 const SEP: u8 = b'\n';
 /// zstd level of the file.
 const ZSTD_LEVEL: i32 = 3;
+/// Terms at least this long are also kept in a second term string, so
+/// suffix and infix lookups of needles this long scan only the terms long
+/// enough to hold them.
+const LONG_TERM: usize = 8;
 
 type HashKeyed<V> = IdMap<u64, V>;
 
@@ -276,6 +280,11 @@ pub(crate) struct FullText {
     terms: Vec<u8>,
     /// Start of each term in `terms`, then `terms.len()`.
     starts: Vec<u32>,
+    /// The terms at least [`LONG_TERM`] long, as `terms`; `long_ids` their
+    /// ids, `long_starts` as `starts`.
+    long: Vec<u8>,
+    long_ids: Vec<u32>,
+    long_starts: Vec<u32>,
     postings: Vec<u8>,
     /// Start of each term's postings, then `postings.len()`.
     post_at: Vec<u32>,
@@ -352,6 +361,16 @@ impl FullText {
             return Err(format!("{} terms, {nterms} announced", starts.len()));
         }
         starts.push(terms.len() as u32);
+        let (mut long, mut long_ids, mut long_starts) = (vec![SEP], Vec::new(), Vec::new());
+        for i in 0..nterms {
+            let t = &terms[starts[i] as usize..starts[i + 1] as usize];
+            if t.len() > LONG_TERM {
+                long_ids.push(i as u32);
+                long_starts.push(long.len() as u32);
+                long.extend_from_slice(t);
+            }
+        }
+        long_starts.push(long.len() as u32);
         let postings = body[from..].to_vec();
         let mut d = Decoder::new(&postings);
         let mut post_at = Vec::with_capacity(nterms + 1);
@@ -376,6 +395,9 @@ impl FullText {
             rare,
             terms,
             starts,
+            long,
+            long_ids,
+            long_starts,
             postings,
             post_at,
             file_bytes: 0,
@@ -417,14 +439,12 @@ impl FullText {
         if rel == Relation::Suffix {
             pat.push(SEP);
         }
-        let mut out: Vec<usize> = Vec::new();
-        for pos in memchr::memmem::find_iter(&self.terms, &pat) {
-            let i = partition(self.len() + 1, |i| self.starts[i] as usize <= pos) - 1;
-            if out.last() != Some(&i) {
-                out.push(i);
-            }
+        // A term holding `x` is at least as long.
+        if x.len() >= LONG_TERM {
+            let at = scan(&self.long, &self.long_starts, &pat);
+            return at.into_iter().map(|i| self.long_ids[i] as usize).collect();
         }
-        out
+        scan(&self.terms, &self.starts, &pat)
     }
 
     /// The only block that can hold `t` as a rare token (any block without
@@ -451,6 +471,19 @@ impl FullText {
             set.insert(b);
         }
     }
+}
+
+/// Numbers of the terms of a term string (`starts` as in [`FullText`]) in
+/// which `pat` occurs.
+fn scan(terms: &[u8], starts: &[u32], pat: &[u8]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for pos in memchr::memmem::find_iter(terms, pat) {
+        let i = partition(starts.len(), |i| starts[i] as usize <= pos) - 1;
+        if out.last() != Some(&i) {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// The first `i` in `0..n` where `pred(i)` is false (`pred` true then false).
@@ -711,6 +744,20 @@ mod tests {
             terms(&ft, ft.related(Relation::Infix, "s")),
             ["cachemiss", "user"]
         );
+        // Needles of LONG_TERM bytes or more scan the long terms only.
+        assert_eq!(
+            terms(&ft, ft.related(Relation::Infix, "achemis")),
+            ["cachemiss"]
+        );
+        assert_eq!(
+            terms(&ft, ft.related(Relation::Infix, "achemiss")),
+            ["cachemiss"]
+        );
+        assert_eq!(
+            terms(&ft, ft.related(Relation::Suffix, "achemiss")),
+            ["cachemiss"]
+        );
+        assert!(ft.related(Relation::Suffix, "cachemis").is_empty());
         assert_eq!(ft.find("id"), Some(3));
         assert_eq!(ft.find("ie"), None);
     }
