@@ -571,14 +571,41 @@ pub struct Load {
     pub wire_bytes: u64,
     /// Sum of uncompressed protobuf sizes.
     pub raw_bytes: u64,
+    /// Scheduled time of the first scrape (ms).
+    pub first_ms: i64,
     /// Timestamp of the last scrape (ms, the latest host's).
     pub last_ms: i64,
+    /// True when the window was moved earlier to stay inside one block.
+    pub moved: bool,
     /// Series named `node_cpu_seconds_total` (checked after ingestion).
     pub cpu_series: usize,
 }
 
-/// Generates and encodes the load; the last sample is about a minute
-/// before `now_ms`.
+/// The block range of Strata's and Prometheus's default configuration.
+pub const BLOCK_MS: i64 = 2 * 3_600_000;
+
+/// Scheduled time of the first scrape. The window ends about a minute before
+/// `now_ms`, unless it would then straddle a block boundary (a multiple of
+/// [`BLOCK_MS`] since the epoch): it is then moved earlier to end just before
+/// that boundary, so every series lands in one block and the bytes per sample
+/// after the flush do not depend on the time of day the bench runs at. Every
+/// timestamp is below `start + span` (host phases are under half an interval,
+/// late scrapes 30 ms at most). Also says whether the window was moved.
+pub fn window_start(now_ms: i64, span: i64, interval_ms: i64) -> (i64, bool) {
+    let first = (now_ms - span - 60_000).div_euclid(interval_ms) * interval_ms;
+    let boundary = (first + span).div_euclid(BLOCK_MS) * BLOCK_MS;
+    if first < boundary && span + interval_ms <= BLOCK_MS {
+        (
+            (boundary - span).div_euclid(interval_ms) * interval_ms,
+            true,
+        )
+    } else {
+        (first, false)
+    }
+}
+
+/// Generates and encodes the load; the last sample is a minute before
+/// `now_ms`, or up to one window length earlier (see [`window_start`]).
 pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
     use prost::Message;
     let mut rng = Rng::new(0x5742_a7a5);
@@ -589,7 +616,7 @@ pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
         host += 1;
     }
     let span = spec.interval_ms * spec.samples_per_series as i64;
-    let first_ms = (now_ms - span - 60_000) / spec.interval_ms * spec.interval_ms;
+    let (first_ms, moved) = window_start(now_ms, span, spec.interval_ms);
     let blocks: Vec<std::ops::Range<usize>> = (0..all.len())
         .step_by(spec.batch)
         .map(|s| s..(s + spec.batch).min(all.len()))
@@ -656,6 +683,8 @@ pub fn generate(spec: LoadSpec, now_ms: i64) -> Load {
         samples,
         wire_bytes: wire,
         raw_bytes: raw,
+        first_ms,
+        moved,
         last_ms: scrapes
             .iter()
             .filter_map(|c| c.last)

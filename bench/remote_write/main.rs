@@ -303,6 +303,23 @@ fn main() {
         load.raw_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
+    let block = load.first_ms.div_euclid(load::BLOCK_MS);
+    println!(
+        "window: {:.0} s to {:.0} s (Unix), {} the 2 h block starting at {:.0} s{}",
+        load.first_ms as f64 / 1000.0,
+        load.last_ms as f64 / 1000.0,
+        if load.last_ms.div_euclid(load::BLOCK_MS) == block {
+            "inside"
+        } else {
+            "straddling"
+        },
+        (block * load::BLOCK_MS) as f64 / 1000.0,
+        if load.moved {
+            " (moved earlier so as not to straddle a block boundary)"
+        } else {
+            ""
+        }
+    );
 
     let peers: Vec<(Kind, PathBuf)> = kinds
         .into_iter()

@@ -10,12 +10,13 @@ pub mod logs;
 mod rate;
 pub mod validate;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Limits;
-use crate::model::{Exemplar, Label, Labels, MetricMetadata, Sample, Tenant};
-use crate::storage::{MetricsWriter, SeriesWrite, StorageError, WriteBatch};
+use crate::model::{Exemplar, Label, LabelsRef, MetricMetadata, Sample, Tenant};
+use crate::storage::{BatchRef, MetricsWriter, SeriesRef, StorageError};
 
 pub use rate::RateLimiter;
 pub use validate::{Invalid, Rejection};
@@ -29,13 +30,14 @@ pub const SAMPLES_REJECTED_TOTAL: &str = "strata_samples_rejected_total";
 /// Whole write requests refused by the ingestion rate limit.
 pub const RATE_LIMITED_REQUESTS_TOTAL: &str = "strata_ingest_rate_limited_requests_total";
 
-/// One incoming series, labels exactly as sent.
+/// One incoming series: ranges of [`IncomingWrite::labels`] and
+/// [`IncomingWrite::samples`].
 #[derive(Debug, Clone, Default)]
 pub struct IncomingSeries {
-    /// Labels in the order they arrived.
-    pub labels: Vec<Label>,
-    /// Float samples.
-    pub samples: Vec<Sample>,
+    /// Its labels as sent, in the order they arrived.
+    pub labels: Range<usize>,
+    /// Its float samples.
+    pub samples: Range<usize>,
     /// Exemplars.
     pub exemplars: Vec<IncomingExemplar>,
     /// Native histogram samples carried by the series (refused for now).
@@ -53,13 +55,56 @@ pub struct IncomingExemplar {
     pub t: i64,
 }
 
-/// A decoded metrics write request.
+/// A decoded metrics write request. Labels borrow the request body and,
+/// like samples, sit back to back for all series: a request costs a few
+/// allocations, not a few per series.
 #[derive(Debug, Clone, Default)]
-pub struct IncomingWrite {
+pub struct IncomingWrite<'a> {
+    /// Labels of every series, `(name, value)`.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// Samples of every series.
+    pub samples: Vec<Sample>,
     /// Series with data.
     pub series: Vec<IncomingSeries>,
     /// Metric metadata.
     pub metadata: Vec<MetricMetadata>,
+}
+
+impl<'a> IncomingWrite<'a> {
+    /// Adds a series whose labels and samples were pushed already.
+    pub fn push_series(
+        &mut self,
+        labels: Range<usize>,
+        samples: Range<usize>,
+        exemplars: Vec<IncomingExemplar>,
+        histograms: usize,
+    ) {
+        self.series.push(IncomingSeries {
+            labels,
+            samples,
+            exemplars,
+            histograms,
+        });
+    }
+
+    /// Adds a series from its labels and samples.
+    pub fn add_series(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        samples: impl IntoIterator<Item = Sample>,
+        exemplars: Vec<IncomingExemplar>,
+        histograms: usize,
+    ) {
+        let (l, s) = (self.labels.len(), self.samples.len());
+        self.labels.extend(labels);
+        self.samples.extend(samples);
+        self.push_series(
+            l..self.labels.len(),
+            s..self.samples.len(),
+            exemplars,
+            histograms,
+        );
+    }
 }
 
 /// What a write stored and what it refused.
@@ -162,14 +207,10 @@ impl Ingester {
     pub fn write_metrics(
         &self,
         tenant: &Tenant,
-        write: IncomingWrite,
+        write: &IncomingWrite<'_>,
         now_ms: i64,
     ) -> Result<IngestReport, IngestError> {
-        let total: usize = write
-            .series
-            .iter()
-            .map(|s| s.samples.len() + s.histograms)
-            .sum();
+        let total = write.samples.len() + write.series.iter().map(|s| s.histograms).sum::<usize>();
         if !self.rate.try_take(tenant, total, Instant::now()) {
             metrics::counter!(RATE_LIMITED_REQUESTS_TOTAL).increment(1);
             return Err(IngestError::RateLimited(format!(
@@ -180,55 +221,77 @@ impl Ingester {
         }
         let mut report = IngestReport::default();
         let max_t = now_ms.saturating_add(self.limits.creation_grace_period.0);
-        let mut batch = WriteBatch {
-            series: Vec::with_capacity(write.series.len()),
-            metadata: write
-                .metadata
-                .into_iter()
-                .filter(|m| !m.metric.is_empty())
-                .collect(),
-        };
-        for s in write.series {
-            let n_samples = s.samples.len();
-            let labels = match validate::validate_labels(s.labels, &self.limits) {
-                Ok(l) => l,
-                Err(r) => {
-                    report.add(
-                        r.reason.as_str(),
-                        n_samples + s.histograms + s.exemplars.len(),
-                        || r.message,
-                    );
-                    continue;
-                }
-            };
-            if s.histograms > 0 {
-                let r = validate::native_histogram(s.histograms, &labels);
-                report.add(r.reason.as_str(), s.histograms, || r.message);
-            }
-            let mut samples = s.samples;
-            let before = samples.len();
-            if let Some(bad) = samples.iter().find(|x| x.t > max_t).copied() {
-                samples.retain(|x| x.t <= max_t);
-                let r = validate::too_far_in_future(
-                    bad.t,
-                    max_t,
-                    self.limits.creation_grace_period.0,
-                    &labels,
+        let metadata: Vec<MetricMetadata> = write
+            .metadata
+            .iter()
+            .filter(|m| !m.metric.is_empty())
+            .cloned()
+            .collect();
+        // What is kept of each series, as ranges into these buffers, turned
+        // into borrowed series once nothing is pushed any more.
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(write.labels.len());
+        let mut trimmed: Vec<Sample> = Vec::new();
+        let mut exemplars: Vec<Exemplar> = Vec::new();
+        let mut kept: Vec<(Range<usize>, Kept, Range<usize>)> =
+            Vec::with_capacity(write.series.len());
+        for s in &write.series {
+            let pairs = &write.labels[s.labels.clone()];
+            let samples = &write.samples[s.samples.clone()];
+            if let Err(r) = validate::validate_labels(pairs, &self.limits) {
+                report.add(
+                    r.reason.as_str(),
+                    samples.len() + s.histograms + s.exemplars.len(),
+                    || r.message,
                 );
-                report.add(r.reason.as_str(), before - samples.len(), || r.message);
-            }
-            let exemplars = self.exemplars(s.exemplars, &labels, max_t, &mut report);
-            if samples.is_empty() && exemplars.is_empty() {
                 continue;
             }
-            batch.series.push(SeriesWrite {
-                labels,
-                samples,
-                exemplars,
-            });
+            let from = labels.len();
+            labels.extend(pairs.iter().filter(|(_, v)| !v.is_empty()));
+            let series_labels = from..labels.len();
+            if s.histograms > 0 {
+                let r = validate::native_histogram(s.histograms, pairs);
+                report.add(r.reason.as_str(), s.histograms, || r.message);
+            }
+            let series_samples = match samples.iter().find(|x| x.t > max_t) {
+                None => Kept::Sent(s.samples.clone()),
+                Some(bad) => {
+                    let from = trimmed.len();
+                    trimmed.extend(samples.iter().filter(|x| x.t <= max_t));
+                    let r = validate::too_far_in_future(
+                        bad.t,
+                        max_t,
+                        self.limits.creation_grace_period.0,
+                        pairs,
+                    );
+                    let refused = samples.len() - (trimmed.len() - from);
+                    report.add(r.reason.as_str(), refused, || r.message);
+                    Kept::Trimmed(from..trimmed.len())
+                }
+            };
+            let from = exemplars.len();
+            self.exemplars(&s.exemplars, pairs, max_t, &mut report, &mut exemplars);
+            let series_exemplars = from..exemplars.len();
+            if series_samples.is_empty() && series_exemplars.is_empty() {
+                continue;
+            }
+            kept.push((series_labels, series_samples, series_exemplars));
         }
+        let batch = BatchRef {
+            series: kept
+                .into_iter()
+                .map(|(l, s, e)| SeriesRef {
+                    labels: LabelsRef::Pairs(&labels[l]),
+                    samples: match s {
+                        Kept::Sent(r) => &write.samples[r],
+                        Kept::Trimmed(r) => &trimmed[r],
+                    },
+                    exemplars: &exemplars[e],
+                })
+                .collect(),
+            metadata: &metadata,
+        };
         if !batch.series.is_empty() || !batch.metadata.is_empty() {
-            let out = self.writer.append(tenant, batch)?;
+            let out = self.writer.append_ref(tenant, &batch)?;
             report.samples_written = out.samples_written;
             report.exemplars_written = out.exemplars_written;
             for (reason, n, labels) in &out.rejected {
@@ -248,14 +311,15 @@ impl Ingester {
         Ok(report)
     }
 
+    /// Validates a series' exemplars into `out`.
     fn exemplars(
         &self,
-        incoming: Vec<IncomingExemplar>,
-        series: &Labels,
+        incoming: &[IncomingExemplar],
+        series: &[(&str, &str)],
         max_t: i64,
         report: &mut IngestReport,
-    ) -> Vec<Exemplar> {
-        let mut out = Vec::with_capacity(incoming.len());
+        out: &mut Vec<Exemplar>,
+    ) {
         for e in incoming {
             if e.t > max_t {
                 let r = validate::too_far_in_future(
@@ -267,7 +331,7 @@ impl Ingester {
                 report.add(Invalid::InvalidExemplar.as_str(), 1, || r.message);
                 continue;
             }
-            match validate::validate_exemplar_labels(e.labels, series) {
+            match validate::validate_exemplar_labels(&e.labels, series) {
                 Ok(labels) => out.push(Exemplar {
                     labels,
                     value: e.value,
@@ -276,7 +340,21 @@ impl Ingester {
                 Err(r) => report.add(r.reason.as_str(), 1, || r.message),
             }
         }
-        out
+    }
+}
+
+/// The samples kept of a series: all it sent, or those left in the
+/// trimmed buffer after refusing some.
+enum Kept {
+    Sent(Range<usize>),
+    Trimmed(Range<usize>),
+}
+
+impl Kept {
+    fn is_empty(&self) -> bool {
+        match self {
+            Kept::Sent(r) | Kept::Trimmed(r) => r.is_empty(),
+        }
     }
 }
 
@@ -287,12 +365,19 @@ mod tests {
     use crate::storage::mem::MemMetrics;
     use crate::storage::MetricsReader;
 
-    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> IncomingSeries {
-        IncomingSeries {
-            labels: labels.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
-            samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
-            ..Default::default()
+    type Series<'a, 'b> = (&'a [(&'a str, &'a str)], &'b [(i64, f64)]);
+
+    fn write<'a>(series: &[Series<'a, '_>]) -> IncomingWrite<'a> {
+        let mut w = IncomingWrite::default();
+        for (labels, samples) in series {
+            w.add_series(
+                labels.iter().copied(),
+                samples.iter().map(|&(t, v)| Sample::new(t, v)),
+                vec![],
+                0,
+            );
         }
+        w
     }
 
     #[test]
@@ -301,18 +386,15 @@ mod tests {
         let ing = Ingester::new(Limits::default(), store.clone());
         let t = Tenant::anonymous();
         let now = 1_000_000_000;
-        let write = IncomingWrite {
-            series: vec![
-                series(&[("__name__", "good")], &[(now, 1.0)]),
-                series(&[("job", "nameless")], &[(now, 1.0)]),
-                series(
-                    &[("__name__", "future")],
-                    &[(now, 1.0), (now + 3_600_000, 2.0)],
-                ),
-            ],
-            metadata: vec![],
-        };
-        let r = ing.write_metrics(&t, write, now).unwrap();
+        let write = write(&[
+            (&[("__name__", "good")], &[(now, 1.0)]),
+            (&[("job", "nameless")], &[(now, 1.0)]),
+            (
+                &[("__name__", "future")],
+                &[(now, 1.0), (now + 3_600_000, 2.0)],
+            ),
+        ]);
+        let r = ing.write_metrics(&t, &write, now).unwrap();
         assert_eq!(r.samples_written, 2);
         assert_eq!(r.rejected, 2);
         assert!(r.message().contains("nameless"), "{}", r.message());
@@ -333,13 +415,10 @@ mod tests {
         };
         let ing = Ingester::new(limits, store);
         let t = Tenant::anonymous();
-        let w = || IncomingWrite {
-            series: vec![series(&[("__name__", "a")], &[(1, 1.0), (2, 1.0)])],
-            metadata: vec![],
-        };
-        assert!(ing.write_metrics(&t, w(), 0).is_ok());
+        let w = write(&[(&[("__name__", "a")], &[(1, 1.0), (2, 1.0)])]);
+        assert!(ing.write_metrics(&t, &w, 0).is_ok());
         assert!(matches!(
-            ing.write_metrics(&t, w(), 0),
+            ing.write_metrics(&t, &w, 0),
             Err(IngestError::RateLimited(_))
         ));
     }

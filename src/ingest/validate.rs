@@ -67,21 +67,21 @@ const MAX_DESCRIBED: usize = 512;
 
 /// The series in Prometheus's text form, from the pairs as sent (so unsorted
 /// and duplicate labels show as they arrived), shortened for messages.
-pub fn describe(pairs: &[Label]) -> String {
+pub fn describe(pairs: &[(&str, &str)]) -> String {
     let name = pairs
         .iter()
-        .find(|l| l.name == METRIC_NAME)
-        .map(|l| l.value.as_str())
+        .find(|l| l.0 == METRIC_NAME)
+        .map(|l| l.1)
         .unwrap_or("");
     let mut out = String::from(name);
     out.push('{');
     let mut first = true;
-    for l in pairs.iter().filter(|l| l.name != METRIC_NAME) {
+    for (n, v) in pairs.iter().filter(|l| l.0 != METRIC_NAME) {
         if !first {
             out.push_str(", ");
         }
         first = false;
-        let _ = write!(out, "{}={:?}", l.name, l.value);
+        let _ = write!(out, "{n}={v:?}");
         if out.len() > MAX_DESCRIBED {
             break;
         }
@@ -102,67 +102,67 @@ fn reject(reason: Invalid, message: String) -> Rejection {
     Rejection { reason, message }
 }
 
-/// Checks a series' labels as sent and returns the validated label set.
-/// Label names may be any non-empty UTF-8 (Prometheus 3); values may be any
-/// UTF-8 (prost has already refused invalid UTF-8). Empty values mean
-/// "absent" and are dropped, as Prometheus does.
-pub fn validate_labels(pairs: Vec<Label>, limits: &Limits) -> Result<Labels, Rejection> {
+/// Checks a series' labels as sent. Label names may be any non-empty UTF-8
+/// (Prometheus 3); values may be any UTF-8 (decoding has already refused
+/// invalid UTF-8). Empty values mean "absent": the caller drops them, as
+/// Prometheus does; the rest is then a valid sorted label set.
+pub fn validate_labels(pairs: &[(&str, &str)], limits: &Limits) -> Result<(), Rejection> {
     if pairs.is_empty() {
         return Err(reject(
             Invalid::EmptyLabels,
             "series has an empty label set".into(),
         ));
     }
-    for (i, l) in pairs.iter().enumerate() {
-        if l.name.is_empty() {
+    for (i, &(name, value)) in pairs.iter().enumerate() {
+        if name.is_empty() {
             return Err(reject(
                 Invalid::InvalidLabelName,
-                format!("invalid empty label name in series {}", describe(&pairs)),
+                format!("invalid empty label name in series {}", describe(pairs)),
             ));
         }
-        if l.name.len() > limits.max_label_name_length {
+        if name.len() > limits.max_label_name_length {
             return Err(reject(
                 Invalid::LabelNameTooLong,
                 format!(
                     "label name is {} bytes long, the limit is {} (limits.max_label_name_length), in series {}",
-                    l.name.len(),
+                    name.len(),
                     limits.max_label_name_length,
-                    describe(&pairs)
+                    describe(pairs)
                 ),
             ));
         }
-        if l.value.len() > limits.max_label_value_length {
+        if value.len() > limits.max_label_value_length {
             return Err(reject(
                 Invalid::LabelValueTooLong,
                 format!(
                     "value of label {:?} is {} bytes long, the limit is {} (limits.max_label_value_length), in series {}",
-                    l.name,
-                    l.value.len(),
+                    name,
+                    value.len(),
                     limits.max_label_value_length,
-                    describe(&pairs)
+                    describe(pairs)
                 ),
             ));
         }
         if i > 0 {
-            let prev = &pairs[i - 1].name;
-            if *prev == l.name {
+            let prev = pairs[i - 1].0;
+            if prev == name {
                 return Err(reject(
                     Invalid::DuplicateLabelName,
                     format!(
                         "duplicate label name {:?} in series {}",
-                        l.name,
-                        describe(&pairs)
+                        name,
+                        describe(pairs)
                     ),
                 ));
             }
-            if *prev > l.name {
+            if prev > name {
                 return Err(reject(
                     Invalid::UnsortedLabels,
                     format!(
                         "labels are not sorted by name ({:?} comes after {:?}) in series {}",
-                        l.name,
+                        name,
                         prev,
-                        describe(&pairs)
+                        describe(pairs)
                     ),
                 ));
             }
@@ -175,27 +175,26 @@ pub fn validate_labels(pairs: Vec<Label>, limits: &Limits) -> Result<Labels, Rej
                 "series has {} labels, the limit is {} (limits.max_labels_per_series): {}",
                 pairs.len(),
                 limits.max_labels_per_series,
-                describe(&pairs)
+                describe(pairs)
             ),
         ));
     }
-    if !pairs
-        .iter()
-        .any(|l| l.name == METRIC_NAME && !l.value.is_empty())
-    {
+    if !pairs.iter().any(|l| l.0 == METRIC_NAME && !l.1.is_empty()) {
         return Err(reject(
             Invalid::MissingMetricName,
-            format!("series has no metric name (__name__): {}", describe(&pairs)),
+            format!("series has no metric name (__name__): {}", describe(pairs)),
         ));
     }
-    let mut pairs = pairs;
-    pairs.retain(|l| !l.value.is_empty());
-    Ok(Labels::from_sorted(pairs))
+    Ok(())
 }
 
 /// Checks an exemplar's labels: non-empty names, unique, and at most 128
 /// UTF-8 characters in total (Prometheus's exemplar limit).
-pub fn validate_exemplar_labels(pairs: Vec<Label>, series: &Labels) -> Result<Labels, Rejection> {
+pub fn validate_exemplar_labels(
+    pairs: &[Label],
+    series: &[(&str, &str)],
+) -> Result<Labels, Rejection> {
+    let series = describe(series);
     const MAX_EXEMPLAR_RUNES: usize = 128;
     let runes: usize = pairs
         .iter()
@@ -226,12 +225,13 @@ pub fn validate_exemplar_labels(pairs: Vec<Label>, series: &Labels) -> Result<La
             ),
         ));
     }
-    let labels = Labels::from_pairs(pairs.into_iter().map(|l| (l.name, l.value)));
+    let labels = Labels::from_pairs(pairs.iter().map(|l| (l.name.as_str(), l.value.as_str())));
     Ok(labels)
 }
 
 /// The rejection for samples beyond the creation grace period.
-pub fn too_far_in_future(t: i64, max_t: i64, grace_ms: i64, series: &Labels) -> Rejection {
+pub fn too_far_in_future(t: i64, max_t: i64, grace_ms: i64, series: &[(&str, &str)]) -> Rejection {
+    let series = describe(series);
     reject(
         Invalid::TooFarInFuture,
         format!(
@@ -244,7 +244,8 @@ pub fn too_far_in_future(t: i64, max_t: i64, grace_ms: i64, series: &Labels) -> 
 }
 
 /// The rejection for native histogram samples.
-pub fn native_histogram(n: usize, series: &Labels) -> Rejection {
+pub fn native_histogram(n: usize, series: &[(&str, &str)]) -> Rejection {
+    let series = describe(series);
     reject(
         Invalid::NativeHistogram,
         format!(
@@ -263,10 +264,6 @@ fn format_ms(t: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(p: &[(&str, &str)]) -> Vec<Label> {
-        p.iter().map(|(n, v)| Label::new(*n, *v)).collect()
-    }
 
     #[test]
     fn label_table() {
@@ -313,9 +310,9 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            let got = validate_labels(pairs(input), &limits);
+            let got = validate_labels(input, &limits);
             match (want, &got) {
-                (None, Ok(l)) => assert!(l.metric_name().is_some()),
+                (None, Ok(())) => {}
                 (Some(w), Err(r)) => {
                     assert_eq!(r.reason, *w, "{input:?}");
                     if !input.is_empty() {
@@ -330,7 +327,7 @@ mod tests {
     #[test]
     fn describe_is_bounded() {
         let long = "x".repeat(2000);
-        let d = describe(&pairs(&[("__name__", "up"), ("a", &long)]));
+        let d = describe(&[("__name__", "up"), ("a", &long)]);
         assert!(d.len() < MAX_DESCRIBED + 10);
         assert!(d.starts_with("up{a=\"xxx"));
     }

@@ -130,14 +130,88 @@ impl Labels {
 
     /// A stable 64-bit hash of the pairs (xxh3), the same across restarts.
     pub fn stable_hash(&self) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
+        stable_hash(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+}
+
+/// xxh3 of `name 0xff value 0xff` for every pair, hashed in one call over a
+/// reused buffer (a streaming hasher costs more for such short inputs).
+fn stable_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        for (n, v) in pairs {
+            b.extend_from_slice(n.as_bytes());
+            b.push(0xff);
+            b.extend_from_slice(v.as_bytes());
+            b.push(0xff);
         }
-        h.digest()
+        xxhash_rust::xxh3::xxh3_64(&b)
+    })
+}
+
+/// A label set the write path can look up without building a [`Labels`]:
+/// pairs borrowed from a request (validated: sorted by name, unique, no
+/// empty value) or an owned set.
+#[derive(Debug, Clone, Copy)]
+pub enum LabelsRef<'a> {
+    /// Validated pairs borrowed from a request.
+    Pairs(&'a [(&'a str, &'a str)]),
+    /// An owned label set.
+    Owned(&'a Labels),
+}
+
+impl<'a> LabelsRef<'a> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        match self {
+            LabelsRef::Pairs(p) => p.len(),
+            LabelsRef::Owned(l) => l.len(),
+        }
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pairs in name order.
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let (pairs, owned): (&[(&str, &str)], &[Label]) = match self {
+            LabelsRef::Pairs(p) => (p, &[]),
+            LabelsRef::Owned(l) => (&[], l.as_slice()),
+        };
+        pairs
+            .iter()
+            .copied()
+            .chain(owned.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// The same hash as [`Labels::stable_hash`] of the equal set.
+    pub fn stable_hash(self) -> u64 {
+        stable_hash(self.iter())
+    }
+
+    /// True when `labels` holds exactly these pairs.
+    pub fn equals(self, labels: &Labels) -> bool {
+        labels.len() == self.len()
+            && labels
+                .iter()
+                .zip(self.iter())
+                .all(|(l, (n, v))| l.name == n && l.value == v)
+    }
+
+    /// An owned copy.
+    pub fn to_labels(self) -> Labels {
+        match self {
+            LabelsRef::Owned(l) => l.clone(),
+            LabelsRef::Pairs(p) => {
+                Labels::from_sorted(p.iter().map(|(n, v)| Label::new(*n, *v)).collect())
+            }
+        }
     }
 }
 
@@ -244,5 +318,24 @@ mod tests {
         let a = Labels::from_pairs([("ab", "c")]);
         let b = Labels::from_pairs([("a", "bc")]);
         assert_ne!(a.stable_hash(), b.stable_hash());
+    }
+
+    #[test]
+    fn stable_hash_is_the_streaming_xxh3_and_labels_ref_agrees() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "node"), ("x", "é")]);
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for p in &l {
+            for part in [p.name.as_bytes(), &[0xff], p.value.as_bytes(), &[0xff]] {
+                h.update(part);
+            }
+        }
+        assert_eq!(l.stable_hash(), h.digest());
+        let pairs = [("__name__", "up"), ("job", "node"), ("x", "é")];
+        let r = LabelsRef::Pairs(&pairs);
+        assert_eq!(r.stable_hash(), l.stable_hash());
+        assert_eq!(LabelsRef::Owned(&l).stable_hash(), l.stable_hash());
+        assert!(r.equals(&l) && LabelsRef::Owned(&l).equals(&l));
+        assert!(!LabelsRef::Pairs(&pairs[..2]).equals(&l));
+        assert_eq!(r.to_labels(), l);
     }
 }

@@ -17,7 +17,7 @@ pub use histogram::{
     exponential_bound, kahan_inc, Bucket, CounterResetHint, FloatHistogram, HistogramError,
     HistogramSample, NanObservations, CUSTOM_BUCKETS_SCHEMA,
 };
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{Label, Labels, LabelsBuilder, LabelsRef, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{
     format_float, is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS,

@@ -10,7 +10,9 @@ pub mod periodic;
 pub mod tsdb;
 pub mod wal;
 
-use crate::model::{Exemplar, HistogramSample, Labels, Matcher, MetricMetadata, Sample, Tenant};
+use crate::model::{
+    Exemplar, HistogramSample, Labels, LabelsRef, Matcher, MetricMetadata, Sample, Tenant,
+};
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +207,71 @@ pub trait MetricsWriter: Send + Sync {
     /// Refused samples are reported in the outcome, not as an error; an error
     /// means nothing of the batch is acknowledged.
     fn append(&self, tenant: &Tenant, batch: WriteBatch) -> Result<AppendOutcome, StorageError>;
+
+    /// [`MetricsWriter::append`] of a batch borrowed from a request, so a
+    /// series the store already holds is found without building owned
+    /// labels (the remote-write path). By default an owned copy is appended.
+    fn append_ref(
+        &self,
+        tenant: &Tenant,
+        batch: &BatchRef<'_>,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append(tenant, batch.to_owned())
+    }
+}
+
+/// New data for one series, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'a> {
+    /// Validated, sorted labels.
+    pub labels: LabelsRef<'a>,
+    /// Samples, in any order.
+    pub samples: &'a [Sample],
+    /// Exemplars.
+    pub exemplars: &'a [Exemplar],
+}
+
+/// A [`WriteBatch`] borrowed from a request.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRef<'a> {
+    /// Series with their new samples and exemplars.
+    pub series: Vec<SeriesRef<'a>>,
+    /// Metric metadata.
+    pub metadata: &'a [MetricMetadata],
+}
+
+impl<'a> BatchRef<'a> {
+    /// Borrows an owned batch.
+    pub fn of(batch: &'a WriteBatch) -> BatchRef<'a> {
+        BatchRef {
+            series: batch
+                .series
+                .iter()
+                .map(|s| SeriesRef {
+                    labels: LabelsRef::Owned(&s.labels),
+                    samples: &s.samples,
+                    exemplars: &s.exemplars,
+                })
+                .collect(),
+            metadata: &batch.metadata,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> WriteBatch {
+        WriteBatch {
+            series: self
+                .series
+                .iter()
+                .map(|s| SeriesWrite {
+                    labels: s.labels.to_labels(),
+                    samples: s.samples.to_vec(),
+                    exemplars: s.exemplars.to_vec(),
+                })
+                .collect(),
+            metadata: self.metadata.to_vec(),
+        }
+    }
 }
 
 /// Maintenance of a persistent store, for the admin API and benchmarks.

@@ -36,6 +36,7 @@
 //! - `POST /api/v1/admin/tsdb/flush` is Strata's own: it writes the head into
 //!   blocks (used by benchmarks).
 
+pub mod decode_v1;
 pub mod json;
 mod meta;
 pub mod params;

@@ -1,10 +1,12 @@
 //! Remote write 1.0 and 2.0: content negotiation, decompression within the
-//! limits, protobuf decoding into [`IncomingWrite`], then
+//! limits, protobuf decoding into [`IncomingWrite`] (1.0 by [`decode_v1`],
+//! borrowing the body), then
 //! [`crate::ingest::Ingester::write_metrics`]. Status codes follow
 //! Prometheus's receiver: 204 written, 400 bad data (the good part is still
 //! written), 413 too large, 415 unsupported type or encoding, 429 rate limit,
 //! 503 storage unavailable, 500 storage failure. Error bodies are plain text.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -14,11 +16,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::proto::{v1, v2};
+use super::decode_v1::{self, metric_type};
+use super::proto::v2;
 use super::{snappy, PromState};
 use crate::api::tenant_from_headers;
-use crate::ingest::{IncomingExemplar, IncomingSeries, IncomingWrite, IngestError, IngestReport};
-use crate::model::{Label, MetricMetadata, MetricType, Sample, METRIC_NAME};
+use crate::ingest::{IncomingExemplar, IncomingWrite, IngestError, IngestReport};
+use crate::model::{Label, MetricMetadata, Sample, METRIC_NAME};
 
 /// Remote-write message versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,101 +166,82 @@ fn snappy_err(e: snappy::SnappyError) -> WriteError {
     }
 }
 
-/// Decodes a protobuf body, trying snappy first and the raw bytes second
-/// when the sender did not say how the body is encoded.
-fn decode<M: Message + Default>(body: &[u8], enc: Encoding, limit: usize) -> Result<M, WriteError> {
-    let proto_err = |e: prost::DecodeError| WriteError::bad(format!("invalid protobuf body: {e}"));
-    let raw = match enc {
-        Encoding::Snappy => snappy::decompress(body, limit).map_err(snappy_err)?,
-        Encoding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(body), limit, "gzip")?,
-        Encoding::Zstd => read_limited(
-            zstd::stream::read::Decoder::new(body)
-                .map_err(|e| WriteError::bad(format!("corrupt zstd body: {e}")))?,
-            limit,
-            "zstd",
-        )?,
-        Encoding::Identity => {
-            if body.len() > limit {
-                return Err(too_large(body.len(), limit));
+/// A body made ready for protobuf decoding.
+struct Unpacked<'b> {
+    /// The protobuf bytes: decompressed, or the body itself.
+    raw: Cow<'b, [u8]>,
+    /// With no Content-Encoding given, the body as sent, tried when `raw`
+    /// (the body snappy-decompressed) does not decode.
+    plain: Option<&'b [u8]>,
+    /// With no Content-Encoding given and a body that is not snappy, the
+    /// error to give when it does not decode as plain protobuf either.
+    not_snappy: Option<String>,
+}
+
+impl<'b> Unpacked<'b> {
+    /// Decompresses `body` within `limit`; with no Content-Encoding given,
+    /// tries snappy first and the raw bytes second.
+    fn new(body: &'b [u8], enc: Encoding, limit: usize) -> Result<Unpacked<'b>, WriteError> {
+        let mut out = Unpacked {
+            raw: Cow::Borrowed(body),
+            plain: None,
+            not_snappy: None,
+        };
+        match enc {
+            Encoding::Snappy => {
+                out.raw = Cow::Owned(snappy::decompress(body, limit).map_err(snappy_err)?);
             }
-            return M::decode(body).map_err(proto_err);
-        }
-        Encoding::Unspecified => match snappy::decompress(body, limit) {
-            Ok(raw) => match M::decode(raw.as_slice()) {
-                Ok(m) => return Ok(m),
-                Err(e) => return M::decode(body).map_err(|_| proto_err(e)),
-            },
-            Err(e @ snappy::SnappyError::TooLarge { .. }) => return Err(snappy_err(e)),
-            Err(e) => {
-                return M::decode(body).map_err(|_| {
-                    WriteError::bad(format!(
+            Encoding::Gzip => {
+                out.raw = Cow::Owned(read_limited(
+                    flate2::read::MultiGzDecoder::new(body),
+                    limit,
+                    "gzip",
+                )?);
+            }
+            Encoding::Zstd => {
+                out.raw = Cow::Owned(read_limited(
+                    zstd::stream::read::Decoder::new(body)
+                        .map_err(|e| WriteError::bad(format!("corrupt zstd body: {e}")))?,
+                    limit,
+                    "zstd",
+                )?);
+            }
+            Encoding::Identity => {
+                if body.len() > limit {
+                    return Err(too_large(body.len(), limit));
+                }
+            }
+            Encoding::Unspecified => match snappy::decompress(body, limit) {
+                Ok(raw) => {
+                    out.raw = Cow::Owned(raw);
+                    out.plain = Some(body);
+                }
+                Err(e @ snappy::SnappyError::TooLarge { .. }) => return Err(snappy_err(e)),
+                Err(e) => {
+                    out.not_snappy = Some(format!(
                         "{e} (no Content-Encoding given: the body is neither snappy nor plain protobuf)"
                     ))
-                })
-            }
-        },
-    };
-    M::decode(raw.as_slice()).map_err(proto_err)
-}
-
-fn metric_type(t: i32) -> MetricType {
-    match t {
-        1 => MetricType::Counter,
-        2 => MetricType::Gauge,
-        3 => MetricType::Histogram,
-        4 => MetricType::GaugeHistogram,
-        5 => MetricType::Summary,
-        6 => MetricType::Info,
-        7 => MetricType::StateSet,
-        _ => MetricType::Unknown,
+                }
+            },
+        }
+        Ok(out)
     }
-}
 
-fn labels_v1(labels: Vec<v1::Label>) -> Vec<Label> {
-    labels
-        .into_iter()
-        .map(|l| Label {
-            name: l.name,
-            value: l.value,
+    /// Decodes with `f`, falling back to the plain body as described above.
+    fn decode<'a, T, E: std::fmt::Display>(
+        &'a self,
+        f: impl Fn(&'a [u8]) -> Result<T, E>,
+    ) -> Result<T, WriteError> {
+        f(&self.raw).or_else(|e| {
+            if let Some(ok) = self.plain.and_then(|b| f(b).ok()) {
+                return Ok(ok);
+            }
+            Err(WriteError::bad(match &self.not_snappy {
+                Some(m) => m.clone(),
+                None => format!("invalid protobuf body: {e}"),
+            }))
         })
-        .collect()
-}
-
-/// Converts a 1.0 request.
-pub fn from_v1(req: v1::WriteRequest) -> IncomingWrite {
-    let series = req
-        .timeseries
-        .into_iter()
-        .map(|ts| IncomingSeries {
-            labels: labels_v1(ts.labels),
-            samples: ts
-                .samples
-                .into_iter()
-                .map(|s| Sample::new(s.timestamp, s.value))
-                .collect(),
-            exemplars: ts
-                .exemplars
-                .into_iter()
-                .map(|e| IncomingExemplar {
-                    labels: labels_v1(e.labels),
-                    value: e.value,
-                    t: e.timestamp,
-                })
-                .collect(),
-            histograms: ts.histograms.len(),
-        })
-        .collect();
-    let metadata = req
-        .metadata
-        .into_iter()
-        .map(|m| MetricMetadata {
-            metric: m.metric_family_name,
-            kind: metric_type(m.r#type),
-            help: m.help,
-            unit: m.unit,
-        })
-        .collect();
-    IncomingWrite { series, metadata }
+    }
 }
 
 fn symbol(symbols: &[String], r: u32, series: usize) -> Result<&str, WriteError> {
@@ -269,31 +253,31 @@ fn symbol(symbols: &[String], r: u32, series: usize) -> Result<&str, WriteError>
     })
 }
 
-fn refs_to_labels(
-    symbols: &[String],
+fn refs_to_labels<'a>(
+    symbols: &'a [String],
     refs: &[u32],
     series: usize,
-) -> Result<Vec<Label>, WriteError> {
+    out: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(), WriteError> {
     if refs.len() % 2 != 0 {
         return Err(WriteError::bad(format!(
             "odd number of label references ({}) in timeseries {series}",
             refs.len()
         )));
     }
-    refs.chunks_exact(2)
-        .map(|p| {
-            Ok(Label::new(
-                symbol(symbols, p[0], series)?,
-                symbol(symbols, p[1], series)?,
-            ))
-        })
-        .collect()
+    for p in refs.chunks_exact(2) {
+        out.push((
+            symbol(symbols, p[0], series)?,
+            symbol(symbols, p[1], series)?,
+        ));
+    }
+    Ok(())
 }
 
-/// Converts a 2.0 request. Symbol errors refuse the whole request.
-/// Created timestamps are accepted and not stored (as Prometheus without
-/// `created-timestamp-zero-ingestion`).
-pub fn from_v2(req: v2::Request) -> Result<IncomingWrite, WriteError> {
+/// Converts a 2.0 request; labels borrow its symbols table. Symbol errors
+/// refuse the whole request. Created timestamps are accepted and not stored
+/// (as Prometheus without `created-timestamp-zero-ingestion`).
+pub fn from_v2(req: &v2::Request) -> Result<IncomingWrite<'_>, WriteError> {
     let symbols = &req.symbols;
     if symbols.first().is_some_and(|s| !s.is_empty()) {
         return Err(WriteError::bad(
@@ -301,15 +285,19 @@ pub fn from_v2(req: v2::Request) -> Result<IncomingWrite, WriteError> {
         ));
     }
     let mut metadata: HashMap<String, MetricMetadata> = HashMap::new();
-    let mut series = Vec::with_capacity(req.timeseries.len());
-    for (i, ts) in req.timeseries.into_iter().enumerate() {
-        let labels = refs_to_labels(symbols, &ts.labels_refs, i)?;
+    let mut out = IncomingWrite::default();
+    for (i, ts) in req.timeseries.iter().enumerate() {
+        let from = out.labels.len();
+        refs_to_labels(symbols, &ts.labels_refs, i, &mut out.labels)?;
+        let labels = &out.labels[from..];
         let exemplars = ts
             .exemplars
             .iter()
             .map(|e| {
+                let mut pairs = Vec::new();
+                refs_to_labels(symbols, &e.labels_refs, i, &mut pairs)?;
                 Ok(IncomingExemplar {
-                    labels: refs_to_labels(symbols, &e.labels_refs, i)?,
+                    labels: pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
                     value: e.value,
                     t: e.timestamp,
                 })
@@ -318,8 +306,8 @@ pub fn from_v2(req: v2::Request) -> Result<IncomingWrite, WriteError> {
         if let Some(m) = &ts.metadata {
             let name = labels
                 .iter()
-                .find(|l| l.name == METRIC_NAME)
-                .map(|l| l.value.clone())
+                .find(|l| l.0 == METRIC_NAME)
+                .map(|l| l.1.to_string())
                 .unwrap_or_default();
             let help = symbol(symbols, m.help_ref, i)?.to_string();
             let unit = symbol(symbols, m.unit_ref, i)?.to_string();
@@ -335,21 +323,18 @@ pub fn from_v2(req: v2::Request) -> Result<IncomingWrite, WriteError> {
                 );
             }
         }
-        series.push(IncomingSeries {
-            labels,
-            samples: ts
-                .samples
-                .iter()
-                .map(|s| Sample::new(s.timestamp, s.value))
-                .collect(),
+        let samples = out.samples.len();
+        out.samples
+            .extend(ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)));
+        out.push_series(
+            from..out.labels.len(),
+            samples..out.samples.len(),
             exemplars,
-            histograms: ts.histograms.len(),
-        });
+            ts.histograms.len(),
+        );
     }
-    Ok(IncomingWrite {
-        series,
-        metadata: metadata.into_values().collect(),
-    })
+    out.metadata = metadata.into_values().collect();
+    Ok(out)
 }
 
 fn ingest_error(e: IngestError) -> WriteError {
@@ -409,21 +394,18 @@ pub async fn write_post(State(st): State<PromState>, headers: HeaderMap, body: B
     };
     let ingester = st.ingester.clone();
     let job = tokio::task::spawn_blocking(move || {
+        let unpacked = Unpacked::new(&body, enc, limits.max_decompressed_bytes)?;
+        let v2_request;
         let write = match proto {
-            Proto::V1 => from_v1(decode::<v1::WriteRequest>(
-                &body,
-                enc,
-                limits.max_decompressed_bytes,
-            )?),
-            Proto::V2 => from_v2(decode::<v2::Request>(
-                &body,
-                enc,
-                limits.max_decompressed_bytes,
-            )?)?,
+            Proto::V1 => unpacked.decode(decode_v1::decode)?,
+            Proto::V2 => {
+                v2_request = unpacked.decode(v2::Request::decode)?;
+                from_v2(&v2_request)?
+            }
         };
         let now = chrono::Utc::now().timestamp_millis();
         ingester
-            .write_metrics(&tenant, write, now)
+            .write_metrics(&tenant, &write, now)
             .map_err(ingest_error)
     })
     .await;
@@ -531,14 +513,14 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let w = from_v2(req.clone()).unwrap();
-        assert_eq!(w.series[0].labels, vec![Label::new("__name__", "up")]);
-        assert_eq!(w.metadata[0].kind, MetricType::Counter);
+        let w = from_v2(&req).unwrap();
+        assert_eq!(w.labels[w.series[0].labels.clone()], [("__name__", "up")]);
+        assert_eq!(w.metadata[0].kind, crate::model::MetricType::Counter);
         assert_eq!(w.metadata[0].help, "help");
         let mut bad = req;
         bad.timeseries[0].labels_refs = vec![1, 9];
-        assert!(from_v2(bad.clone()).is_err());
+        assert!(from_v2(&bad).is_err());
         bad.timeseries[0].labels_refs = vec![1];
-        assert!(from_v2(bad).is_err());
+        assert!(from_v2(&bad).is_err());
     }
 }

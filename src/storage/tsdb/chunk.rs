@@ -29,9 +29,19 @@ impl BitWriter {
         self.free -= 1;
     }
 
-    fn write_bits(&mut self, value: u64, nbits: u8) {
-        for i in (0..nbits).rev() {
-            self.write_bit((value >> i) & 1 == 1);
+    /// Writes the low `nbits` bits of `value`, a byte's worth at a time.
+    fn write_bits(&mut self, value: u64, mut nbits: u8) {
+        while nbits > 0 {
+            if self.free == 0 {
+                self.bytes.push(0);
+                self.free = 8;
+            }
+            let take = nbits.min(self.free);
+            nbits -= take;
+            let part = ((value >> nbits) & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= part << (self.free - take);
+            self.free -= take;
         }
     }
 

@@ -15,10 +15,10 @@ use roaring::RoaringBitmap;
 use super::postings::Postings;
 use super::record::Encoder;
 use super::series::{MemSeries, Placement};
-use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Tenant};
+use crate::model::{Exemplar, Labels, LabelsRef, Matcher, MetricMetadata, Tenant};
 use crate::storage::idmap::{IdHasher, IdMap};
 use crate::storage::{
-    matches_all, AppendOutcome, RejectReason, SeriesSamples, StorageError, WriteBatch,
+    matches_all, AppendOutcome, BatchRef, RejectReason, SeriesRef, SeriesSamples, StorageError,
 };
 
 /// Payload bytes after which a checkpoint record is closed.
@@ -73,11 +73,16 @@ struct HeadData {
 
 impl HeadData {
     fn lookup(&self, labels: &Labels) -> Option<u32> {
-        self.lookup_hashed(labels.stable_hash(), labels)
+        self.lookup_hashed(labels.stable_hash(), LabelsRef::Owned(labels))
     }
 
-    fn lookup_hashed(&self, h: u64, labels: &Labels) -> Option<u32> {
-        let is = |id: &u32| self.series.get(id).is_some_and(|s| &s.labels == labels);
+    /// The id of the series with `labels`, whose stable hash is `h`.
+    fn lookup_hashed(&self, h: u64, labels: LabelsRef<'_>) -> Option<u32> {
+        let is = |id: &u32| {
+            self.series
+                .get(id)
+                .is_some_and(|s| labels.equals(&s.labels))
+        };
         let first = *self.by_hash.get(&h)?;
         if is(&first) {
             return Some(first);
@@ -98,9 +103,9 @@ impl HeadData {
         self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
-    fn create(&mut self, labels: &Labels) -> u32 {
+    fn create(&mut self, labels: LabelsRef<'_>) -> u32 {
         let id = self.next_id;
-        self.insert_series(id, labels.clone());
+        self.insert_series(id, labels.to_labels());
         id
     }
 
@@ -177,21 +182,31 @@ impl TenantHead {
 
     /// Resolves series, validates samples and encodes WAL records. Refuses
     /// the whole batch when it would create series beyond the limit.
-    pub fn prepare(&self, batch: &WriteBatch, lim: &HeadLimits) -> Result<Prepared, StorageError> {
+    pub fn prepare(
+        &self,
+        batch: &BatchRef<'_>,
+        lim: &HeadLimits,
+    ) -> Result<Prepared, StorageError> {
+        let wanted = |sw: &&SeriesRef| !sw.samples.is_empty() || !sw.exemplars.is_empty();
+        let writes: Vec<&SeriesRef> = batch.series.iter().filter(wanted).collect();
+        // Label hashes before taking the lock, then existing ids resolved
+        // once by hash and comparison with the borrowed labels (nothing is
+        // built for a series the head holds).
+        let hashes: Vec<u64> = writes.iter().map(|sw| sw.labels.stable_hash()).collect();
         let mut d = self.data.write();
-        let wanted =
-            |sw: &&crate::storage::SeriesWrite| !sw.samples.is_empty() || !sw.exemplars.is_empty();
-        let writes: Vec<&crate::storage::SeriesWrite> =
-            batch.series.iter().filter(wanted).collect();
-        // Existing ids, resolved once (hashing and comparing labels is the
-        // dominant cost of an append).
-        let resolved: Vec<Option<u32>> = writes.iter().map(|sw| d.lookup(&sw.labels)).collect();
+        let resolved: Vec<Option<u32>> = writes
+            .iter()
+            .zip(&hashes)
+            .map(|(sw, &h)| d.lookup_hashed(h, sw.labels))
+            .collect();
         if lim.max_series > 0 {
-            let new: HashSet<&Labels> = writes
+            // Distinct new series by hash (a 64-bit collision would only
+            // count one series fewer against the limit).
+            let new: HashSet<u64, BuildHasherDefault<IdHasher>> = hashes
                 .iter()
                 .zip(&resolved)
                 .filter(|(_, r)| r.is_none())
-                .map(|(sw, _)| &sw.labels)
+                .map(|(h, _)| *h)
                 .collect();
             if d.series.len() + new.len() > lim.max_series {
                 return Err(StorageError::LimitExceeded(format!(
@@ -208,7 +223,7 @@ impl TenantHead {
             outcome: AppendOutcome::default(),
             samples: Vec::new(),
             exemplars: Vec::new(),
-            metadata: batch.metadata.clone(),
+            metadata: batch.metadata.to_vec(),
             logged: Vec::new(),
         };
         let mut series_rec = Encoder::series(&self.tenant);
@@ -216,21 +231,22 @@ impl TenantHead {
         let mut exemplars_rec = Encoder::exemplars(&self.tenant);
         let mut sorted = Vec::new();
         let mut seen: HashSet<u32, BuildHasherDefault<IdHasher>> = HashSet::default();
-        for (sw, resolved) in writes.into_iter().zip(resolved) {
+        for ((sw, resolved), h) in writes.into_iter().zip(resolved).zip(hashes) {
             // A series new to the head may have been created by an earlier
             // entry of this batch.
-            let id = match resolved.or_else(|| d.lookup(&sw.labels)) {
+            let id = match resolved.or_else(|| d.lookup_hashed(h, sw.labels)) {
                 Some(id) => id,
-                None => d.create(&sw.labels),
+                None => d.create(sw.labels),
             };
             let series = &d.series[&id];
+            let labels = &series.labels;
             let repeat = !seen.insert(id);
             if !series.logged && !repeat {
-                series_rec.add_series(id, &sw.labels);
+                series_rec.add_series(id, labels);
                 p.logged.push(id);
             }
             sorted.clear();
-            sorted.extend_from_slice(&sw.samples);
+            sorted.extend_from_slice(sw.samples);
             sorted.sort_by_key(|s| s.t);
             // Samples of this series accepted earlier in the batch: the
             // previous one of this entry (samples are sorted), and those of
@@ -272,7 +288,7 @@ impl TenantHead {
                 let too_old = d.min_valid_t.is_some_and(|m| s.t < m);
                 match placement {
                     Placement::InOrder if too_old => {
-                        p.outcome.reject(RejectReason::TooOld, 1, &sw.labels)
+                        p.outcome.reject(RejectReason::TooOld, 1, labels)
                     }
                     Placement::InOrder | Placement::OutOfOrder => {
                         last = Some((s.t, s.v.to_bits()));
@@ -283,21 +299,19 @@ impl TenantHead {
                     Placement::Identical => p.outcome.samples_written += 1,
                     Placement::Conflict => {
                         p.outcome
-                            .reject(RejectReason::DuplicateTimestamp, 1, &sw.labels)
+                            .reject(RejectReason::DuplicateTimestamp, 1, labels)
                     }
-                    Placement::TooFarBack => {
-                        p.outcome.reject(RejectReason::OutOfOrder, 1, &sw.labels)
-                    }
+                    Placement::TooFarBack => p.outcome.reject(RejectReason::OutOfOrder, 1, labels),
                 }
             }
-            for e in &sw.exemplars {
+            for e in sw.exemplars {
                 exemplars_rec.add_exemplar(id, e);
                 p.exemplars.push((id, e.clone()));
             }
         }
         p.outcome.exemplars_written = p.exemplars.len();
         let mut md_rec = Encoder::metadata(&self.tenant);
-        for m in &batch.metadata {
+        for m in batch.metadata {
             md_rec.add_metadata(m);
         }
         p.records.extend(

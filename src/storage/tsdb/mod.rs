@@ -34,7 +34,7 @@ use self::head::{HeadLimits, TenantHead};
 use self::series::merge_dedup;
 use super::wal::{Wal, WalError};
 use super::{
-    AppendOutcome, MetricsReader, MetricsWriter, SeriesSamples, StorageError, StoreAdmin,
+    AppendOutcome, BatchRef, MetricsReader, MetricsWriter, SeriesSamples, StorageError, StoreAdmin,
     WriteBatch,
 };
 use crate::model::{Exemplar, Labels, Matcher, MetricMetadata, Tenant};
@@ -213,11 +213,19 @@ pub(crate) fn now_ms() -> i64 {
 
 impl MetricsWriter for Tsdb {
     fn append(&self, tenant: &Tenant, batch: WriteBatch) -> Result<AppendOutcome, StorageError> {
+        self.append_ref(tenant, &BatchRef::of(&batch))
+    }
+
+    fn append_ref(
+        &self,
+        tenant: &Tenant,
+        batch: &BatchRef<'_>,
+    ) -> Result<AppendOutcome, StorageError> {
         let gate = self.gate.read();
         let wal = gate.as_ref().ok_or_else(Tsdb::closed)?;
         let head = head_for(&self.heads, tenant);
         let lim = self.limits();
-        let prepared = head.prepare(&batch, &lim)?;
+        let prepared = head.prepare(batch, &lim)?;
         if !prepared.records.is_empty() {
             let refs: Vec<&[u8]> = prepared.records.iter().map(Vec::as_slice).collect();
             wal.append(&refs)
