@@ -195,8 +195,9 @@ fn main() {
         sink.describe()
     );
     let (mut raw_bytes, mut lines) = (0u64, 0u64);
-    let (mut push_wall, mut push_cpu) = (0f64, 0f64);
+    let (mut push_wall, mut push_cpu, mut client_cpu) = (0f64, 0f64, 0f64);
     let phase_cpu0 = sink.cpu_seconds();
+    let writing0 = sink.segment_write_seconds();
     while raw_bytes < target {
         // Generate a round of batches (not timed), then push them in parallel.
         let mut raw = Vec::with_capacity(64 << 20);
@@ -204,8 +205,9 @@ fn main() {
         raw_file.write_all(&raw).unwrap();
         raw_bytes += raw.len() as u64;
         lines += (round.len() * BATCH_LINES) as u64;
-        let c0 = sink.cpu_seconds();
+        let (c0, own0) = (sink.cpu_seconds(), sink::own_cpu_seconds());
         push_wall += sink.push(round, threads).as_secs_f64();
+        client_cpu += sink::own_cpu_seconds() - own0;
         let w1 = Instant::now();
         sink.after_round(gen.ts);
         push_wall += w1.elapsed().as_secs_f64();
@@ -232,6 +234,20 @@ fn main() {
             "; server CPU over the whole ingest phase"
         } else {
             ""
+        }
+    );
+    let writing = sink.segment_write_seconds() - writing0;
+    println!(
+        "ingest breakdown: segment writing (blocks, token filters, full-text index) {writing:.1} s = {:.1} MB/s of its time, push path the other {:.1} CPU-s = {:.1} MB/s per core{}",
+        mb / writing,
+        push_cpu - writing,
+        mb / (push_cpu - writing),
+        if sink.cpu_over_whole_phase() {
+            format!(
+                "; bench pushers (encoding bodies, HTTP clients) {client_cpu:.1} CPU-s of this process"
+            )
+        } else {
+            String::new()
         }
     );
 

@@ -48,6 +48,10 @@ pub trait Sink {
     fn metric_sums(&self, query: &str, start: i64, end: i64, step: i64) -> Vec<(String, f64)>;
     /// Segment blocks decompressed so far.
     fn blocks_read(&self) -> u64;
+    /// Seconds spent writing segments so far (cut heads: blocks, token
+    /// filters, full-text index), the rest of ingest CPU being the push
+    /// path.
+    fn segment_write_seconds(&self) -> f64;
     /// Index stats of `{env="prod"}`: streams, chunks, entries.
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64);
     /// Stops (the server, gracefully) and opens the store for inspection.
@@ -59,6 +63,8 @@ pub struct InProcess {
     store: Arc<LogStore>,
     tenant: Tenant,
     opts: LogStoreOptions,
+    /// Wall time of maintenance and flushes (segment writing).
+    writing: std::sync::Mutex<f64>,
 }
 
 impl InProcess {
@@ -68,6 +74,7 @@ impl InProcess {
             store: Arc::new(LogStore::open(dir, opts.clone()).expect("open store")),
             tenant: Tenant::new("bench").unwrap(),
             opts,
+            writing: std::sync::Mutex::new(0.0),
         }
     }
 
@@ -112,7 +119,9 @@ impl Sink for InProcess {
     }
 
     fn after_round(&self, now_ns: i64) {
+        let t = Instant::now();
         self.store.maintain(now_ns).expect("maintain");
+        *self.writing.lock().unwrap() += t.elapsed().as_secs_f64();
     }
 
     fn cpu_seconds(&self) -> f64 {
@@ -124,7 +133,9 @@ impl Sink for InProcess {
     }
 
     fn flush(&self) {
+        let t = Instant::now();
         self.store.flush().expect("flush");
+        *self.writing.lock().unwrap() += t.elapsed().as_secs_f64();
     }
 
     fn disk_bytes(&self) -> u64 {
@@ -168,6 +179,10 @@ impl Sink for InProcess {
 
     fn blocks_read(&self) -> u64 {
         self.store.blocks_read()
+    }
+
+    fn segment_write_seconds(&self) -> f64 {
+        *self.writing.lock().unwrap()
     }
 
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64) {
@@ -243,6 +258,20 @@ impl HttpSink {
             std::thread::sleep(Duration::from_millis(50));
         }
         sink
+    }
+
+    /// A sample without labels from the server's `/metrics` (0 when absent).
+    fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .and_then(|r| r.text())
+            .expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
     }
 
     fn get(&self, path: &str, params: &[(&str, String)]) -> Value {
@@ -437,16 +466,11 @@ impl Sink for HttpSink {
     }
 
     fn blocks_read(&self) -> u64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .and_then(|r| r.text())
-            .expect("metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix("strata_logs_blocks_read_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
+        self.metric("strata_logs_blocks_read_total") as u64
+    }
+
+    fn segment_write_seconds(&self) -> f64 {
+        self.metric("strata_logs_segment_write_duration_seconds_sum")
     }
 
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64) {

@@ -6,8 +6,11 @@
 //! the rest of the request is written (the protocol then answers 400); the
 //! rate limit refuses the whole request (429).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::RwLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -86,7 +89,14 @@ pub struct LogIngester {
     cfg: LokiConfig,
     writer: Arc<dyn LogWriter>,
     rate: RateLimiter,
+    /// Validated labels by the selector string they arrived as (protobuf
+    /// pushes resend the same strings): parsed once, not once per push.
+    parsed: RwLock<HashMap<String, Labels>>,
 }
+
+/// Selector strings [`LogIngester`] keeps parsed; the cache starts over
+/// when full.
+const PARSED_LABELS_CACHE: usize = 65_536;
 
 fn rfc3339(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp(ns.div_euclid(1_000_000_000), 0)
@@ -131,7 +141,31 @@ impl LogIngester {
             cfg.ingestion_rate_bytes as f64,
             cfg.ingestion_burst_size_bytes,
         );
-        LogIngester { cfg, writer, rate }
+        LogIngester {
+            cfg,
+            writer,
+            rate,
+            parsed: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// [`LogIngester::stream_labels`], from the cache for selector strings
+    /// seen before (only valid ones are kept: the checks depend on nothing
+    /// but the string and the configuration).
+    fn stream_labels_cached(&self, l: &StreamLabels) -> Result<Labels, (&'static str, String)> {
+        let StreamLabels::Text(text) = l else {
+            return self.stream_labels(l);
+        };
+        if let Some(labels) = self.parsed.read().get(text) {
+            return Ok(labels.clone());
+        }
+        let labels = self.stream_labels(l)?;
+        let mut cache = self.parsed.write();
+        if cache.len() >= PARSED_LABELS_CACHE {
+            cache.clear();
+        }
+        cache.insert(text.clone(), labels.clone());
+        Ok(labels)
     }
 
     /// Validates a stream's labels (Loki's `validateLabels`), adding
@@ -214,10 +248,11 @@ impl LogIngester {
     fn check_entry(
         &self,
         e: &LogEntry,
-        shown: &str,
+        stream: &StreamLabels,
         now_ns: i64,
     ) -> Result<(), (&'static str, String)> {
         let c = &self.cfg;
+        let shown = || stream.describe();
         if c.reject_old_samples {
             let oldest =
                 now_ns.saturating_sub(c.reject_old_samples_max_age.0.saturating_mul(1_000_000));
@@ -225,7 +260,8 @@ impl LogIngester {
                 return Err((
                     "greater_than_max_sample_age",
                     format!(
-                        "entry for stream '{shown}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
+                        "entry for stream '{}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
+                        shown(),
                         rfc3339(e.ts),
                         rfc3339(oldest)
                     ),
@@ -236,7 +272,8 @@ impl LogIngester {
             return Err((
                 "too_far_in_future",
                 format!(
-                    "entry for stream '{shown}' has timestamp too new: {}",
+                    "entry for stream '{}' has timestamp too new: {}",
+                    shown(),
                     rfc3339(e.ts)
                 ),
             ));
@@ -245,8 +282,9 @@ impl LogIngester {
             return Err((
                 "line_too_long",
                 format!(
-                    "Max entry size '{}' bytes exceeded for stream '{shown}' while adding an entry with length '{}' bytes",
+                    "Max entry size '{}' bytes exceeded for stream '{}' while adding an entry with length '{}' bytes",
                     c.max_line_size,
+                    shown(),
                     e.line.len()
                 ),
             ));
@@ -258,7 +296,8 @@ impl LogIngester {
             return Err((
                 "structured_metadata_too_many",
                 format!(
-                    "stream '{shown}' has too many structured metadata labels: '{n}', limit: '{}'. Please see limits_config.max_structured_metadata_entries_count or contact your Loki administrator to increase it.",
+                    "stream '{}' has too many structured metadata labels: '{n}', limit: '{}'. Please see limits_config.max_structured_metadata_entries_count or contact your Loki administrator to increase it.",
+                    shown(),
                     c.max_structured_metadata_entries_count
                 ),
             ));
@@ -272,7 +311,8 @@ impl LogIngester {
             return Err((
                 "structured_metadata_too_large",
                 format!(
-                    "stream '{shown}' has structured metadata too large: '{size}' bytes, limit: '{}' bytes. Please see limits_config.max_structured_metadata_size or contact your Loki administrator to increase it.",
+                    "stream '{}' has structured metadata too large: '{size}' bytes, limit: '{}' bytes. Please see limits_config.max_structured_metadata_size or contact your Loki administrator to increase it.",
+                    shown(),
                     c.max_structured_metadata_size
                 ),
             ));
@@ -296,18 +336,20 @@ impl LogIngester {
             metrics::counter!(LOG_ENTRIES_REJECTED_TOTAL, "reason" => reason).increment(n as u64);
             errors.push(msg);
         };
+        // Index of each stream's labels in `valid` (several pushed streams
+        // may name the same labels).
+        let mut index: HashMap<Labels, usize> = HashMap::with_capacity(streams.len());
         for s in streams {
-            let labels = match self.stream_labels(&s.labels) {
+            let labels = match self.stream_labels_cached(&s.labels) {
                 Ok(l) => l,
                 Err((reason, msg)) => {
                     reject(reason, s.entries.len(), msg, &mut report.errors);
                     continue;
                 }
             };
-            let shown = s.labels.describe();
             let mut entries = Vec::with_capacity(s.entries.len());
             for e in s.entries {
-                match self.check_entry(&e, &shown, now_ns) {
+                match self.check_entry(&e, &s.labels, now_ns) {
                     Ok(()) => {
                         lines += 1;
                         bytes += e.line.len()
@@ -321,9 +363,12 @@ impl LogIngester {
                 }
             }
             if !entries.is_empty() {
-                match valid.iter_mut().find(|p| p.labels == labels) {
-                    Some(p) => p.entries.extend(entries),
-                    None => valid.push(PushStream { labels, entries }),
+                match index.get(&labels) {
+                    Some(&i) => valid[i].entries.extend(entries),
+                    None => {
+                        index.insert(labels.clone(), valid.len());
+                        valid.push(PushStream { labels, entries });
+                    }
                 }
             }
         }

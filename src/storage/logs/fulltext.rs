@@ -82,12 +82,34 @@ const LONG_TERM: usize = 8;
 type HashKeyed<V> = IdMap<u64, V>;
 
 /// A token seen while building: the first block holding it and, once a
-/// second one does, its list in [`Builder::lists`] (index + 1).
+/// second one does, its list number (from 1) in [`Builder::postings`].
 #[derive(Clone, Copy)]
 struct Term<'a> {
     text: &'a str,
     first: u32,
     list: u32,
+    /// The first bytes of `text` ([`inline_key`]).
+    key: [u8; INLINE],
+}
+
+/// Bytes of a term kept beside it while building.
+const INLINE: usize = 16;
+
+/// The first [`INLINE`] bytes of a token, zero-padded. Terms are told
+/// apart by it (and by length), so recording a term seen in an earlier
+/// block reads its text (in that block's lines, long evicted from the
+/// cache on a large head) only when it is longer.
+fn inline_key(t: &str) -> [u8; INLINE] {
+    let mut k = [0u8; INLINE];
+    let n = t.len().min(INLINE);
+    k[..n].copy_from_slice(&t.as_bytes()[..n]);
+    k
+}
+
+impl Term<'_> {
+    fn is(&self, t: &str, key: &[u8; INLINE]) -> bool {
+        self.text.len() == t.len() && self.key == *key && (t.len() <= INLINE || self.text == t)
+    }
 }
 
 /// Collects the tokens of a segment's blocks as they are written.
@@ -102,7 +124,13 @@ pub(crate) struct Builder<'a> {
     terms: HashKeyed<Term<'a>>,
     /// Terms whose hash an earlier, different term has.
     clashing_terms: HashMap<&'a str, Term<'a>>,
-    lists: Vec<Vec<u32>>,
+    /// `(list, block)` for every block of every term found in more than
+    /// one, in block order: appended, never looked up (a list per term
+    /// was a cache miss or two per term and block), grouped by list when
+    /// the file is written.
+    postings: Vec<(u32, u32)>,
+    /// Lists numbered so far.
+    lists: u32,
 }
 
 impl<'a> Builder<'a> {
@@ -116,7 +144,8 @@ impl<'a> Builder<'a> {
             clashes: Vec::new(),
             terms: HashKeyed::default(),
             clashing_terms: HashMap::new(),
-            lists: Vec::new(),
+            postings: Vec::new(),
+            lists: 0,
         }
     }
 
@@ -162,28 +191,51 @@ impl<'a> Builder<'a> {
     }
 
     fn record(&mut self, h: u64, t: &'a str, b: u32) {
+        let key = inline_key(t);
         let fresh = Term {
             text: t,
             first: b,
             list: 0,
+            key,
         };
         // A fresh term already records `b`: the update below does nothing.
         let term = match self.terms.entry(h) {
             Entry::Vacant(v) => v.insert(fresh),
-            Entry::Occupied(o) if o.get().text == t => o.into_mut(),
+            Entry::Occupied(o) if o.get().is(t, &key) => o.into_mut(),
             Entry::Occupied(_) => self.clashing_terms.entry(t).or_insert(fresh),
         };
+        // A term is recorded once per block (the block's tokens are
+        // distinct), so `b` is new to its list.
         if term.list == 0 {
             if term.first != b {
-                self.lists.push(vec![term.first, b]);
-                term.list = self.lists.len() as u32;
+                self.lists += 1;
+                term.list = self.lists;
+                self.postings.push((term.list, term.first));
+                self.postings.push((term.list, b));
             }
         } else {
-            let l = &mut self.lists[term.list as usize - 1];
-            if l.last() != Some(&b) {
-                l.push(b);
-            }
+            self.postings.push((term.list, b));
         }
+    }
+
+    /// The blocks of every list, grouped by list (a counting sort, stable:
+    /// blocks stay ascending): list `l` is `blocks[at[l - 1]..at[l]]`.
+    fn grouped_lists(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut at = vec![0u32; self.lists as usize + 1];
+        for &(l, _) in &self.postings {
+            at[l as usize] += 1;
+        }
+        for i in 1..at.len() {
+            at[i] += at[i - 1];
+        }
+        let mut next = at.clone();
+        let mut blocks = vec![0u32; self.postings.len()];
+        for &(l, b) in &self.postings {
+            let slot = &mut next[l as usize - 1];
+            blocks[*slot as usize] = b;
+            *slot += 1;
+        }
+        (blocks, at)
     }
 
     /// Writes the index file into `dir` (fsynced; the caller fsyncs the
@@ -241,11 +293,12 @@ impl<'a> Builder<'a> {
             s.push(SEP);
         }
         put_bytes(&mut body, &s);
+        let (grouped, at) = self.grouped_lists();
         for t in &dict {
             let one = [t.first];
-            let blocks: &[u32] = match t.list {
+            let blocks: &[u32] = match t.list as usize {
                 0 => &one,
-                l => &self.lists[l as usize - 1],
+                l => &grouped[at[l - 1] as usize..at[l] as usize],
             };
             put_uvarint(&mut body, blocks.len() as u64);
             let mut prev = 0;

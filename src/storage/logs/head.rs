@@ -39,32 +39,54 @@ impl Head {
     /// identical (timestamp, line, metadata) to one already held. Returns
     /// how many entries and line bytes were inserted, and copies of the
     /// inserted entries when `copy` (for live tail).
+    ///
+    /// The entries are merged in one pass: appended when they are all newer
+    /// than the stream's newest, else merged with the held entries from the
+    /// first one they precede (concurrent pushers' batches interleave, and
+    /// inserting one entry at a time moved the stream's tail per entry).
     pub fn apply(
         &mut self,
         labels: &Labels,
-        entries: Vec<LogEntry>,
+        mut entries: Vec<LogEntry>,
         copy: bool,
     ) -> (usize, usize, Vec<LogEntry>) {
         if entries.is_empty() {
             return (0, 0, entries);
         }
+        if !entries.is_sorted_by_key(|e| e.ts) {
+            // Stable: equal timestamps keep arrival order.
+            entries.sort_by_key(|e| e.ts);
+        }
         let buf = match self.streams.get_mut(labels) {
             Some(b) => b,
             None => self.streams.entry(labels.clone()).or_default(),
         };
+        let first = entries[0].ts;
+        let at = if buf.last().is_none_or(|l| l.ts < first) {
+            buf.len()
+        } else {
+            buf.partition_point(|x| x.ts < first)
+        };
+        // Held entries from `at` on are merged back behind the new ones
+        // (held first on equal timestamps).
+        let mut tail = buf.split_off(at).into_iter().peekable();
+        buf.reserve(entries.len() + tail.len());
         let (mut n, mut line_bytes) = (0, 0);
         let mut inserted = Vec::with_capacity(if copy { entries.len() } else { 0 });
         for e in entries {
-            let at = if buf.last().is_none_or(|l| l.ts < e.ts) {
-                buf.len()
-            } else {
-                let lo = buf.partition_point(|x| x.ts < e.ts);
-                let hi = buf.partition_point(|x| x.ts <= e.ts);
-                if buf[lo..hi].iter().any(|x| x == &e) {
-                    continue;
-                }
-                hi
-            };
+            while let Some(x) = tail.next_if(|x| x.ts <= e.ts) {
+                buf.push(x);
+            }
+            // Entries before `at` are older than `first`: only the run of
+            // equal timestamps at the end can hold a duplicate.
+            if buf
+                .iter()
+                .rev()
+                .take_while(|x| x.ts == e.ts)
+                .any(|x| x == &e)
+            {
+                continue;
+            }
             self.bytes += entry_bytes(&e);
             self.entries += 1;
             n += 1;
@@ -72,8 +94,9 @@ impl Head {
             if copy {
                 inserted.push(e.clone());
             }
-            buf.insert(at, e);
+            buf.push(e);
         }
+        buf.extend(tail);
         if self.since.is_none() {
             self.since = Some(Instant::now());
         }
@@ -241,5 +264,42 @@ mod tests {
         let lines: Vec<&str> = h.streams[&a].iter().map(|e| e.line.as_str()).collect();
         assert_eq!(lines, ["y", "w", "x", "z"]);
         assert_eq!((h.entries, h.bytes), (4, 4));
+    }
+
+    /// The merge agrees with inserting entry by entry (sorted position,
+    /// after equal timestamps, identical entries dropped) on interleaved
+    /// and repeated pushes.
+    #[test]
+    fn apply_merges_like_entry_by_entry_insertion() {
+        let a = Labels::from_pairs([("app", "a")]);
+        let mut h = Head::default();
+        let mut want: Vec<LogEntry> = Vec::new();
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for _ in 0..200 {
+            let base = next(400) as i64;
+            let mut push: Vec<LogEntry> = (0..next(12))
+                .map(|_| LogEntry::new(base + next(30) as i64, format!("l{}", next(3))))
+                .collect();
+            push.sort_by_key(|e| e.ts);
+            let (mut n, mut bytes) = (0, 0);
+            for e in push.clone() {
+                let lo = want.partition_point(|x| x.ts < e.ts);
+                let hi = want.partition_point(|x| x.ts <= e.ts);
+                if !want[lo..hi].contains(&e) {
+                    (n, bytes) = (n + 1, bytes + e.line.len());
+                    want.insert(hi, e);
+                }
+            }
+            let got = h.apply(&a, push, true);
+            assert_eq!((got.0, got.1, got.2.len()), (n, bytes, n));
+            assert_eq!(h.streams.get(&a).map_or(&[][..], |v| v), &want[..]);
+        }
+        assert_eq!(h.entries, want.len());
     }
 }

@@ -283,8 +283,12 @@ fn apply_stream(
     let Some(max) = s.entries.iter().map(|e| e.ts).max() else {
         return;
     };
-    let newest = t.newest.entry(s.labels.clone()).or_insert(max);
-    *newest = (*newest).max(max);
+    match t.newest.get_mut(&s.labels) {
+        Some(newest) => *newest = (*newest).max(max),
+        None => {
+            t.newest.insert(s.labels.clone(), max);
+        }
+    }
     let (n, bytes, copies) = t.head.apply(&s.labels, s.entries, fed.is_some());
     out.entries_written += n;
     out.bytes_written += bytes;
