@@ -71,6 +71,8 @@ pub(crate) struct SegStream {
     pub blocks: Vec<BlockRef>,
     /// Number of this stream's first block in the segment.
     pub first_block: u32,
+    /// Each block starts at or after the previous one's end (as written).
+    time_ordered: bool,
 }
 
 /// An open segment: its index in memory, its data file open.
@@ -438,7 +440,17 @@ impl Segment {
         let mut out = Vec::new();
         for s in self.stream_refs(matchers, start, end) {
             let mut entries = Vec::new();
-            for (b, no) in s.blocks.iter().zip(s.first_block..) {
+            // Blocks are in time order (written from sorted heads): skip to
+            // the first that can overlap instead of checking them all.
+            let from = match s.time_ordered {
+                true => s.blocks.partition_point(|b| b.max_ts < start),
+                false => 0,
+            };
+            let refs = s.blocks[from..].iter().zip(s.first_block + from as u32..);
+            for (b, no) in refs {
+                if b.min_ts >= end && s.time_ordered {
+                    break;
+                }
                 if b.max_ts < start || b.min_ts >= end || !plan.admits(no, &b.filter) {
                     continue;
                 }
@@ -599,6 +611,7 @@ fn parse_index(body: &[u8], version: u32) -> Result<ParsedIndex, String> {
             min_ts: smin,
             max_ts: smax,
             first_block: first,
+            time_ordered: blocks.windows(2).all(|w| w[0].max_ts <= w[1].min_ts),
             blocks,
         });
     }

@@ -529,3 +529,50 @@ fn wal_bytes(dir: &Path) -> u64 {
         .map(|e| e.metadata().unwrap().len())
         .sum()
 }
+
+/// Time ranges over a segment of many blocks (some sharing a timestamp
+/// across their boundary) return exactly the entries in range.
+#[test]
+fn segment_ranges_cut_at_any_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let s = LogStore::open(dir.path(), opts_small_blocks()).unwrap();
+    // Timestamps repeat in pairs: block boundaries fall between equal ones.
+    let ls: Vec<(i64, String)> = lines(3000)
+        .into_iter()
+        .map(|(ts, l)| (ts / 2000 * 1000, l))
+        .collect();
+    push_lines(&s, &t, "api", &ls);
+    s.flush().unwrap();
+    assert!(s.stats(&t, &[], i64::MIN, i64::MAX).unwrap().chunks > 20);
+    let hint = LineHint::default();
+    for (start, end) in [
+        (0, 1),
+        (-5, 0),
+        (1000, 1001),
+        (123_000, 456_000),
+        (456_000, 123_000),
+        (1_499_000, i64::MAX),
+        (i64::MIN, 7000),
+        (700_000, 700_000),
+    ] {
+        let sel = LogSelect {
+            matchers: &[],
+            start,
+            end,
+            hint: &hint,
+        };
+        let got: Vec<i64> = s
+            .select(&t, &sel)
+            .unwrap()
+            .into_iter()
+            .flat_map(|st| st.entries.into_iter().map(|e| e.ts))
+            .collect();
+        let want: Vec<i64> = ls
+            .iter()
+            .map(|l| l.0)
+            .filter(|&ts| ts >= start && ts < end)
+            .collect();
+        assert_eq!(got, want, "[{start}, {end})");
+    }
+}
