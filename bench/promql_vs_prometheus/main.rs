@@ -28,7 +28,8 @@
 //! loading and query the kept data (for profiling iterations; the
 //! published figures come from fresh loads)], `STRATA_BENCH_STRATA_ONLY`
 //! [unset; `1`: no Prometheus, Strata answers both columns (memory and
-//! profiling iterations on Strata alone)].
+//! profiling iterations on Strata alone)]. The expanded queries and the
+//! window are written to `queries.tsv` in the work directory.
 
 #[path = "../../compat/common/mod.rs"]
 mod common;
@@ -367,6 +368,17 @@ fn main() {
             queries.push((name, q));
         }
     }
+    // The expanded queries and the window, for profiling one server by hand
+    // (`start end step` on the first line, then `name<TAB>query` lines).
+    let listing: String = queries
+        .iter()
+        .map(|(name, q)| format!("{name}\t{q}\n"))
+        .collect();
+    std::fs::write(
+        work.join("queries.tsv"),
+        format!("{start} {end} {step}\n{listing}"),
+    )
+    .expect("writing queries.tsv");
     println!(
         "queries: {} distinct panel queries of {DASHBOARD}, instance={instance}, range {:.2} h, step {step} s, $__rate_interval {} s, {reps} runs each",
         queries.len(),

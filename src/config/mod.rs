@@ -219,6 +219,10 @@ pub struct QueryConfig {
     pub enable_experimental_functions: bool,
     /// Parsed queries kept for reuse (0 disables the cache).
     pub parse_cache_entries: usize,
+    /// A query whose last evaluation (same text, step and span) took less
+    /// than this is evaluated on the HTTP worker itself, without handing
+    /// the worker's other work to another thread first (0 disables).
+    pub inline_eval_below: DurationMs,
 }
 
 impl Default for QueryConfig {
@@ -228,6 +232,7 @@ impl Default for QueryConfig {
             timeout: DurationMs(2 * 60_000),
             enable_experimental_functions: false,
             parse_cache_entries: crate::query::promql::DEFAULT_PARSE_CACHE_ENTRIES,
+            inline_eval_below: DurationMs(1),
         }
     }
 }

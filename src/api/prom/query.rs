@@ -105,29 +105,39 @@ fn panicked(what: impl std::fmt::Display) -> ApiError {
 /// on the multi-threaded runtime the evaluation runs on the request's own
 /// thread (`block_in_place` hands the worker's other tasks to another
 /// thread) instead of going to a blocking thread and back, two context
-/// switches that cost more than a cheap query itself.
+/// switches that cost more than a cheap query itself. With `inline` (the
+/// engine saw this query run in under `query.inline_eval_below`) it runs
+/// right here without the hand-off either: it blocks this worker no longer
+/// than rendering a mid-size answer does.
 async fn run_query<T: Send + 'static>(
     st: &PromState,
     tenant: &Tenant,
     timeout: Duration,
+    inline: bool,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+    let multi = Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
+    if !multi && !inline {
         return run_limited(st, tenant, timeout, f).await;
     }
     let _permit = tokio::time::timeout(timeout, st.queries.acquire(tenant))
         .await
         .map_err(|_| query_error(QueryError::Timeout("query queue".into())))?;
-    tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(panicked(format!("panic: {msg}")))
-        })
+    let call = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let r = if inline {
+        call()
+    } else {
+        tokio::task::block_in_place(call)
+    };
+    r.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(panicked(format!("panic: {msg}")))
+    })
 }
 
 /// What every query-API endpoint reads first: the tenant, the merged form
@@ -175,6 +185,11 @@ impl ApiRequest {
     }
 }
 
+/// `query.inline_eval_below`.
+fn inline_below(st: &PromState) -> Duration {
+    st.app.config.query.inline_eval_below.to_std()
+}
+
 /// `timeout`, `lookback_delta` and `stats`.
 fn options(st: &PromState, form: &Form) -> Result<(QueryParams, Duration), ApiError> {
     let engine_timeout = st.app.promql.options().timeout;
@@ -215,7 +230,8 @@ pub async fn instant(
         let engine = st.app.promql.clone();
         let query = r.form.get("query").to_string();
         let (tenant, p2) = (r.tenant.clone(), params.clone());
-        let out = run_query(&st, &r.tenant, timeout, move || {
+        let inline = engine.ran_faster_than(&query, 0, 0, inline_below(&st));
+        let out = run_query(&st, &r.tenant, timeout, inline, move || {
             engine.instant(&tenant, &query, t, &p2).map_err(query_error)
         })
         .await?;
@@ -263,7 +279,8 @@ pub async fn range(
         let engine = st.app.promql.clone();
         let query = form.get("query").to_string();
         let (t2, p2) = (tenant.clone(), params.clone());
-        let out = run_query(&st, &tenant, timeout, move || {
+        let inline = engine.ran_faster_than(&query, step, end - start, inline_below(&st));
+        let out = run_query(&st, &tenant, timeout, inline, move || {
             engine
                 .range(&t2, &query, start, end, step, &p2)
                 .map_err(query_error)
@@ -484,9 +501,12 @@ mod tests {
         let long = Duration::from_secs(5);
         let r: Result<(), _> = run_limited(&st, &t, long, || panic!("unfinished engine")).await;
         assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
-        let r: Result<(), _> = run_query(&st, &t, long, || panic!("unfinished engine")).await;
-        assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
-        assert!(run_query(&st, &t, long, || Ok(())).await.is_ok());
+        for inline in [false, true] {
+            let r: Result<(), _> =
+                run_query(&st, &t, long, inline, || panic!("unfinished engine")).await;
+            assert_eq!(r.unwrap_err().kind, ErrorType::Internal);
+            assert!(run_query(&st, &t, long, inline, || Ok(())).await.is_ok());
+        }
         let r: Result<(), _> = run_limited(&st, &t, Duration::from_millis(50), || {
             std::thread::sleep(Duration::from_millis(300));
             Ok(())

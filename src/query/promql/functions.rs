@@ -689,10 +689,13 @@ fn stdvar(s: &[Sample]) -> f64 {
     (aux + caux) / count
 }
 
+/// The values of scalar argument `i` at every step; empty when the call
+/// has no such argument (the parser checked the arity, so a function that
+/// reads it has it).
 fn scalar_param(ev: &mut Evaluator, args: &[&Expr], i: usize, r: &Steps) -> Result<Vec<f64>> {
     match args.get(i) {
         Some(e) => ev.eval_scalar(e, r),
-        None => Ok(vec![f64::NAN; r.len()]),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -895,11 +898,12 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
     };
     let mut out = Vec::with_capacity(arg.series.len());
     let mut held = 0;
-    let pos = ev.pos(marg);
+    // Only native-histogram annotations need the position: made on demand.
+    let mut pos: Option<String> = None;
     for s in &arg.series {
         let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
         let mut hvals: Vec<Option<H>> = vec![];
-        let metric = s.labels.metric_name().unwrap_or("").to_string();
+        let metric = s.labels.metric_name().unwrap_or("");
         let (mut fc, mut hc) = (Cursor::default(), Cursor::default());
         for i in 0..n {
             let (mint, maxt) = arg.window(r, i);
@@ -920,10 +924,8 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
                 maxt,
                 range: arg.range,
             };
-            let site = Site {
-                metric: &metric,
-                pos: &pos,
-            };
+            let pos = pos.get_or_insert_with(|| ev.pos(marg));
+            let site = Site { metric, pos };
             let o = range_step(ev, name, &win, &site, &|w| f(w, i, mint, maxt));
             push_out(&mut vals, &mut hvals, n, i, o);
         }

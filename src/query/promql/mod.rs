@@ -22,6 +22,8 @@ pub mod parse;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,31 +170,68 @@ pub struct Engine {
     parsed: ParseCache,
 }
 
+/// A cached parse and what evaluating it cost last time.
+struct Parsed {
+    expr: Expr,
+    /// Microseconds the last evaluation took; `u64::MAX` before the first.
+    last_us: AtomicU64,
+}
+
 /// Parsed queries by text and the range-query context their durations
 /// may depend on (`step()`, `range()`): dashboards re-run the same text
 /// every refresh, and parsing is a large part of a cheap query. Bounded:
-/// emptied when full.
+/// emptied when full. Keyed by text first so a lookup borrows the query.
 struct ParseCache {
     cap: usize,
-    map: parking_lot::Mutex<std::collections::HashMap<(String, i64, i64), Arc<Expr>>>,
+    map: parking_lot::Mutex<HashMap<String, ByContext>>,
+}
+
+/// The parses of one query text, by [`ContextKey`].
+type ByContext = Vec<(ContextKey, Arc<Parsed>)>;
+
+/// `(step_ms, range_ms)` of a [`parse::DurationContext`].
+type ContextKey = (i64, i64);
+
+fn context_key(ctx: &parse::DurationContext) -> ContextKey {
+    (ctx.step_ms, ctx.range_ms)
 }
 
 impl ParseCache {
-    fn get(&self, query: &str, ctx: &parse::DurationContext) -> Result<Arc<Expr>, QueryError> {
-        let key = (query.to_string(), ctx.step_ms, ctx.range_ms);
-        if let Some(e) = self.map.lock().get(&key) {
-            return Ok(e.clone());
+    fn lookup(&self, query: &str, key: ContextKey) -> Option<Arc<Parsed>> {
+        let map = self.map.lock();
+        let entries = map.get(query)?;
+        entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn get(&self, query: &str, ctx: &parse::DurationContext) -> Result<Arc<Parsed>, QueryError> {
+        let key = context_key(ctx);
+        if let Some(p) = self.lookup(query, key) {
+            return Ok(p);
         }
-        let expr = Arc::new(parse::parse_expr_with(query, ctx).map_err(QueryError::BadData)?);
+        let parsed = Arc::new(Parsed {
+            expr: parse::parse_expr_with(query, ctx).map_err(QueryError::BadData)?,
+            last_us: AtomicU64::new(u64::MAX),
+        });
         if self.cap > 0 {
             let mut map = self.map.lock();
             if map.len() >= self.cap {
                 map.clear();
             }
-            map.insert(key, expr.clone());
+            let entries = map.entry(query.to_string()).or_default();
+            entries.retain(|(k, _)| *k != key);
+            entries.push((key, parsed.clone()));
         }
-        Ok(expr)
+        Ok(parsed)
     }
+}
+
+/// Remembers how long evaluating `parsed` took (also when it failed).
+fn record_cost(parsed: &Parsed, began: Instant) {
+    let us = began.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64;
+    parsed.last_us.store(us, Ordering::Relaxed);
 }
 
 /// Parsed queries an engine keeps unless told otherwise.
@@ -230,8 +269,11 @@ impl Engine {
         t: i64,
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
-        let expr = self.parsed.get(query, &parse::DurationContext::default())?;
-        self.run(tenant, &expr, query, t, t, 1, true, params)
+        let parsed = self.parsed.get(query, &parse::DurationContext::default())?;
+        let began = Instant::now();
+        let out = self.run(tenant, &parsed.expr, query, t, t, 1, true, params);
+        record_cost(&parsed, began);
+        out
     }
 
     /// Evaluates `query` from `start` to `end` (ms, inclusive) every `step` ms.
@@ -246,8 +288,23 @@ impl Engine {
         params: &QueryParams,
     ) -> Result<QueryOutput, QueryError> {
         let ctx = parse::DurationContext::range_query(start, end, step);
-        let expr = self.parsed.get(query, &ctx)?;
-        self.range_checked(tenant, &expr, query, start, end, step, params)
+        let parsed = self.parsed.get(query, &ctx)?;
+        let began = Instant::now();
+        let out = self.range_checked(tenant, &parsed.expr, query, start, end, step, params);
+        record_cost(&parsed, began);
+        out
+    }
+
+    /// True when `query` was evaluated before over a range of the same
+    /// shape (`step` and `end - start`, ms; both 0 for an instant query)
+    /// and took less than `below`: such a query may run on the caller's
+    /// async thread instead of being handed to a blocking one, a hand-off
+    /// that costs more than the query itself. Dashboards re-run the same
+    /// queries over the same spans, so the last run predicts the next.
+    pub fn ran_faster_than(&self, query: &str, step: i64, span: i64, below: Duration) -> bool {
+        self.parsed
+            .lookup(query, (step, span))
+            .is_some_and(|p| p.last_us.load(Ordering::Relaxed) < below.as_micros() as u64)
     }
 
     /// [`Engine::instant`] over an already parsed expression.

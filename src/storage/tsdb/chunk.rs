@@ -62,27 +62,18 @@ impl BitWriter {
     }
 }
 
-/// Reads bits written by [`BitWriter`].
+/// Reads bits written by [`BitWriter`] (most significant first, as the
+/// block codec's word-at-a-time reader reads them).
 #[derive(Debug, Clone)]
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
+struct BitReader<'a>(super::block::format::BitReader<'a>);
 
-impl<'a> BitReader<'a> {
+impl BitReader<'_> {
     fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.pos / 8)?;
-        let bit = (byte >> (7 - (self.pos % 8))) & 1 == 1;
-        self.pos += 1;
-        Some(bit)
+        self.0.read(1).map(|b| b == 1)
     }
 
     fn read_bits(&mut self, nbits: u8) -> Option<u64> {
-        let mut v = 0u64;
-        for _ in 0..nbits {
-            v = (v << 1) | self.read_bit()? as u64;
-        }
-        Some(v)
+        self.0.read(u32::from(nbits))
     }
 
     fn read_uvarint(&mut self) -> Option<u64> {
@@ -299,10 +290,7 @@ impl<'a> XorIter<'a> {
 
     fn with_count(bits: &'a [u8], count: u16) -> XorIter<'a> {
         XorIter {
-            r: BitReader {
-                bytes: bits,
-                pos: 0,
-            },
+            r: BitReader(super::block::format::BitReader::new(bits)),
             remaining: count,
             read: 0,
             t: 0,

@@ -137,7 +137,7 @@ impl BitWriter {
 }
 
 /// Reads bits written by [`BitWriter`]; `None` past the end.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct BitReader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -148,23 +148,41 @@ impl<'a> BitReader<'a> {
         BitReader { buf, pos: 0 }
     }
 
+    /// The next `bits` (at most 64) bits, most significant first: one
+    /// big-endian word load and two shifts (two loads when the bits straddle
+    /// a 64-bit window).
     pub(crate) fn read(&mut self, bits: u32) -> Option<u64> {
         let bits = bits as usize;
         if bits > 64 || self.pos.checked_add(bits)? > self.buf.len() * 8 {
             return None;
         }
-        let mut v = 0u64;
-        let mut left = bits;
-        while left > 0 {
-            let byte = self.buf[self.pos / 8];
-            let avail = 8 - self.pos % 8;
-            let take = avail.min(left);
-            let chunk = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            v = if take == 64 { 0 } else { v << take } | u64::from(chunk);
-            self.pos += take;
-            left -= take;
+        if bits == 0 {
+            return Some(0);
         }
-        Some(v)
+        let off = self.pos % 8;
+        if off + bits > 64 {
+            // 57..=64 bits not byte-aligned: two reads.
+            let hi = self.read(bits as u32 - 32)?;
+            let lo = self.read(32)?;
+            return Some(hi << 32 | lo);
+        }
+        let w = self.word(self.pos / 8);
+        self.pos += bits;
+        Some((w << off) >> (64 - bits))
+    }
+
+    /// The 8 bytes from `at` as a big-endian word, zeros past the end.
+    #[inline]
+    fn word(&self, at: usize) -> u64 {
+        match self.buf.get(at..at + 8) {
+            Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut a = [0u8; 8];
+                let tail = &self.buf[at.min(self.buf.len())..];
+                a[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(a)
+            }
+        }
     }
 }
 
@@ -280,6 +298,38 @@ fn radix_word(r: u128) -> (usize, u128) {
         (k, p) = (k + 1, q);
     }
     (k, p)
+}
+
+/// The most digits `h` of base `base` (>= 2) whose numbers fit in 64 bits,
+/// and `base^h`.
+fn low_digits(base: u64) -> (usize, u64) {
+    let (mut h, mut p) = (1usize, base);
+    while let Some(q) = p.checked_mul(base) {
+        (h, p) = (h + 1, q);
+    }
+    (h, p)
+}
+
+/// Calls `emit` with the `m` base-`base` digits of radix word `v`, least
+/// significant first (the caller checked `v < base^m`). 128-bit divisions
+/// are slow: while `v` needs more than 64 bits, one of them splits off the
+/// low `low.0` digits (`low.1 = base^low.0`); the rest divide 64-bit numbers.
+fn radix_digits(mut v: u128, m: usize, base: u64, low: (usize, u64), mut emit: impl FnMut(u64)) {
+    let mut left = m;
+    while v >> 64 != 0 && left > low.0 {
+        let mut r = (v % u128::from(low.1)) as u64;
+        v /= u128::from(low.1);
+        for _ in 0..low.0 {
+            emit(r % base);
+            r /= base;
+        }
+        left -= low.0;
+    }
+    let mut v = v as u64;
+    for _ in 0..left {
+        emit(v % base);
+        v /= base;
+    }
 }
 
 /// Bits needed to write every number below `p`.
@@ -452,20 +502,19 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
         }
         let base = u128::from(span) + 1;
         let (k, full) = radix_word(base);
+        let low = low_digits(span + 1);
         let mut r = BitReader::new(d.rest());
         let mut left = nres;
         while left > 0 {
             let m = left.min(k);
             let p = if m == k { full } else { base.pow(m as u32) };
-            let mut v = read_u128(&mut r, word_bits(p))?;
+            let v = read_u128(&mut r, word_bits(p))?;
             if v >= p {
                 return None;
             }
-            for _ in 0..m {
-                let digit = (v % base) as u64;
-                v /= base;
-                next(back(lo.wrapping_add(digit as i64)), &mut out);
-            }
+            radix_digits(v, m, span + 1, low, |digit| {
+                next(back(lo.wrapping_add(digit as i64)), &mut out)
+            });
             left -= m;
         }
         d.bytes(r.pos.div_ceil(8))?;
