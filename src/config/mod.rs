@@ -421,7 +421,7 @@ impl Default for LogsConfig {
             out_of_order_window: DurationMs(3_600_000),
             head_max_bytes: 256 << 20,
             head_max_age: DurationMs(30 * 60_000),
-            block_bytes: 256 << 10,
+            block_bytes: 1 << 20,
             block_zstd_level: 3,
             retention: DurationMs(31 * 86_400_000),
             maintenance_interval: DurationMs(10_000),

@@ -42,6 +42,15 @@ const ESC: u8 = 3;
 
 const STORED: u8 = 0;
 const ZSTD: u8 = 1;
+/// Format 4: a column of varints stored frame-of-reference bit-packed
+/// (count, minimum, bit width, then each value minus the minimum in that
+/// many bits, least significant first); decodes back to the varints.
+const PACKED: u8 = 2;
+/// Format 4: a column of varints with at most [`DICT_MAX`] distinct values
+/// stored as a dictionary and one byte per value: the raw length of that
+/// form, then it zstd-compressed (distinct count, the values, the codes).
+const DICT: u8 = 3;
+const DICT_MAX: usize = 256;
 
 /// What a column holds, for size reports.
 pub(crate) fn column_name(kind: u8) -> &'static str {
@@ -124,9 +133,9 @@ fn split_templates(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 /// Columns of a block being built.
 #[derive(Default)]
 struct Columns {
-    template_ids: Vec<u8>,
+    template_ids: Vec<u64>,
     hex: Vec<u8>,
-    ints: Vec<Vec<u8>>,
+    ints: Vec<Vec<u64>>,
     slots: IntSlots,
     scratch: Vec<u8>,
     values: Vec<u64>,
@@ -270,13 +279,13 @@ impl Columns {
             }
         }
         let id = templates.id(&t);
-        put_uvarint(&mut self.template_ids, id);
+        self.template_ids.push(id);
         for (&col, &v) in self.slots.of(id, &t).iter().zip(&self.values) {
             let col = usize::from(col);
             if self.ints.len() <= col {
                 self.ints.resize(col + 1, Vec::new());
             }
-            put_uvarint(&mut self.ints[col], v);
+            self.ints[col].push(v);
         }
         self.scratch = t;
     }
@@ -309,7 +318,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Compresses columns into a format 3 block whose templates go into the
+/// Compresses columns into a format 4 block whose templates go into the
 /// segment's `templates`. Returns the block and its decoded size (the sum
 /// of the raw columns).
 pub(crate) fn encode(
@@ -325,37 +334,188 @@ pub(crate) fn encode(
     for e in entries {
         put_labels(&mut meta, &e.metadata);
     }
-    let mut cols: Vec<(u8, Vec<u8>)> = vec![
-        (TIMESTAMPS, encode_timestamps(entries)),
-        (TEMPLATE_IDS, c.template_ids),
-        (HEX, c.hex),
-        (METADATA, meta),
+    let mut cols: Vec<(u8, Vec<u8>, &[u64])> = vec![
+        (TIMESTAMPS, encode_timestamps(entries), &[]),
+        (TEMPLATE_IDS, varints(&c.template_ids), &c.template_ids),
+        (HEX, c.hex, &[]),
+        (METADATA, meta, &[]),
     ];
-    for (i, col) in c.ints.into_iter().enumerate() {
-        cols.push((INTS + i as u8, col));
+    for (i, col) in c.ints.iter().enumerate() {
+        cols.push((INTS + i as u8, varints(col), col));
     }
-    cols.retain(|(_, raw)| !raw.is_empty());
+    cols.retain(|(_, raw, _)| !raw.is_empty());
     let mut head = Vec::with_capacity(16 + cols.len() * 8);
     put_uvarint(&mut head, entries.len() as u64);
     put_uvarint(&mut head, cols.len() as u64);
     let mut body = Vec::new();
     let mut raw_total = 0u64;
-    for (kind, raw) in &cols {
-        let packed = zstd.compress(raw)?;
-        let (codec, bytes) = if packed.len() < raw.len() {
-            (ZSTD, &packed[..])
-        } else {
-            (STORED, &raw[..])
+    for (kind, raw, ints) in &cols {
+        // Few distinct numbers (status codes, enums) take a dictionary;
+        // the varints are then not worth compressing.
+        let (mut codec, mut bytes) = match dict_codes(ints) {
+            Some(d) => {
+                let mut b = Vec::with_capacity(d.len() / 2);
+                put_uvarint(&mut b, d.len() as u64);
+                b.extend_from_slice(&zstd.compress(&d)?);
+                (DICT, b)
+            }
+            None => {
+                let packed = zstd.compress(raw)?;
+                if packed.len() < raw.len() {
+                    (ZSTD, packed)
+                } else {
+                    (STORED, raw.clone())
+                }
+            }
         };
+        if let Some(p) = pack_ints(ints, bytes.len()) {
+            (codec, bytes) = (PACKED, p);
+        }
         head.push(*kind);
         head.push(codec);
         put_uvarint(&mut head, raw.len() as u64);
         put_uvarint(&mut head, bytes.len() as u64);
-        body.extend_from_slice(bytes);
+        body.extend_from_slice(&bytes);
         raw_total += raw.len() as u64;
     }
     head.extend_from_slice(&body);
     Ok((head, raw_total))
+}
+
+fn varints(values: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 2);
+    for &v in values {
+        put_uvarint(&mut out, v);
+    }
+    out
+}
+
+/// The [`DICT`] form of `values` before compression, when they hold at
+/// most [`DICT_MAX`] distinct numbers.
+fn dict_codes(values: &[u64]) -> Option<Vec<u8>> {
+    let mut dict: HashMap<u64, u8> = HashMap::new();
+    let mut codes = Vec::with_capacity(values.len());
+    for &v in values {
+        let next = dict.len();
+        let code = *dict.entry(v).or_insert(next.min(DICT_MAX) as u8);
+        if dict.len() > DICT_MAX {
+            return None;
+        }
+        codes.push(code);
+    }
+    if dict.is_empty() {
+        return None;
+    }
+    let mut by_code = vec![0u64; dict.len()];
+    for (v, c) in dict {
+        by_code[usize::from(c)] = v;
+    }
+    let mut out = Vec::with_capacity(codes.len() + by_code.len() * 3 + 4);
+    put_uvarint(&mut out, by_code.len() as u64);
+    for v in by_code {
+        put_uvarint(&mut out, v);
+    }
+    out.extend_from_slice(&codes);
+    Some(out)
+}
+
+/// The varints of a [`DICT`] column, `raw_len` bytes of them.
+fn undict(b: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    let mut r = Reader::new(b);
+    let len = r.u64("dictionary length")? as usize;
+    // Every value takes a code byte and at least one varint byte.
+    if len > raw_len.saturating_mul(2).saturating_add(DICT_MAX * 10 + 10) {
+        return Err(format!("dictionary form of {len} bytes"));
+    }
+    let d = zstd::bulk::decompress(&b[r.pos()..], len).map_err(|e| e.to_string())?;
+    let mut r = Reader::new(&d);
+    let k = r.len("dictionary size")?;
+    if k == 0 || k > DICT_MAX {
+        return Err(format!("dictionary of {k} values"));
+    }
+    let mut dict = Vec::with_capacity(k);
+    for _ in 0..k {
+        let mut v = Vec::with_capacity(10);
+        put_uvarint(&mut v, r.u64("dictionary value")?);
+        dict.push(v);
+    }
+    let mut out = Vec::with_capacity(raw_len);
+    for &c in &d[r.pos()..] {
+        let v = dict
+            .get(usize::from(c))
+            .ok_or("code outside the dictionary")?;
+        if out.len() + v.len() > raw_len {
+            return Err("more values than the column holds".into());
+        }
+        out.extend_from_slice(v);
+    }
+    Ok(out)
+}
+
+/// `values` bit-packed against their minimum ([`PACKED`]), when that takes
+/// fewer than `than` bytes (uniform values such as ids pack near their
+/// entropy, where zstd keeps most of their varint bytes).
+fn pack_ints(values: &[u64], than: usize) -> Option<Vec<u8>> {
+    let (&first, rest) = values.split_first()?;
+    let (min, max) = rest
+        .iter()
+        .fold((first, first), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let width = 64 - (max - min).leading_zeros();
+    let bits = values.len() as u64 * u64::from(width);
+    let mut out = Vec::with_capacity(bits.div_ceil(8) as usize + 16);
+    put_uvarint(&mut out, values.len() as u64);
+    put_uvarint(&mut out, min);
+    out.push(width as u8);
+    if out.len() as u64 + bits.div_ceil(8) >= than as u64 {
+        return None;
+    }
+    let (mut acc, mut fill) = (0u128, 0u32);
+    for &v in values {
+        acc |= u128::from(v - min) << fill;
+        fill += width;
+        while fill >= 8 {
+            out.push(acc as u8);
+            (acc, fill) = (acc >> 8, fill - 8);
+        }
+    }
+    if fill > 0 {
+        out.push(acc as u8);
+    }
+    Some(out)
+}
+
+/// The varints of a [`PACKED`] column, `raw_len` bytes of them.
+fn unpack_ints(b: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    let mut r = Reader::new(b);
+    let n = r.u64("packed count")?;
+    let min = r.u64("packed minimum")?;
+    let width = u32::from(r.u8("packed width")?);
+    if width > 64 || n > raw_len as u64 {
+        return Err(format!("{n} packed values of {width} bits"));
+    }
+    let bits = r.take(b.len() - r.pos(), "packed values")?;
+    if bits.len() as u64 != (n * u64::from(width)).div_ceil(8) {
+        return Err(format!("{} bytes of {n} packed values", bits.len()));
+    }
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut out = Vec::with_capacity(raw_len);
+    let (mut acc, mut fill, mut next) = (0u128, 0u32, bits.iter());
+    for _ in 0..n {
+        while fill < width {
+            acc |= u128::from(*next.next().expect("length checked")) << fill;
+            fill += 8;
+        }
+        let v = (acc as u64 & mask)
+            .checked_add(min)
+            .ok_or("packed value out of range")?;
+        (acc, fill) = (acc >> width, fill - width);
+        put_uvarint(&mut out, v);
+    }
+    Ok(out)
 }
 
 /// One column as stored: kind, codec, raw and stored lengths, bytes.
@@ -420,6 +580,8 @@ fn unpack(c: &Col<'_>) -> Result<Vec<u8>, String> {
     let raw = match c.codec {
         STORED => c.bytes.to_vec(),
         ZSTD => zstd::bulk::decompress(c.bytes, c.raw_len).map_err(|e| format!("{what}: {e}"))?,
+        PACKED => unpack_ints(c.bytes, c.raw_len).map_err(|e| format!("{what}: {e}"))?,
+        DICT => undict(c.bytes, c.raw_len).map_err(|e| format!("{what}: {e}"))?,
         other => return Err(format!("{what}: unknown codec {other}")),
     };
     if raw.len() != c.raw_len {
@@ -583,10 +745,12 @@ mod tests {
         for l in lines {
             c.add_line(l, &mut templates);
         }
-        let mut ids = Reader::new(&c.template_ids);
+        let ids = varints(&c.template_ids);
+        let mut ids = Reader::new(&ids);
         let mut hex = Reader::new(&c.hex);
+        let cols: Vec<Vec<u8>> = c.ints.iter().map(|v| varints(v)).collect();
         let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS as usize)
-            .map(|i| Reader::new(c.ints.get(i).map_or(&[][..], |v| &v[..])))
+            .map(|i| Reader::new(cols.get(i).map_or(&[][..], |v| &v[..])))
             .collect();
         let mut slots = IntSlots::default();
         for l in lines {
@@ -644,6 +808,41 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = lines.iter().map(|l| &l[..]).collect();
         round_trip_bytes(&refs);
+    }
+
+    #[test]
+    fn packed_ints_round_trip() {
+        let cases: Vec<Vec<u64>> = vec![
+            vec![7],
+            vec![5; 100],
+            (0..1000).map(|i| i * 7919 % 200_000).collect(),
+            vec![0, u64::MAX, 1, u64::MAX - 1],
+            vec![u64::MAX; 3],
+            (0..333).map(|i| 1 << (i % 64)).collect(),
+        ];
+        for values in cases {
+            let raw = varints(&values);
+            let packed = pack_ints(&values, usize::MAX).unwrap();
+            assert_eq!(unpack_ints(&packed, raw.len()).unwrap(), raw);
+            for cut in 0..packed.len() {
+                assert!(unpack_ints(&packed[..cut], raw.len()).is_err());
+            }
+        }
+        assert_eq!(pack_ints(&[], usize::MAX), None);
+        let statuses: Vec<u64> = (0..900).map(|i| [200, 404, 500, 201][i % 7 % 4]).collect();
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let d = dict_codes(&statuses).unwrap();
+        let mut b = Vec::new();
+        put_uvarint(&mut b, d.len() as u64);
+        b.extend_from_slice(&z.compress(&d).unwrap());
+        let raw = varints(&statuses);
+        assert_eq!(undict(&b, raw.len()).unwrap(), raw);
+        assert!(undict(&b, raw.len() - 1).is_err());
+        let wide: Vec<u64> = (0..257).collect();
+        assert_eq!(dict_codes(&wide), None);
+        assert!(dict_codes(&wide[..256]).is_some());
+        // Not chosen when not smaller.
+        assert_eq!(pack_ints(&[0, u64::MAX], 10), None);
     }
 
     fn entries() -> Vec<LogEntry> {

@@ -42,7 +42,7 @@ use crate::storage::StorageError;
 const DATA_MAGIC: &[u8; 8] = b"STRLOGDT";
 const INDEX_MAGIC: &[u8; 8] = b"STRLOGIX";
 /// Format version written by this code (1 is still read).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const DATA_FILE: &str = "data";
 const INDEX_FILE: &str = "index";
 
