@@ -3,6 +3,7 @@
 //! [`MetricsReader`] and [`MetricsWriter`]; [`mem::MemMetrics`] is the
 //! in-memory implementation every implementation is tested against.
 
+pub mod heap;
 pub(crate) mod idmap;
 pub mod logs;
 pub mod mem;

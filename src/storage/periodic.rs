@@ -39,14 +39,23 @@ impl Periodic {
             .name(name.into())
             .spawn(move || loop {
                 match rx.recv_timeout(interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                    // Woken early, or the interval passed.
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
                 let Some(owner) = weak.upgrade() else { return };
                 tick(&owner);
             })
             .expect("spawning a thread");
         *slot = Some((tx, handle));
+    }
+
+    /// Runs the task as soon as the current tick (if any) ends, instead of
+    /// at the end of the interval. Does nothing when not running.
+    pub fn wake(&self) {
+        if let Some((tx, _)) = self.running.lock().as_ref() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the thread and waits for its current tick; later calls do
@@ -78,6 +87,17 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(10), "no ticks");
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Woken: ticks long before its hour-long interval ends.
+        let woken = Arc::new(AtomicUsize::new(0));
+        let q = Periodic::new();
+        q.start("test-periodic", Duration::from_secs(3600), &woken, tick);
+        q.wake();
+        let t = std::time::Instant::now();
+        while woken.load(Ordering::Relaxed) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(10), "wake did not tick");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        q.stop();
         p.stop();
         let n = owner.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(30));

@@ -147,6 +147,13 @@ impl XorChunk {
         self.t
     }
 
+    /// Gives back the spare capacity of the byte buffer (for a chunk that
+    /// will take no more samples: the head holds its closed chunks for
+    /// hours, and the doubling growth leaves ~25% of them unused).
+    pub fn shrink_to_fit(&mut self) {
+        self.w.bytes.shrink_to_fit();
+    }
+
     /// Size of the encoded chunk in bytes.
     pub fn byte_len(&self) -> usize {
         2 + self.w.bytes.len()

@@ -8,6 +8,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard};
 use roaring::RoaringBitmap;
@@ -170,6 +171,10 @@ impl HeadData {
 pub(crate) struct TenantHead {
     pub tenant: Tenant,
     data: RwLock<HeadData>,
+    /// Oldest and newest timestamps appended since the last truncation (a
+    /// superset of what the head holds), read without the lock to tell when
+    /// the head has grown enough to flush.
+    span: (AtomicI64, AtomicI64),
 }
 
 impl TenantHead {
@@ -177,7 +182,35 @@ impl TenantHead {
         TenantHead {
             tenant,
             data: RwLock::new(HeadData::default()),
+            span: (AtomicI64::new(i64::MAX), AtomicI64::new(i64::MIN)),
         }
+    }
+
+    /// Widens the known span by timestamps `lo..=hi` being appended.
+    pub fn note_span(&self, lo: i64, hi: i64) {
+        self.span.0.fetch_min(lo, Ordering::Relaxed);
+        self.span.1.fetch_max(hi, Ordering::Relaxed);
+    }
+
+    /// Newest minus oldest timestamp appended since the last truncation
+    /// (0 when empty).
+    pub fn span_ms(&self) -> i64 {
+        let (lo, hi) = (
+            self.span.0.load(Ordering::Relaxed),
+            self.span.1.load(Ordering::Relaxed),
+        );
+        hi.saturating_sub(lo).max(0)
+    }
+
+    /// Sets the known span to what the head holds.
+    pub fn refresh_span(&self) {
+        self.reset_span(&self.data.read());
+    }
+
+    fn reset_span(&self, d: &HeadData) {
+        let (lo, hi) = bounds(d).unwrap_or((i64::MAX, i64::MIN));
+        self.span.0.store(lo, Ordering::Relaxed);
+        self.span.1.store(hi, Ordering::Relaxed);
     }
 
     /// Resolves series, validates samples and encodes WAL records. Refuses
@@ -409,6 +442,7 @@ impl TenantHead {
         let mut d = self.data.write();
         d.replay_alias.clear();
         d.drop_empty_series();
+        self.reset_span(&d);
     }
 
     // ---- reads ----
@@ -507,17 +541,7 @@ impl TenantHead {
 
     /// Oldest and newest timestamps held.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
-        let d = self.data.read();
-        let mut bounds: Option<(i64, i64)> = None;
-        for s in d.series.values() {
-            if let (Some(lo), Some(hi)) = (s.min_t(), s.held_max_t()) {
-                bounds = Some(match bounds {
-                    None => (lo, hi),
-                    Some((a, b)) => (a.min(lo), b.max(hi)),
-                });
-            }
-        }
-        bounds
+        bounds(&self.data.read())
     }
 
     /// Every series' samples in `[lo, hi)` in label order, one series at a
@@ -551,6 +575,7 @@ impl TenantHead {
         if refuse_older {
             d.min_valid_t = Some(d.min_valid_t.map_or(t, |m| m.max(t)));
         }
+        self.reset_span(&d);
     }
 
     /// Hands `sink` records rewriting everything the head holds: series
@@ -635,6 +660,20 @@ impl Iterator for RangeIter<'_> {
         }
         None
     }
+}
+
+/// Oldest and newest timestamps a head holds.
+fn bounds(d: &HeadData) -> Option<(i64, i64)> {
+    let mut bounds: Option<(i64, i64)> = None;
+    for s in d.series.values() {
+        if let (Some(lo), Some(hi)) = (s.min_t(), s.held_max_t()) {
+            bounds = Some(match bounds {
+                None => (lo, hi),
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+            });
+        }
+    }
+    bounds
 }
 
 /// Hands the finished record to `sink` and starts `next` in its place.

@@ -24,6 +24,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -67,6 +68,9 @@ pub struct Tsdb {
     /// The WAL, `None` once closed (dropping it releases its directory lock).
     gate: RwLock<Option<Wal>>,
     maintenance: super::periodic::Periodic,
+    /// Set when an append woke the maintenance thread because a head grew
+    /// past the flush span; cleared once a flush round succeeded.
+    flush_woken: AtomicBool,
     replay: ReplayFigures,
 }
 
@@ -122,6 +126,7 @@ impl Tsdb {
             heads,
             gate: RwLock::new(Some(wal)),
             maintenance: Default::default(),
+            flush_woken: AtomicBool::new(false),
             replay,
         };
         db.update_gauges();
@@ -179,11 +184,22 @@ impl Tsdb {
     /// One maintenance round: flush due head ranges (and checkpoint the
     /// WAL), compact blocks and apply retention.
     pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
-        self.flush_due()?;
+        let flushed = self.flush_due()?;
+        if self.flush_woken.swap(false, Ordering::Relaxed) {
+            // What woke it may have been refused samples: the exact span
+            // keeps appends from waking it again for nothing.
+            for h in self.all_heads() {
+                h.refresh_span();
+            }
+        }
         let written = self.blocks.compact()?;
         let deleted = self.blocks.apply_retention(now_ms)?;
         if written > 0 || deleted > 0 {
             tracing::info!(written, deleted, "blocks compacted and retention applied");
+        }
+        if flushed + written + deleted > 0 {
+            // The flushed chunks and the merge buffers are free now.
+            super::heap::release_free_memory();
         }
         self.update_gauges();
         Ok(())
@@ -200,6 +216,28 @@ impl Tsdb {
         let res = wal.close().map_err(|e| wal_error(&self.dir.join("wal"), e));
         drop(wal);
         res
+    }
+}
+
+impl Tsdb {
+    /// Wakes the maintenance thread as soon as `head` spans more than a
+    /// flush needs, instead of letting it grow until the next tick (a fast
+    /// backfill appends hours of data per minute, and the head holds samples
+    /// at several times their size in blocks).
+    fn wake_flush_when_due(&self, head: &TenantHead, batch: &BatchRef<'_>) {
+        let mut span: Option<(i64, i64)> = None;
+        for s in batch.series.iter().flat_map(|s| s.samples) {
+            span = Some(span.map_or((s.t, s.t), |(lo, hi)| (lo.min(s.t), hi.max(s.t))));
+        }
+        let Some((lo, hi)) = span else {
+            return;
+        };
+        head.note_span(lo, hi);
+        if head.span_ms() > self.opts.block_duration_ms * 3 / 2
+            && !self.flush_woken.swap(true, Ordering::Relaxed)
+        {
+            self.maintenance.wake();
+        }
     }
 }
 
@@ -232,6 +270,7 @@ impl MetricsWriter for Tsdb {
                 .map_err(|e| wal_error(&self.dir.join("wal"), e))?;
         }
         let (outcome, ooo, series) = head.commit(prepared, &lim);
+        self.wake_flush_when_due(&head, batch);
         let t = tenant.to_string();
         metrics::counter!(SAMPLES_APPENDED_TOTAL, "tenant" => t.clone())
             .increment(outcome.samples_written as u64);

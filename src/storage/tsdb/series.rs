@@ -144,8 +144,9 @@ impl MemSeries {
                     && (self.open.len() >= SAMPLES_PER_CHUNK
                         || t >= align_down(self.open.min_t(), chunk_range) + chunk_range)
                 {
-                    self.chunks
-                        .push(std::mem::replace(&mut self.open, XorChunk::new()));
+                    let mut full = std::mem::replace(&mut self.open, XorChunk::new());
+                    full.shrink_to_fit();
+                    self.chunks.push(full);
                 }
                 let ok = self.open.append(t, v);
                 debug_assert!(ok, "in-order append into a fresh or non-full chunk");

@@ -549,3 +549,49 @@ fn periodic_flush_writes_the_oldest_range_and_restart_keeps_the_rest() {
     assert!(db.select(&t, &[], 0, 2 * HOUR - 1).unwrap().is_empty());
     assert_eq!(head_samples(&db), 20 * 180);
 }
+
+#[test]
+fn a_head_grown_past_the_flush_span_wakes_maintenance_before_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.maintenance_interval = std::time::Duration::from_secs(3600);
+    // Samples near 1970: retention would delete their block at once.
+    o.retention_ms = 0;
+    let db = Arc::new(open(dir.path(), &o));
+    db.start_maintenance();
+    let t = Tenant::anonymous();
+    let l = labels(&[("__name__", "m")]);
+    // 4 h at one sample a minute, in one go: more than 1.5 blocks.
+    let samples: Vec<(i64, f64)> = (0..240).map(|m| (m * 60_000, m as f64)).collect();
+    db.append(&t, batch(&l, &samples)).unwrap();
+    let start = std::time::Instant::now();
+    while db.blocks.blocks(&t).is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no flush although the head spans 4 h"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let metas = db.blocks.blocks(&t);
+    assert_eq!((metas[0].min_t, metas[0].max_t), (0, 2 * HOUR));
+    assert_eq!(all(&*db, &t)[0].samples.len(), 240);
+    // A refused sample (older than the flushed range) widens the known span
+    // past the flush span; the woken maintenance flushes nothing and shrinks
+    // the span back to what the head holds, so appends stop waking it.
+    let out = db
+        .append(&t, batch(&l, &[(10 * 60_000, 0.5), (240 * 60_000, 240.0)]))
+        .unwrap();
+    assert_eq!(out.rejected[0].0, RejectReason::OutOfOrder);
+    let head = db.head(&t).unwrap();
+    let start = std::time::Instant::now();
+    while head.span_ms() != 120 * 60_000 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "span stays {} ms",
+            head.span_ms()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(db.blocks.blocks(&t).len(), 1);
+    db.close().unwrap();
+}
