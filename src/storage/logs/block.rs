@@ -1,4 +1,4 @@
-//! The payload of a segment block (data formats 2 and 3): a log-aware,
+//! The payload of a segment block (data formats 2 to 4): a log-aware,
 //! reversible columnar transform, each column compressed on its own.
 //!
 //! Every line is split into a *template* and typed variables (in the spirit
@@ -14,7 +14,11 @@
 //! stored as the first value and deltas divided by their common divisor.
 //!
 //! Layout: `entries | columns | per column: kind u8, codec u8, raw length,
-//! stored length | column bytes...` (varints), codec 0 = stored, 1 = zstd.
+//! stored length | column bytes...` (varints), codec 0 = stored, 1 = zstd;
+//! format 4 adds, for the integer columns (template ids, numbers), 2 =
+//! bit-packed against the minimum and 3 = dictionary and byte codes, each
+//! chosen when smaller than zstd of the varints (uniform ids and durations
+//! pack near their entropy; zstd keeps most of their varint bytes).
 //! Lines are bytes to the codec: any byte sequence round-trips, markers in
 //! lines are escaped.
 

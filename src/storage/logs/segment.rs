@@ -3,9 +3,10 @@
 //! A segment is a directory `<tenant>/<ULID>/` with two files:
 //! - `data`: `STRLOGDT | version u32` then blocks. A block holds up to
 //!   `block_bytes` of one stream's entries and decodes on its own (so
-//!   reading one line reads one block). Version 3 and 2 blocks are the
-//!   columnar templates-and-variables encoding of `block.rs` (version 3:
-//!   line templates shared by the segment, in its index); version 1 blocks
+//!   reading one line reads one block). Version 4, 3 and 2 blocks are the
+//!   columnar templates-and-variables encoding of `block.rs` (since version
+//!   3 line templates shared by the segment, in its index; version 4 adds
+//!   packed and dictionary integer columns); version 1 blocks
 //!   (still read) are one zstd frame of: entry count, the timestamp column
 //!   (first value, then deltas), the lines, then the structured metadata of
 //!   each entry.
