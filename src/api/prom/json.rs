@@ -339,8 +339,17 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
 /// `{"status":"success","data":<data>}` plus non-empty warnings and infos.
 pub fn success(data: &str, warnings: &[String], infos: &[String]) -> Response {
     let mut out = String::with_capacity(data.len() + 64);
-    out.push_str(r#"{"status":"success","data":"#);
+    out.push_str(SUCCESS_PREFIX);
     out.push_str(data);
+    success_from(out, warnings, infos)
+}
+
+/// How a success body starts: a large answer is written after it into one
+/// buffer and finished by [`success_from`], instead of being copied.
+pub const SUCCESS_PREFIX: &str = r#"{"status":"success","data":"#;
+
+/// Finishes `out`, [`SUCCESS_PREFIX`] and the data, as [`success`] does.
+pub fn success_from(mut out: String, warnings: &[String], infos: &[String]) -> Response {
     if !warnings.is_empty() {
         out.push_str(r#","warnings":"#);
         write_str_array(&mut out, warnings);

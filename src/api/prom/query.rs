@@ -310,7 +310,15 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
         infos,
         stats: st,
     } = out;
-    let mut data = String::with_capacity(256);
+    // Sized for the whole body (a point takes ~25 bytes), so it is not
+    // regrown and copied as it fills.
+    let points: usize = match &value {
+        Value::Matrix(m) => m.iter().map(|s| s.samples.len() + 4).sum(),
+        Value::Vector(v) => v.len() * 2,
+        _ => 0,
+    };
+    let mut data = String::with_capacity(256 + points * 28);
+    data.push_str(json::SUCCESS_PREFIX);
     data.push_str(r#"{"resultType":"#);
     let truncate = |n: usize| limit > 0 && n > limit;
     match value {
@@ -399,7 +407,7 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
         ));
     }
     data.push('}');
-    json::success(&data, &warnings, &infos)
+    json::success_from(data, &warnings, &infos)
 }
 
 #[cfg(test)]

@@ -306,8 +306,17 @@ fn merge_series(primary: Vec<SeriesSamples>, secondary: Vec<SeriesSamples>) -> V
             std::cmp::Ordering::Greater => out.extend(b.next()),
             std::cmp::Ordering::Equal => {
                 let (x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
+                let samples = match (y.samples.last(), x.samples.first()) {
+                    // The usual case: the blocks end before the head starts.
+                    (Some(old), Some(new)) if old.t < new.t => {
+                        let mut s = y.samples;
+                        s.extend_from_slice(&x.samples);
+                        s
+                    }
+                    _ => merge_dedup(&x.samples, &y.samples),
+                };
                 out.push(SeriesSamples {
-                    samples: merge_dedup(&x.samples, &y.samples),
+                    samples,
                     labels: x.labels,
                     histograms: vec![],
                 });

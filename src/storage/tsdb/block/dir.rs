@@ -322,7 +322,12 @@ impl Block {
                 read_chunk(&self.chunks, c.r)
             }
             .map_err(|r| corrupt(&self.chunks_path, r))?;
-            out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+            let inside = |s: &Sample| s.t >= mint && s.t <= maxt;
+            if out.is_empty() && samples.iter().all(inside) {
+                out = samples;
+            } else {
+                out.extend(samples.into_iter().filter(inside));
+            }
         }
         if !out.windows(2).all(|w| w[0].t < w[1].t) {
             out.sort_by_key(|s| s.t);

@@ -90,7 +90,13 @@ pub(crate) fn merge_samples(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
         (Some(a), Some(b)) => a.t < b.t,
         _ => true,
     });
-    let mut all: Vec<Sample> = parts.into_iter().flatten().collect();
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    all.reserve(total - all.len());
+    for p in parts {
+        all.extend_from_slice(&p);
+    }
     if !disjoint {
         // Stable: for equal timestamps the later part stays later; keep it.
         all.sort_by_key(|s| s.t);
