@@ -16,8 +16,12 @@ use super::{wal_error, Tsdb};
 use crate::storage::wal::Wal;
 use crate::storage::StorageError;
 
-/// WAL records handed to one `Wal::append` during a checkpoint.
-const CHECKPOINT_APPEND_RECORDS: usize = 16;
+/// WAL records (of up to 1 MiB each) handed to one `Wal::append` during a
+/// checkpoint. A group is held three times while it is written (the
+/// records, their framed copy, the WAL's pending buffer, which keeps its
+/// capacity for the next group), so it stays small: 4 MiB groups, a few
+/// more fsyncs per checkpoint.
+const CHECKPOINT_APPEND_RECORDS: usize = 4;
 
 impl Tsdb {
     /// Flushes due ranges of every tenant, then checkpoints the WAL when
