@@ -49,6 +49,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Keys and short lengths are one byte.
+        if let Some(&byte) = self.b.get(self.pos).filter(|&&b| b < 0x80) {
+            self.pos += 1;
+            return Ok(byte as u64);
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let byte = *self

@@ -17,7 +17,7 @@ use super::postings::Postings;
 use super::record::Encoder;
 use super::series::{MemSeries, Placement};
 use crate::model::{Exemplar, Labels, LabelsRef, Matcher, MetricMetadata, Tenant};
-use crate::storage::idmap::{IdHasher, IdMap};
+use crate::storage::idmap::{DenseMap, IdHasher, IdMap};
 use crate::storage::{
     matches_all, AppendOutcome, BatchRef, RejectReason, SeriesRef, SeriesSamples, StorageError,
 };
@@ -55,7 +55,7 @@ pub(crate) struct HeadStats {
 
 #[derive(Default)]
 struct HeadData {
-    series: IdMap<u32, MemSeries>,
+    series: DenseMap<MemSeries>,
     /// Series id by the stable hash of its labels.
     by_hash: IdMap<u64, u32>,
     /// Further ids whose labels hash like the one in `by_hash` (64-bit
