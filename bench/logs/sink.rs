@@ -48,10 +48,10 @@ pub trait Sink {
     fn metric_sums(&self, query: &str, start: i64, end: i64, step: i64) -> Vec<(String, f64)>;
     /// Segment blocks decompressed so far.
     fn blocks_read(&self) -> u64;
-    /// Seconds spent writing segments so far (cut heads: blocks, token
+    /// CPU seconds spent writing segments so far (cut heads: blocks, token
     /// filters, full-text index), the rest of ingest CPU being the push
-    /// path.
-    fn segment_write_seconds(&self) -> f64;
+    /// path: the maintenance thread's, plus the final flush's.
+    fn segment_write_cpu_seconds(&self) -> f64;
     /// Index stats of `{env="prod"}`: streams, chunks, entries.
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64);
     /// Stops (the server, gracefully) and opens the store for inspection.
@@ -63,7 +63,7 @@ pub struct InProcess {
     store: Arc<LogStore>,
     tenant: Tenant,
     opts: LogStoreOptions,
-    /// Wall time of maintenance and flushes (segment writing).
+    /// CPU time of maintenance and flushes (segment writing).
     writing: std::sync::Mutex<f64>,
 }
 
@@ -85,11 +85,26 @@ impl InProcess {
 
 /// CPU seconds of this process.
 pub fn own_cpu_seconds() -> f64 {
+    rusage_cpu(libc::RUSAGE_SELF)
+}
+
+/// CPU seconds of this process or thread (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+fn rusage_cpu(who: libc::c_int) -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+impl InProcess {
+    /// Runs `f` on this thread, adding its CPU time to `writing`.
+    fn writing<T>(&self, f: impl FnOnce() -> T) -> T {
+        let c0 = rusage_cpu(libc::RUSAGE_THREAD);
+        let out = f();
+        *self.writing.lock().unwrap() += rusage_cpu(libc::RUSAGE_THREAD) - c0;
+        out
+    }
 }
 
 impl Sink for InProcess {
@@ -119,9 +134,7 @@ impl Sink for InProcess {
     }
 
     fn after_round(&self, now_ns: i64) {
-        let t = Instant::now();
-        self.store.maintain(now_ns).expect("maintain");
-        *self.writing.lock().unwrap() += t.elapsed().as_secs_f64();
+        self.writing(|| self.store.maintain(now_ns).expect("maintain"));
     }
 
     fn cpu_seconds(&self) -> f64 {
@@ -133,9 +146,7 @@ impl Sink for InProcess {
     }
 
     fn flush(&self) {
-        let t = Instant::now();
-        self.store.flush().expect("flush");
-        *self.writing.lock().unwrap() += t.elapsed().as_secs_f64();
+        self.writing(|| self.store.flush().expect("flush"));
     }
 
     fn disk_bytes(&self) -> u64 {
@@ -181,7 +192,7 @@ impl Sink for InProcess {
         self.store.blocks_read()
     }
 
-    fn segment_write_seconds(&self) -> f64 {
+    fn segment_write_cpu_seconds(&self) -> f64 {
         *self.writing.lock().unwrap()
     }
 
@@ -201,6 +212,8 @@ pub struct HttpSink {
     base: String,
     data_dir: PathBuf,
     client: reqwest::blocking::Client,
+    /// Server CPU during `POST /flush` (nothing else runs then).
+    flush_cpu: std::sync::Mutex<f64>,
 }
 
 /// Server configuration: everything default except where it listens, where
@@ -238,6 +251,7 @@ impl HttpSink {
             child,
             base: format!("http://{addr}"),
             data_dir,
+            flush_cpu: std::sync::Mutex::new(0.0),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(3600))
                 .build()
@@ -325,6 +339,21 @@ fn push_body(batch: &[PushStream]) -> Vec<u8> {
         .expect("snappy")
 }
 
+/// CPU seconds in a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`
+/// file (0 when the thread is gone).
+fn stat_cpu(path: &Path) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name: state is the first, utime the 12th
+    // and stime the 13th (stat(5) fields 14 and 15).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// Sizes of every file under `dir`.
 fn du(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -380,15 +409,7 @@ impl Sink for HttpSink {
     fn after_round(&self, _now_ns: i64) {}
 
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("server /proc stat");
-        // Fields after the command name: state is the first, utime the
-        // 12th and stime the 13th (stat(5) fields 14 and 15).
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+        stat_cpu(Path::new(&format!("/proc/{}/stat", self.child.id())))
     }
 
     fn cpu_over_whole_phase(&self) -> bool {
@@ -396,11 +417,13 @@ impl Sink for HttpSink {
     }
 
     fn flush(&self) {
+        let c0 = self.cpu_seconds();
         let r = self
             .client
             .post(format!("{}/flush", self.base))
             .send()
             .expect("flush");
+        *self.flush_cpu.lock().unwrap() += self.cpu_seconds() - c0;
         assert_eq!(r.status().as_u16(), 204, "flush: {}", r.text().unwrap());
     }
 
@@ -469,8 +492,19 @@ impl Sink for HttpSink {
         self.metric("strata_logs_blocks_read_total") as u64
     }
 
-    fn segment_write_seconds(&self) -> f64 {
-        self.metric("strata_logs_segment_write_duration_seconds_sum")
+    fn segment_write_cpu_seconds(&self) -> f64 {
+        let task = format!("/proc/{}/task", self.child.id());
+        let maintenance: f64 = std::fs::read_dir(&task)
+            .expect("server tasks")
+            .flatten()
+            .filter(|t| {
+                // The thread's name, cut to 15 bytes by the kernel.
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| "logs-maintenance".starts_with(c.trim()))
+            })
+            .map(|t| stat_cpu(&t.path().join("stat")))
+            .sum();
+        maintenance + *self.flush_cpu.lock().unwrap()
     }
 
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64) {

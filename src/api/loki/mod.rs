@@ -22,6 +22,7 @@
 //! - Live tail reports `dropped_entries` only as a count of pushes missed
 //!   by a lagging reader (Loki names each dropped entry).
 
+mod decode;
 mod json;
 mod meta;
 pub mod proto;

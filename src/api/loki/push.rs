@@ -15,10 +15,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use prost::Message;
 use serde::Deserialize;
 
-use super::proto::PushRequest;
 use super::{count, LokiError, LokiState};
 use crate::api::prom::snappy;
 use crate::ingest::logs::{IncomingLogStream, LogIngestError, StreamLabels};
@@ -182,45 +180,14 @@ pub fn from_json(body: &[u8]) -> Result<Vec<IncomingLogStream>, String> {
     Ok(out)
 }
 
-/// Converts a decoded `logproto.PushRequest`.
-pub fn from_proto(req: PushRequest) -> Vec<IncomingLogStream> {
-    req.streams
-        .into_iter()
-        .map(|s| IncomingLogStream {
-            labels: StreamLabels::Text(s.labels),
-            entries: s
-                .entries
-                .into_iter()
-                .map(|e| {
-                    let ts = e
-                        .timestamp
-                        .map(|t| {
-                            t.seconds
-                                .saturating_mul(1_000_000_000)
-                                .saturating_add(i64::from(t.nanos))
-                        })
-                        .unwrap_or(0);
-                    LogEntry {
-                        ts,
-                        line: e.line,
-                        metadata: Labels::from_pairs(
-                            e.structured_metadata.into_iter().map(|p| (p.name, p.value)),
-                        ),
-                    }
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 /// Decodes a protobuf body: snappy block format, else plain protobuf.
-fn decode_proto(raw: &[u8], limit: usize) -> Result<PushRequest, LokiError> {
-    let proto_err = |e: prost::DecodeError| LokiError::bad(format!("invalid protobuf body: {e}"));
+fn decode_proto(raw: &[u8], limit: usize) -> Result<Vec<IncomingLogStream>, LokiError> {
+    let proto_err = |e| LokiError::bad(format!("invalid protobuf body: {e}"));
     match snappy::decompress(raw, limit) {
-        Ok(b) => PushRequest::decode(b.as_slice())
-            .or_else(|e| PushRequest::decode(raw).map_err(|_| proto_err(e))),
+        Ok(b) => super::decode::push_request(&b)
+            .or_else(|e| super::decode::push_request(raw).map_err(|_| proto_err(e))),
         Err(snappy::SnappyError::TooLarge { limit, .. }) => Err(too_large(limit)),
-        Err(e) => PushRequest::decode(raw).map_err(|_| {
+        Err(e) => super::decode::push_request(raw).map_err(|_| {
             LokiError::bad(format!(
                 "{e} (the body is neither snappy-compressed nor plain protobuf)"
             ))
@@ -249,7 +216,7 @@ pub fn decode(
         from_json(&raw).map_err(LokiError::bad)
     } else {
         metrics::counter!(LOKI_PUSHES_TOTAL, "format" => "protobuf").increment(1);
-        Ok(from_proto(decode_proto(&raw, limit)?))
+        decode_proto(&raw, limit)
     }
 }
 
@@ -305,7 +272,9 @@ async fn push_inner(st: &LokiState, headers: &HeaderMap, body: Body) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::super::proto::PushRequest;
     use super::*;
+    use prost::Message;
 
     #[test]
     fn json_forms_and_metadata() {

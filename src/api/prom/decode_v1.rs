@@ -14,9 +14,9 @@ use crate::ingest::{IncomingExemplar, IncomingWrite};
 use crate::model::{Label, MetricMetadata, MetricType, Sample};
 
 /// Protobuf wire types.
-const VARINT: u8 = 0;
+pub(crate) const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
-const LEN: u8 = 2;
+pub(crate) const LEN: u8 = 2;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
 const FIXED32: u8 = 5;
@@ -29,26 +29,26 @@ const MAX_DEPTH: u32 = 100;
 #[error("{0}")]
 pub struct DecodeError(String);
 
-fn err(what: impl Into<String>) -> DecodeError {
+pub(crate) fn err(what: impl Into<String>) -> DecodeError {
     DecodeError(what.into())
 }
 
-/// A cursor over protobuf bytes.
-struct Cursor<'a> {
+/// A cursor over protobuf bytes (shared with the Loki push decoder).
+pub(crate) struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(b: &'a [u8]) -> Cursor<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Cursor<'a> {
         Cursor { b, pos: 0 }
     }
 
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.b.len()
     }
 
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
         // Keys and short lengths are one byte.
         if let Some(&byte) = self.b.get(self.pos).filter(|&&b| b < 0x80) {
             self.pos += 1;
@@ -73,7 +73,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A field key: (field number, wire type).
-    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
+    pub(crate) fn key(&mut self) -> Result<(u64, u8), DecodeError> {
         let k = self.varint()?;
         let (field, wire) = (k >> 3, (k & 7) as u8);
         if field == 0 || field > u32::MAX as u64 {
@@ -93,7 +93,7 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.varint()?;
         self.take(usize::try_from(n).map_err(|_| err("length out of range"))?)
     }
@@ -104,7 +104,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips the value of a field of wire type `wire` (groups included).
-    fn skip(&mut self, field: u64, wire: u8, depth: u32) -> Result<(), DecodeError> {
+    pub(crate) fn skip(&mut self, field: u64, wire: u8, depth: u32) -> Result<(), DecodeError> {
         match wire {
             VARINT => self.varint().map(drop),
             FIXED64 => self.take(8).map(drop),
@@ -135,7 +135,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Checks that a known field has the wire type its declaration implies.
-fn expect(wire: u8, want: u8, what: &str) -> Result<(), DecodeError> {
+pub(crate) fn expect(wire: u8, want: u8, what: &str) -> Result<(), DecodeError> {
     if wire == want {
         Ok(())
     } else {
