@@ -227,6 +227,22 @@ fn server_config(addr: &str, data_dir: &Path) -> String {
 }
 
 impl HttpSink {
+    /// CPU seconds of the server's log-store maintenance thread (it cuts
+    /// heads into segments).
+    fn maintenance_cpu_seconds(&self) -> f64 {
+        let task = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(&task)
+            .expect("server tasks")
+            .flatten()
+            .filter(|t| {
+                // The thread's name, cut to 15 bytes by the kernel.
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| "logs-maintenance".starts_with(c.trim()))
+            })
+            .map(|t| stat_cpu(&t.path().join("stat")))
+            .sum()
+    }
+
     /// Starts the release `strata` binary with its data under `root`.
     pub fn start(root: &Path) -> HttpSink {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -417,13 +433,17 @@ impl Sink for HttpSink {
     }
 
     fn flush(&self) {
-        let c0 = self.cpu_seconds();
+        // The flush may wait for a segment the maintenance thread is
+        // writing: that thread's CPU is counted with it already, so only the
+        // rest of the server's CPU over the flush is added here.
+        let (c0, m0) = (self.cpu_seconds(), self.maintenance_cpu_seconds());
         let r = self
             .client
             .post(format!("{}/flush", self.base))
             .send()
             .expect("flush");
-        *self.flush_cpu.lock().unwrap() += self.cpu_seconds() - c0;
+        let (c1, m1) = (self.cpu_seconds(), self.maintenance_cpu_seconds());
+        *self.flush_cpu.lock().unwrap() += (c1 - c0) - (m1 - m0);
         assert_eq!(r.status().as_u16(), 204, "flush: {}", r.text().unwrap());
     }
 
@@ -493,18 +513,7 @@ impl Sink for HttpSink {
     }
 
     fn segment_write_cpu_seconds(&self) -> f64 {
-        let task = format!("/proc/{}/task", self.child.id());
-        let maintenance: f64 = std::fs::read_dir(&task)
-            .expect("server tasks")
-            .flatten()
-            .filter(|t| {
-                // The thread's name, cut to 15 bytes by the kernel.
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| "logs-maintenance".starts_with(c.trim()))
-            })
-            .map(|t| stat_cpu(&t.path().join("stat")))
-            .sum();
-        maintenance + *self.flush_cpu.lock().unwrap()
+        self.maintenance_cpu_seconds() + *self.flush_cpu.lock().unwrap()
     }
 
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64) {
