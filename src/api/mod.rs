@@ -3,6 +3,7 @@
 
 pub mod loki;
 pub mod prom;
+mod protowire;
 mod rules;
 mod tenant;
 

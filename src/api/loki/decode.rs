@@ -6,7 +6,7 @@
 //! fields need their declared wire type, as with prost; the `parsed` labels
 //! of an entry, which Loki fills on its side, are skipped.
 
-use crate::api::prom::decode_v1::{err, expect, Cursor, DecodeError, LEN, VARINT};
+use crate::api::protowire::{err, expect, Cursor, DecodeError, LEN, VARINT};
 use crate::ingest::logs::{IncomingLogStream, StreamLabels};
 use crate::logs::LogEntry;
 use crate::model::Labels;
