@@ -21,7 +21,12 @@
 //! `cargo bench --bench logs`. Env: `STRATA_BENCH_BYTES` [2147483648] raw
 //! bytes to generate, `STRATA_BENCH_DIR` [a temporary directory],
 //! `STRATA_BENCH_THREADS` [4 over HTTP, 2 in process] pushing threads,
-//! `STRATA_BENCH_BARE_TERMS` [100] bare-id needles (token-bounded: 100).
+//! `STRATA_BENCH_BARE_TERMS` [100] bare-id needles (token-bounded: 100),
+//! `STRATA_BENCH_GEN` [requests] the generator: `requests` (each request's
+//! id on the 1-16 lines it logs across 1-4 services, skewed users and
+//! paths, log-normal durations) or `uniform` (every field of every line
+//! independent and uniform, the generator before 2026-12-02: a worst case
+//! for compression).
 
 use std::io::Write;
 use std::process::Command;
@@ -73,16 +78,78 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Which generator writes the lines (`STRATA_BENCH_GEN`).
+#[derive(Clone, Copy, PartialEq)]
+enum GenKind {
+    /// `requests` (default): lines come from requests. Each request has a
+    /// random 64-bit id and passes through 1-4 services (a gateway, then
+    /// others), each logging 1-4 lines carrying the id; requests overlap,
+    /// so their lines interleave across streams. User ids are skewed
+    /// (a few users make most requests), paths are weighted, durations
+    /// log-normal (median 40 ms), status and level follow the outcome.
+    Requests,
+    /// `uniform`: every field of every line drawn independently and
+    /// uniformly (a fresh request id per line, users uniform over 200k,
+    /// durations uniform 1-3000 ms): an entropy worst case.
+    Uniform,
+}
+
+/// A request in flight: what its remaining lines share.
+struct Request {
+    id: String,
+    user: u32,
+    path: usize,
+    status: u16,
+    /// The services still to log, in order (the first is a gateway).
+    hops: Vec<usize>,
+    /// Lines left for the current hop (the first hop's count included).
+    left: u8,
+    /// Whether the current hop has logged its first line.
+    started: bool,
+    /// Whether a line with `request_id=<id> ` (token-bounded) was written.
+    bounded: bool,
+}
+
 struct Gen {
     rng: SmallRng,
     ts: i64,
     rare: Vec<String>,
     per_level: [u64; 4],
+    kind: GenKind,
+    inflight: Vec<Request>,
 }
 
+/// Requests in flight at once (their lines interleave).
+const INFLIGHT: usize = 64;
+/// Services 0..GATEWAYS receive requests first.
+const GATEWAYS: usize = 4;
+
 impl Gen {
-    /// One line of a service: its level index and body.
-    fn line(&mut self, service: usize) -> (usize, String) {
+    fn new(ts: i64, kind: GenKind) -> Gen {
+        Gen {
+            rng: SmallRng::seed_from_u64(42),
+            ts,
+            rare: Vec::new(),
+            per_level: [0; 4],
+            kind,
+            inflight: Vec::new(),
+        }
+    }
+
+    /// One line: its service, level index and body.
+    fn line(&mut self) -> (usize, usize, String) {
+        match self.kind {
+            GenKind::Uniform => {
+                let service = self.rng.random_range(0..SERVICES);
+                let (level, body) = self.uniform_line(service);
+                (service, level, body)
+            }
+            GenKind::Requests => self.request_line(),
+        }
+    }
+
+    /// One line of a service with every field drawn uniformly.
+    fn uniform_line(&mut self, service: usize) -> (usize, String) {
         let r = &mut self.rng;
         let level = match r.random_range(0..100) {
             0..=14 => 0,
@@ -121,12 +188,138 @@ impl Gen {
         (level, body)
     }
 
+    fn new_request(&mut self) -> Request {
+        let r = &mut self.rng;
+        let id = format!("{:016x}", r.random::<u64>());
+        // Skewed users: the cube of a uniform draw puts half the requests
+        // on the first eighth of the users.
+        let u: f64 = r.random();
+        let user = (u * u * u * 200_000.0) as u32;
+        let path = match r.random_range(0..100) {
+            0..=39 => 0,
+            40..=59 => 1,
+            60..=74 => 5,
+            75..=84 => 2,
+            85..=94 => 3,
+            _ => 4,
+        };
+        let status = match r.random_range(0..1000) {
+            0..=869 => 200,
+            870..=919 => 201,
+            920..=959 => 404,
+            960..=979 => 401,
+            980..=994 => 500,
+            _ => 503,
+        };
+        let mut hops = vec![r.random_range(0..GATEWAYS)];
+        for _ in 0..r.random_range(0..4) {
+            hops.push(r.random_range(GATEWAYS..SERVICES));
+        }
+        let left = r.random_range(1..=4);
+        Request {
+            id,
+            user,
+            path,
+            status,
+            hops,
+            left,
+            started: false,
+            bounded: false,
+        }
+    }
+
+    /// The next line of a random request in flight.
+    fn request_line(&mut self) -> (usize, usize, String) {
+        while self.inflight.len() < INFLIGHT {
+            let req = self.new_request();
+            self.inflight.push(req);
+        }
+        let i = self.rng.random_range(0..self.inflight.len());
+        let r = &mut self.rng;
+        let q = &mut self.inflight[i];
+        let service = q.hops[0];
+        let path = PATHS[q.path];
+        let user = format!("u{}", q.user);
+        q.left -= 1;
+        let last = q.left == 0;
+        let first = !q.started;
+        q.started = true;
+        let (level, msg, extra): (usize, String, Option<(&str, u64)>) = if last {
+            let level = match q.status {
+                500.. => 3,
+                400.. => 2,
+                _ => 1,
+            };
+            (level, "request completed".into(), None)
+        } else if first {
+            let msg = if service < GATEWAYS {
+                "request received"
+            } else {
+                "handling request"
+            };
+            (1, msg.to_string(), None)
+        } else {
+            match r.random_range(0..10) {
+                0..=4 => (
+                    0,
+                    format!(
+                        "cache {} for key user:{}",
+                        ["hit", "miss"][r.random_range(0..2)],
+                        q.user
+                    ),
+                    None,
+                ),
+                5..=8 => (
+                    0,
+                    "db query done".into(),
+                    Some(("rows", r.random_range(0..50))),
+                ),
+                _ => (
+                    2,
+                    "upstream timeout, retrying".into(),
+                    Some(("attempt", r.random_range(1..4))),
+                ),
+            }
+        };
+        let mut fields: Vec<(&str, Field)> = vec![
+            ("request_id", Field::Str(&q.id)),
+            ("user_id", Field::Str(&user)),
+            ("path", Field::Str(path)),
+        ];
+        if let Some((k, v)) = extra {
+            fields.push((k, Field::Num(v)));
+        }
+        if last {
+            // Log-normal duration, median 40 ms (Box-Muller normal draw).
+            let (a, b): (f64, f64) = (r.random(), r.random());
+            let z = (-2.0 * (1.0 - a).ln()).sqrt() * (std::f64::consts::TAU * b).cos();
+            let ms = (40f64.ln() + z).exp().ceil() as u64;
+            fields.push(("status", Field::Num(q.status as u64)));
+            fields.push(("duration_ms", Field::Num(ms)));
+        }
+        let body = render(service, level, &msg, &fields);
+        if service % 3 != 0 {
+            q.bounded = true;
+        }
+        if last {
+            q.hops.remove(0);
+            q.started = false;
+            q.left = r.random_range(1..=4);
+            if q.hops.is_empty() {
+                let done = self.inflight.swap_remove(i);
+                if done.bounded && self.rng.random_range(0..6_000) == 0 && self.rare.len() < 1000 {
+                    self.rare.push(done.id);
+                }
+            }
+        }
+        (service, level, body)
+    }
+
     /// One push: BATCH_LINES lines over all services, grouped per stream.
     fn batch(&mut self, raw: &mut Vec<u8>) -> Vec<PushStream> {
         let mut streams: Vec<Vec<LogEntry>> = vec![Vec::new(); SERVICES * LEVELS.len()];
         for _ in 0..BATCH_LINES {
-            let service = self.rng.random_range(0..SERVICES);
-            let (level, body) = self.line(service);
+            let (service, level, body) = self.line();
             self.per_level[level] += 1;
             raw.extend_from_slice(body.as_bytes());
             raw.push(b'\n');
@@ -183,16 +376,20 @@ fn main() {
         Box::new(InProcess::open(&store_dir))
     };
     let mut raw_file = std::io::BufWriter::new(std::fs::File::create(&raw_path).unwrap());
-    let mut gen = Gen {
-        rng: SmallRng::seed_from_u64(42),
-        ts: base,
-        rare: Vec::new(),
-        per_level: [0; 4],
+    let kind = match std::env::var("STRATA_BENCH_GEN").as_deref() {
+        Err(_) | Ok("requests") => GenKind::Requests,
+        Ok("uniform") => GenKind::Uniform,
+        Ok(other) => panic!("STRATA_BENCH_GEN={other}: expected requests or uniform"),
     };
+    let mut gen = Gen::new(base, kind);
     println!(
-        "logs bench: {} MB raw, {threads} pushing threads, {}",
+        "logs bench: {} MB raw, {threads} pushing threads, {}, generator {}",
         target >> 20,
-        sink.describe()
+        sink.describe(),
+        match kind {
+            GenKind::Requests => "requests (ids shared by each request's lines)",
+            GenKind::Uniform => "uniform (every field independent)",
+        }
     );
     let (mut raw_bytes, mut lines) = (0u64, 0u64);
     let (mut push_wall, mut push_cpu, mut client_cpu) = (0f64, 0f64, 0f64);
@@ -431,4 +628,56 @@ fn main() {
         );
     }
     store.close().unwrap();
+}
+
+/// A field value of a generated line.
+enum Field<'a> {
+    Str(&'a str),
+    Num(u64),
+}
+
+/// A line of `service` in its body format: JSON (service % 3 == 0),
+/// logfmt (1) or plain text (2). In logfmt and plain lines the request id
+/// is written `request_id=<id> ` (followed by more fields).
+fn render(service: usize, level: usize, msg: &str, fields: &[(&str, Field)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(160);
+    match service % 3 {
+        0 => {
+            write!(out, "{{\"level\":\"{}\",\"msg\":\"{msg}\"", LEVELS[level]).unwrap();
+            for (k, v) in fields {
+                match v {
+                    Field::Str(s) => write!(out, ",\"{k}\":\"{s}\""),
+                    Field::Num(n) => write!(out, ",\"{k}\":{n}"),
+                }
+                .unwrap();
+            }
+            out.push('}');
+        }
+        1 => {
+            write!(out, "level={} msg=\"{msg}\"", LEVELS[level]).unwrap();
+            for (k, v) in fields {
+                match v {
+                    Field::Str(s) => write!(out, " {k}={s}"),
+                    Field::Num(n) if *k == "duration_ms" => write!(out, " duration={n}ms"),
+                    Field::Num(n) => write!(out, " {k}={n}"),
+                }
+                .unwrap();
+            }
+        }
+        _ => {
+            write!(out, "{} [{service}] {msg}", LEVELS[level].to_uppercase()).unwrap();
+            for (k, v) in fields {
+                match v {
+                    Field::Str(s) if *k == "user_id" => write!(out, " for user {s}"),
+                    Field::Str(s) if *k == "path" => write!(out, " on {s}"),
+                    Field::Str(s) => write!(out, " {k}={s}"),
+                    Field::Num(n) if *k == "duration_ms" => write!(out, " in {n}ms"),
+                    Field::Num(n) => write!(out, " {k} {n}"),
+                }
+                .unwrap();
+            }
+        }
+    }
+    out
 }
