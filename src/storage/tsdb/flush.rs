@@ -6,6 +6,17 @@
 //! (series, samples, exemplars, metadata) into the new segments and delete the
 //! older ones. Both run with the append gate held exclusively, so no
 //! acknowledged sample can be missing from both the blocks and the new segments.
+//!
+//! Once a range's block is durable, a truncation record goes into the WAL
+//! before anything else happens: a crash anywhere between the flush and the
+//! deletion of the old segments replays those segments, and the record drops
+//! what the block holds at the point where the head dropped it (samples
+//! appended after it, out-of-order ones into the flushed range included, stay).
+//! Only a crash between the block's rename and that record's fsync replays
+//! the range again (its next flush writes an overlapping block that
+//! compaction merges: duplicated work, nothing lost). The checkpoint starts
+//! with the head's lower bound for in-order samples, so a restart keeps
+//! refusing samples older than the flushed ranges as a running head does.
 
 use std::time::Instant;
 
@@ -41,6 +52,7 @@ impl Tsdb {
                 let start = align_down(lo, bd);
                 write_range(blocks, &h, start, start + bd)?;
                 h.truncate_before(start + bd, true);
+                self.log_truncation(wal, &h, start + bd)?;
                 flushed += 1;
             }
         }
@@ -67,8 +79,17 @@ impl Tsdb {
                 start = start.saturating_add(bd);
             }
             h.truncate_before(hi.saturating_add(1), false);
+            self.log_truncation(wal, &h, hi.saturating_add(1))?;
         }
         self.checkpoint(wal)
+    }
+
+    /// Logs that `h` dropped what it held before `t` into blocks now durable.
+    fn log_truncation(&self, wal: &Wal, h: &TenantHead, t: i64) -> Result<(), StorageError> {
+        crash_point(CrashPoint::BeforeTruncationRecord)?;
+        wal.append(&[&h.truncation_record(t)])
+            .map_err(|e| wal_error(&self.dir.join("wal"), e))?;
+        crash_point(CrashPoint::AfterTruncationRecord)
     }
 
     /// Cuts the WAL, rewrites the heads into the new segment and deletes the
@@ -77,6 +98,7 @@ impl Tsdb {
         let start = Instant::now();
         let wal_dir = self.dir.join("wal");
         let first = wal.cut().map_err(|e| wal_error(&wal_dir, e))?;
+        crash_point(CrashPoint::AfterCut)?;
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut records = 0usize;
         let mut append = |pending: &mut Vec<Vec<u8>>| -> Result<(), StorageError> {
@@ -99,6 +121,7 @@ impl Tsdb {
             })?;
         }
         append(&mut pending)?;
+        crash_point(CrashPoint::BeforeWalTruncation)?;
         wal.truncate_before(first)
             .map_err(|e| wal_error(&wal_dir, e))?;
         tracing::info!(
@@ -109,6 +132,37 @@ impl Tsdb {
         );
         Ok(())
     }
+}
+
+/// Points of a flush where tests make it stop as a crash would (what
+/// follows never runs; the test then drops the store without closing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    /// A range's block is durable, its truncation record not yet logged.
+    BeforeTruncationRecord,
+    /// The truncation record is durable, the checkpoint not started.
+    AfterTruncationRecord,
+    /// The WAL was cut, nothing rewritten yet.
+    AfterCut,
+    /// The checkpoint is written, the old segments not yet deleted.
+    BeforeWalTruncation,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Where flushes on this thread stop (tests only).
+    pub(crate) static CRASH_AT: std::cell::Cell<Option<CrashPoint>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Fails as a crash at `p` would when a test asked for it; nothing otherwise.
+fn crash_point(p: CrashPoint) -> Result<(), StorageError> {
+    #[cfg(test)]
+    if CRASH_AT.get() == Some(p) {
+        return Err(StorageError::Unavailable(format!("simulated crash {p:?}")));
+    }
+    let _ = p;
+    Ok(())
 }
 
 /// Writes one block of `[lo, hi)` from a tenant's head, if it has samples there.

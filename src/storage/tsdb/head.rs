@@ -437,6 +437,17 @@ impl TenantHead {
         }
     }
 
+    /// Replays a truncation record: drops what the head holds older than
+    /// `before` (a flush moved it into blocks) and restores the lower bound
+    /// for in-order samples.
+    pub fn replay_truncation(&self, before: i64, min_valid: Option<i64>) {
+        if before > i64::MIN {
+            self.truncate_before(before, false);
+        }
+        let mut d = self.data.write();
+        d.min_valid_t = d.min_valid_t.max(min_valid);
+    }
+
     /// Ends replay: forgets id aliases and series that received no sample.
     pub fn finish_replay(&self) {
         let mut d = self.data.write();
@@ -578,13 +589,23 @@ impl TenantHead {
         self.reset_span(&d);
     }
 
-    /// Hands `sink` records rewriting everything the head holds: series
-    /// first, then samples, exemplars and metadata.
+    /// The WAL record of a truncation before `t` (after
+    /// [`TenantHead::truncate_before`]).
+    pub fn truncation_record(&self, t: i64) -> Vec<u8> {
+        Encoder::truncation(&self.tenant, t, self.data.read().min_valid_t)
+    }
+
+    /// Hands `sink` records rewriting everything the head holds: its lower
+    /// bound for in-order samples, series, then samples, exemplars and
+    /// metadata.
     pub fn checkpoint_records(
         &self,
         sink: &mut dyn FnMut(Vec<u8>) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let d = self.data.read();
+        if d.min_valid_t.is_some() {
+            sink(Encoder::truncation(&self.tenant, i64::MIN, d.min_valid_t))?;
+        }
         let mut ids: Vec<u32> = d.series.keys().copied().collect();
         ids.sort_unstable();
         let mut rec = Encoder::series(&self.tenant);

@@ -8,6 +8,8 @@
 //! - samples: `id uvarint, t zig-zag varint, value as 8 bytes LE`
 //! - exemplars: `id uvarint, t varint, value 8 bytes, label count, labels`
 //! - metadata: `metric, type, help, unit` strings
+//! - truncation (one entry): `before` zig-zag varint, `min_valid` zig-zag
+//!   varint (`i64::MIN` for none)
 //!
 //! Strings are a uvarint length and UTF-8 bytes.
 
@@ -19,6 +21,7 @@ const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
 const EXEMPLARS: u8 = 3;
 const METADATA: u8 = 4;
+const TRUNCATION: u8 = 5;
 
 /// A decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,19 @@ pub(crate) enum Record {
     Exemplars(Tenant, Vec<(u32, Exemplar)>),
     /// Metric metadata.
     Metadata(Tenant, Vec<MetricMetadata>),
+    /// The head dropped what it held older than `before`, which is in blocks
+    /// from then on (written after the blocks are durable), and refuses
+    /// in-order samples older than `min_valid`. Replay applies it where it
+    /// stands in the log, so samples a flush moved into blocks are not
+    /// replayed even when a crash kept the WAL segments holding them.
+    Truncation {
+        /// Its tenant.
+        tenant: Tenant,
+        /// Samples older than this were dropped (`i64::MIN`: none).
+        before: i64,
+        /// The head's lower bound for in-order samples, if any.
+        min_valid: Option<i64>,
+    },
 }
 
 /// Builds one record of a kind; `finish` returns the payload.
@@ -69,6 +85,15 @@ impl Encoder {
     /// A metadata record.
     pub fn metadata(tenant: &Tenant) -> Encoder {
         Encoder::new(METADATA, tenant)
+    }
+
+    /// A truncation record (see [`Record::Truncation`]).
+    pub fn truncation(tenant: &Tenant, before: i64, min_valid: Option<i64>) -> Vec<u8> {
+        let mut e = Encoder::new(TRUNCATION, tenant);
+        put_varint(&mut e.buf, before);
+        put_varint(&mut e.buf, min_valid.unwrap_or(i64::MIN));
+        e.count = 1;
+        e.finish().expect("one entry")
     }
 
     /// Bytes of entries so far.
@@ -281,6 +306,17 @@ fn decode_inner(payload: &[u8]) -> Result<Record, String> {
                 })
             })?,
         ),
+        TRUNCATION => {
+            let e = r.entries(|r| Ok((r.varint()?, r.varint()?)))?;
+            let [(before, min_valid)] = e[..] else {
+                return Err(format!("truncation record with {} entries", e.len()));
+            };
+            Record::Truncation {
+                tenant,
+                before,
+                min_valid: (min_valid != i64::MIN).then_some(min_valid),
+            }
+        }
         other => return Err(format!("unknown record type {other}")),
     })
 }
@@ -329,9 +365,19 @@ mod tests {
         e.add_metadata(&md);
         assert_eq!(
             decode(0, &e.finish().unwrap()).unwrap(),
-            Record::Metadata(t, vec![md])
+            Record::Metadata(t.clone(), vec![md])
         );
         assert!(Encoder::samples(&Tenant::anonymous()).finish().is_none());
+        for (before, min_valid) in [(7_200_000, Some(7_200_000)), (i64::MIN, None), (-3, None)] {
+            assert_eq!(
+                decode(0, &Encoder::truncation(&t, before, min_valid)).unwrap(),
+                Record::Truncation {
+                    tenant: t.clone(),
+                    before,
+                    min_valid
+                }
+            );
+        }
     }
 
     #[test]

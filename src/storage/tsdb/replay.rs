@@ -1,6 +1,9 @@
 //! WAL replay on open: records are read in order, decoded on several threads
 //! a batch at a time, and applied to the heads in WAL order (so a series
-//! record always precedes its samples and per-series order is kept).
+//! record always precedes its samples and per-series order is kept, and a
+//! flush's truncation record drops, where it stands, what that flush moved
+//! into blocks: segments a crash kept from the checkpoint's deletion do not
+//! bring it back).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -98,6 +101,11 @@ impl Replayer<'_> {
                 Record::Exemplars(tenant, ex) => head_for(self.heads, &tenant)
                     .replay_exemplars(ex, self.opts.max_exemplars_per_tenant),
                 Record::Metadata(tenant, md) => head_for(self.heads, &tenant).replay_metadata(md),
+                Record::Truncation {
+                    tenant,
+                    before,
+                    min_valid,
+                } => head_for(self.heads, &tenant).replay_truncation(before, min_valid),
             }
         }
         Ok(())
