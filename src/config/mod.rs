@@ -373,6 +373,15 @@ impl Config {
                 self.logs.fulltext_rare_token_max_len
             )));
         }
+        let (blocks, bits) = (
+            self.logs.fulltext_rare_token_max_blocks,
+            self.logs.fulltext_fingerprint_bits,
+        );
+        if !(1..=255).contains(&blocks) || bits > 24 {
+            return Err(ConfigError::Invalid(format!(
+                "logs.fulltext_rare_token_max_blocks is {blocks} (1..=255) and logs.fulltext_fingerprint_bits {bits} (at most 24)"
+            )));
+        }
         if self.query.lookback_delta.0 <= 0 {
             return Err(ConfigError::Invalid(
                 "query.lookback_delta must be positive".into(),
@@ -409,10 +418,17 @@ pub struct LogsConfig {
     /// keep only the per-block token filters (warm). 0s builds no full-text
     /// index.
     pub fulltext_hot_window: DurationMs,
-    /// Tokens found in one block of a segment and at most this long (random
-    /// ids) stay out of the full-text dictionary, in the block's token filter
-    /// only; needles at least this long are still answered from the index.
+    /// Tokens at most this long (random ids) and found in at most
+    /// `fulltext_rare_token_max_blocks` blocks of a segment stay out of the
+    /// full-text dictionary, in its rare-token function only; needles at
+    /// least this long are still answered from the index.
     pub fulltext_rare_token_max_len: usize,
+    /// See `fulltext_rare_token_max_len` (1..=255).
+    pub fulltext_rare_token_max_blocks: u32,
+    /// Fingerprint bits the rare-token function keeps per token and block
+    /// (0..=24): a needle outside the dictionary reads a wrong block in a
+    /// segment with probability 2^-bits.
+    pub fulltext_fingerprint_bits: u32,
 }
 
 impl Default for LogsConfig {
@@ -427,6 +443,8 @@ impl Default for LogsConfig {
             maintenance_interval: DurationMs(10_000),
             fulltext_hot_window: DurationMs(86_400_000),
             fulltext_rare_token_max_len: 16,
+            fulltext_rare_token_max_blocks: 8,
+            fulltext_fingerprint_bits: 8,
         }
     }
 }

@@ -7,27 +7,29 @@
 //! blocks that can hold it. Tokens are those of [`super::tokens`] (runs of
 //! letters, digits and non-ASCII bytes).
 //!
-//! High-cardinality tokens stay out of the dictionary: a token found in one
-//! block of the segment and no longer than `rare_max_len` (random request
-//! ids, mostly) is a *rare* token, kept in that block's Bloom filter and in
-//! a per-segment static function ([`super::fuse`], ~1.125 × log2(blocks)
-//! bits per token) from its hash to its block number; the block records the
-//! length of its longest rare token (`rare_len`). A rare-token lookup is
-//! then one probe per segment: the function names the one block that can
-//! hold the token (an arbitrary one for other tokens), whose Bloom filter
-//! confirms it, so a random id reads its block and, ~1% of the time per
-//! segment, one other. A query can
+//! High-cardinality tokens stay out of the dictionary: a token found in at
+//! most `rare_max_blocks` blocks of the segment and no longer than
+//! `rare_max_len` (random request ids, mostly, logged by one service or a
+//! few) is a *rare* token, kept in a per-segment static function
+//! ([`super::fuse`]) from (its hash, i) to its i-th block number with a
+//! fingerprint of `fingerprint_bits` bits (~1.125 × (log2(blocks) +
+//! fingerprint) bits per token and block). A rare-token lookup walks
+//! i = 0, 1, … while the fingerprints match: it yields the token's blocks,
+//! and a wrong one with probability 2^-bits per segment. Each block records
+//! the length of its longest rare token (`rare_len`). The index thus
+//! answers every whole token: a hot segment needs no per-block filter
+//! (`filters.rs` writes them when it turns warm). A query can
 //! still be answered without reading every block because a token that
 //! *contains* a needle `x` (or starts or ends with it) and is not `x` is
-//! longer than `x`: a block whose Bloom-only tokens are all no longer than
-//! `x` holds such a token only in the dictionary, or `x` itself, which its
-//! Bloom filter answers. So for a constraint "a token of the line is, starts
+//! longer than `x`: a block whose rare tokens are all no longer than
+//! `x` holds such a token only in the dictionary, or `x` itself, which the
+//! function answers. So for a constraint "a token of the line is, starts
 //! with, ends with or contains `x`" a block is read when
 //! - a dictionary term in that relation to `x` lists the block, or
-//! - `x` is not in the dictionary, the block is the one the rare-token
-//!   function names for `x` and its filter may hold `x`, or
-//! - the block has a Bloom-only token longer than `x` (the index cannot
-//!   tell; the block is read and filtered).
+//! - `x` is not in the dictionary and the function gives the block for
+//!   `x`, or
+//! - the block has a rare token longer than `x` (the index cannot tell;
+//!   the block is read and filtered).
 //!
 //! The dictionary is kept in memory as one byte string `\n t0 \n t1 \n …`
 //! of the sorted terms, so prefix lookups are a binary search and suffix
@@ -35,15 +37,17 @@
 //!
 //! File `fulltext` in the segment directory: `STRLOGFT | version u32 |
 //! zstd(body) | CRC32C(zstd bytes)`; body: block count, `rare_len` per
-//! block (one byte), [version 2: a byte 1 then the rare-token function, or
-//! 0 when it could not be built], term count, the term string, then per
-//! term its block count and the block numbers as ascending deltas
-//! (varints). Version 1 files (no function: rare tokens are looked up in
-//! every block's filter) are still read. Written with
-//! the segment, off the acknowledgement path; deleted when the segment
-//! leaves the hot window, judged by when the segment was written, not by
-//! the age of its entries (the warm tier: Bloom filters only, same
-//! answers).
+//! block (one byte), a byte 1 then the rare-token function, its
+//! fingerprint bits (u8) and its longest chain (varint), or 0 when it could
+//! not be built (its tokens are then dictionary terms), term count, the
+//! term string, then per term its block count and the block numbers as
+//! ascending deltas (varints). Older versions are still read: version 2's
+//! function stores bare block numbers of tokens in one block, confirmed by
+//! that block's Bloom filter; version 1 has no function (rare tokens are
+//! looked up in every block's filter). Written with the segment, off the
+//! acknowledgement path; deleted when the segment leaves the hot window,
+//! judged by when the segment was written, not by the age of its entries
+//! (the warm tier: Bloom filters only, same answers).
 //! A missing or unreadable file only makes queries slower.
 
 use std::collections::hash_map::Entry;
@@ -67,7 +71,7 @@ use crate::storage::tsdb::block::format::Decoder;
 use crate::storage::StorageError;
 
 const MAGIC: &[u8; 8] = b"STRLOGFT";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The index file in a segment directory.
 pub(crate) const FILE: &str = "fulltext";
 /// Separates terms in the dictionary string; never a token byte.
@@ -114,8 +118,8 @@ impl Term<'_> {
 
 /// Collects the tokens of a segment's blocks as they are written.
 pub(crate) struct Builder<'a> {
-    /// `None`: no index is built, only the per-block token hashes.
-    rare_max_len: Option<usize>,
+    /// `None`: no index is built, only the per-block token filters.
+    settings: Option<Settings>,
     blocks: u32,
     /// Distinct tokens of the current block by hash; `clashes` holds
     /// tokens whose hash another token of the block already has.
@@ -134,11 +138,10 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    /// A builder; `rare_max_len` as in the module docs, `None` to build no
-    /// index.
-    pub(crate) fn new(rare_max_len: Option<usize>) -> Builder<'a> {
+    /// A builder; `None` to build no index, only token filters.
+    pub(crate) fn new(settings: Option<Settings>) -> Builder<'a> {
         Builder {
-            rare_max_len,
+            settings,
             blocks: 0,
             block: HashKeyed::default(),
             clashes: Vec::new(),
@@ -149,9 +152,35 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Adds the next block; returns the distinct hashes of its tokens (for
-    /// its Bloom filter).
-    pub(crate) fn add_block(&mut self, entries: &'a [LogEntry]) -> Vec<u64> {
+    /// Adds the next block; returns its token filter when no index is
+    /// built (the index answers for the block otherwise: no filter).
+    pub(crate) fn add_block(&mut self, entries: &'a [LogEntry]) -> Option<TokenFilter> {
+        self.collect(entries);
+        if self.settings.is_none() {
+            self.blocks += 1;
+            return Some(self.block_filter());
+        }
+        let b = self.blocks;
+        let block = std::mem::take(&mut self.block);
+        for (&h, &t) in &block {
+            self.record(h, t, b);
+        }
+        self.block = block;
+        for i in 0..self.clashes.len() {
+            let t = self.clashes[i];
+            self.record(hash(t), t, b);
+        }
+        self.blocks += 1;
+        None
+    }
+
+    /// The filter of the tokens [`Builder::collect`] found.
+    fn block_filter(&self) -> TokenFilter {
+        TokenFilter::build(&self.block.keys().copied().collect::<Vec<u64>>())
+    }
+
+    /// Collects the distinct tokens of a block's lines and metadata values.
+    fn collect(&mut self, entries: &'a [LogEntry]) {
         self.block.clear();
         self.clashes.clear();
         let (block, clashes) = (&mut self.block, &mut self.clashes);
@@ -173,21 +202,6 @@ impl<'a> Builder<'a> {
                 add(&l.value);
             }
         }
-        let hashes: Vec<u64> = self.block.keys().copied().collect();
-        if self.rare_max_len.is_some() {
-            let b = self.blocks;
-            let block = std::mem::take(&mut self.block);
-            for (&h, &t) in &block {
-                self.record(h, t, b);
-            }
-            self.block = block;
-            for i in 0..self.clashes.len() {
-                let t = self.clashes[i];
-                self.record(hash(t), t, b);
-            }
-        }
-        self.blocks += 1;
-        hashes
     }
 
     fn record(&mut self, h: u64, t: &'a str, b: u32) {
@@ -241,36 +255,36 @@ impl<'a> Builder<'a> {
     /// Writes the index file into `dir` (fsynced; the caller fsyncs the
     /// directory). Nothing when the builder builds no index.
     pub(crate) fn write(self, dir: &Path) -> Result<(), StorageError> {
-        let Some(rare_max_len) = self.rare_max_len else {
+        let Some(settings) = self.settings else {
             return Ok(());
         };
-        let mut rare_len = vec![0u8; self.blocks as usize];
+        let (grouped, at) = self.grouped_lists();
+        let blocks_of = |t: &Term<'a>| -> Vec<u32> {
+            match t.list as usize {
+                0 => vec![t.first],
+                l => grouped[at[l - 1] as usize..at[l] as usize].to_vec(),
+            }
+        };
         let mut dict: Vec<Term<'a>> = Vec::new();
-        let mut rare: Vec<(u64, Term<'a>)> = Vec::new();
-        let terms = self.terms.iter().map(|(&h, t)| (h, t));
-        let clashing = self.clashing_terms.values().map(|t| (hash(t.text), t));
-        for (h, t) in terms.chain(clashing) {
-            if t.list == 0 && t.text.len() <= rare_max_len {
-                rare.push((h, *t));
+        let mut rare: Vec<(Term<'a>, Vec<u32>)> = Vec::new();
+        let terms = self.terms.values();
+        for t in terms.chain(self.clashing_terms.values()) {
+            let blocks = blocks_of(t);
+            if t.text.len() <= settings.rare_max_len
+                && blocks.len() <= settings.rare_max_blocks as usize
+            {
+                rare.push((*t, blocks));
             } else {
                 dict.push(*t);
             }
         }
-        // The function is keyed by hash: rare tokens sharing one go to the
-        // dictionary.
-        rare.sort_unstable_by_key(|r| r.0);
-        let mut keys = Vec::with_capacity(rare.len());
-        for (i, &(h, t)) in rare.iter().enumerate() {
-            let dup = |j: Option<usize>| j.and_then(|j| rare.get(j)).is_some_and(|r| r.0 == h);
-            if dup(i.checked_sub(1)) || dup(Some(i + 1)) {
-                dict.push(t);
-                continue;
-            }
-            let r = &mut rare_len[t.first as usize];
-            *r = (*r).max(t.text.len().min(255) as u8);
-            keys.push((h, t.first));
+        let (function, rare_len) = build_rare(&mut rare, self.blocks, settings);
+        if function.is_none() && !rare.is_empty() {
+            tracing::warn!(dir = %dir.display(), tokens = rare.len(), "rare-token function not built; its tokens go to the dictionary");
         }
-        let function = Fuse::build(&keys, width_for(self.blocks.saturating_sub(1)));
+        // Tokens the function does not hold (all, when it failed) are
+        // dictionary terms.
+        dict.extend(rare.iter().map(|r| r.0));
         dict.sort_unstable_by(|a, b| a.text.cmp(b.text));
         let mut body = Vec::new();
         put_uvarint(&mut body, u64::from(self.blocks));
@@ -278,12 +292,11 @@ impl<'a> Builder<'a> {
         match &function {
             Some(f) => {
                 body.push(1);
-                f.put(&mut body);
+                f.fuse.put(&mut body);
+                body.push(f.fp_bits as u8);
+                put_uvarint(&mut body, u64::from(f.max_blocks));
             }
-            None => {
-                tracing::warn!(dir = %dir.display(), tokens = keys.len(), "rare-token function not built; needles for rare tokens probe every block's filter");
-                body.push(0);
-            }
+            None => body.push(0),
         }
         put_uvarint(&mut body, dict.len() as u64);
         let mut s = Vec::with_capacity(dict.iter().map(|t| t.text.len() + 1).sum::<usize>() + 1);
@@ -293,16 +306,11 @@ impl<'a> Builder<'a> {
             s.push(SEP);
         }
         put_bytes(&mut body, &s);
-        let (grouped, at) = self.grouped_lists();
         for t in &dict {
-            let one = [t.first];
-            let blocks: &[u32] = match t.list as usize {
-                0 => &one,
-                l => &grouped[at[l - 1] as usize..at[l] as usize],
-            };
+            let blocks = blocks_of(t);
             put_uvarint(&mut body, blocks.len() as u64);
             let mut prev = 0;
-            for &b in blocks {
+            for &b in &blocks {
                 put_uvarint(&mut body, u64::from(b - prev));
                 prev = b;
             }
@@ -322,13 +330,134 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The token filter of a block's entries (the warm tier's, built from the
+/// block read back).
+pub(crate) fn block_filter(entries: &[LogEntry]) -> TokenFilter {
+    let mut b = Builder::new(None);
+    b.collect(entries);
+    b.block_filter()
+}
+
+/// What segment writing is given for the full-text index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Tokens at most this long ...
+    pub rare_max_len: usize,
+    /// ... found in at most this many blocks are rare: kept in the
+    /// rare-token function, not the dictionary.
+    pub rare_max_blocks: u32,
+    /// Fingerprint bits stored with each block number of the function.
+    pub fingerprint_bits: u32,
+}
+
+/// The rare-token function of a version 3 index: for a rare token with
+/// hash `h` in blocks `b0 < b1 < …`, key [`chain_key`]`(h, i)` maps to
+/// `bi | fingerprint << block_bits`. A lookup walks `i = 0, 1, …` while
+/// the fingerprints match (at most `max_blocks` steps).
+#[derive(Debug)]
+struct RareBlocks {
+    fuse: Fuse,
+    fp_bits: u32,
+    block_bits: u32,
+    max_blocks: u32,
+}
+
+/// The key of the `i`th block of a token with hash `h`.
+fn chain_key(h: u64, i: u32) -> u64 {
+    h ^ u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The fingerprint stored with a key's block: `bits` bits, independent of
+/// the function's slot positions (a different mixer of the key).
+fn fingerprint(k: u64, bits: u32) -> u32 {
+    if bits == 0 {
+        return 0;
+    }
+    let mut x = k ^ 0x5851_f42d_4c95_7f2d;
+    x = (x ^ (x >> 31)).wrapping_mul(0x9fb2_1c65_1e98_df25);
+    x ^= x >> 29;
+    (x >> (64 - bits)) as u32
+}
+
+/// Builds the rare-token function over `rare` (token, its blocks) for a
+/// segment of `blocks` blocks; returns it and each block's longest rare
+/// token. Tokens it holds are removed from `rare`; what stays there (keys
+/// clashing with another token's, or all when building fails) belongs in
+/// the dictionary.
+fn build_rare(
+    rare: &mut Vec<(Term<'_>, Vec<u32>)>,
+    blocks: u32,
+    s: Settings,
+) -> (Option<RareBlocks>, Vec<u8>) {
+    let mut rare_len = vec![0u8; blocks as usize];
+    let block_bits = width_for(blocks.saturating_sub(1));
+    let fp_bits = s.fingerprint_bits.min(32 - block_bits);
+    let mut keys: Vec<(u64, u32, u32)> = Vec::new();
+    for (ri, (t, bs)) in rare.iter().enumerate() {
+        let h = hash(t.text);
+        for (i, &b) in bs.iter().enumerate() {
+            keys.push((chain_key(h, i as u32), ri as u32, b));
+        }
+    }
+    keys.sort_unstable_by_key(|k| k.0);
+    let mut clash = vec![false; rare.len()];
+    for w in keys.windows(2) {
+        if w[0].0 == w[1].0 {
+            clash[w[0].1 as usize] = true;
+            clash[w[1].1 as usize] = true;
+        }
+    }
+    let entries: Vec<(u64, u32)> = keys
+        .iter()
+        .filter(|k| !clash[k.1 as usize])
+        .map(|&(k, _, b)| (k, b | fingerprint(k, fp_bits) << block_bits))
+        .collect();
+    let Some(fuse) = Fuse::build(&entries, block_bits + fp_bits) else {
+        return (None, rare_len);
+    };
+    let mut i = 0;
+    rare.retain(|(t, bs)| {
+        let keep = clash[i];
+        i += 1;
+        if !keep {
+            for &b in bs {
+                let r = &mut rare_len[b as usize];
+                *r = (*r).max(t.text.len().min(255) as u8);
+            }
+        }
+        keep
+    });
+    let max_blocks = s.rare_max_blocks.max(1);
+    let f = RareBlocks {
+        fuse,
+        fp_bits,
+        block_bits,
+        max_blocks,
+    };
+    (Some(f), rare_len)
+}
+
+/// How a loaded index finds its rare tokens.
+#[derive(Debug)]
+enum Rare {
+    /// Version 1 (or a version 2 function that could not be built): in
+    /// every block's filter.
+    Filters,
+    /// Version 2: token hash -> the one block whose filter may hold it.
+    Block(Fuse),
+    /// Version 3: token hash -> its blocks, confirmed by fingerprints (the
+    /// segment keeps no token filters while hot). Also version 3 without a
+    /// function: every token is in the dictionary.
+    Blocks(Option<RareBlocks>),
+}
+
 /// A loaded index.
 #[derive(Debug)]
 pub(crate) struct FullText {
     /// Per block, the length of its longest rare token.
     rare_len: Vec<u8>,
-    /// Rare token hash -> its block (version 2).
-    rare: Option<Fuse>,
+    /// Where the rare tokens are.
+    rare: Rare,
     /// `\n t0 \n t1 \n … \n`, terms sorted.
     terms: Vec<u8>,
     /// Start of each term in `terms`, then `terms.len()`.
@@ -377,13 +506,33 @@ impl FullText {
             return Err(format!("{n} blocks indexed, the segment has {blocks}"));
         }
         let rare_len = r.take(n, "token lengths")?.to_vec();
-        let rare = match version {
-            1 => None,
-            _ => match r.u8("rare-token function flag")? {
-                0 => None,
-                1 => Some(Fuse::read(&mut r)?),
-                x => return Err(format!("rare-token function flag {x}")),
-            },
+        let flag = match version {
+            1 => 0,
+            _ => r.u8("rare-token function flag")?,
+        };
+        let rare = match (version, flag) {
+            (1 | 2, 0) => Rare::Filters,
+            (2, 1) => Rare::Block(Fuse::read(&mut r)?),
+            (_, 0) => Rare::Blocks(None),
+            (_, 1) => {
+                let fuse = Fuse::read(&mut r)?;
+                let fp_bits = u32::from(r.u8("fingerprint bits")?);
+                let max_blocks = r.u64("blocks per rare token")?;
+                let block_bits = fuse.width().checked_sub(fp_bits);
+                let (Some(block_bits), 1..=255) = (block_bits, max_blocks) else {
+                    return Err(format!(
+                        "rare-token function of {} bits, {fp_bits} of fingerprint, {max_blocks} blocks per token",
+                        fuse.width()
+                    ));
+                };
+                Rare::Blocks(Some(RareBlocks {
+                    fuse,
+                    fp_bits,
+                    block_bits,
+                    max_blocks: max_blocks as u32,
+                }))
+            }
+            (_, x) => return Err(format!("rare-token function flag {x}")),
         };
         let nterms = r.len("term count")?;
         let term_bytes = r.bytes("terms")?;
@@ -500,16 +649,45 @@ impl FullText {
         scan(&self.terms, &self.starts, &pat)
     }
 
-    /// The only block that can hold `t` as a rare token (any block without
-    /// the function; `u32::MAX`, none, when the function names a block the
-    /// segment does not have).
+    /// The only block that can hold `t` as a rare token, by a version 2
+    /// function (any block without one; `u32::MAX`, none, when the
+    /// function names a block the segment does not have).
     fn rare_block(&self, t: &str) -> Option<u32> {
-        let b = self.rare.as_ref()?.get(hash(t));
+        let Rare::Block(f) = &self.rare else {
+            return None;
+        };
+        let b = f.get(hash(t));
         Some(if (b as usize) < self.rare_len.len() {
             b
         } else {
             u32::MAX
         })
+    }
+
+    /// True when rare tokens are found without token filters (version 3).
+    fn confirms_rare(&self) -> bool {
+        matches!(self.rare, Rare::Blocks(_))
+    }
+
+    /// Adds the blocks that may hold `t` as a rare token to `set` (version
+    /// 3): the chain of blocks the function gives while fingerprints match.
+    fn add_rare_blocks(&self, t: &str, set: &mut RoaringBitmap) {
+        let Rare::Blocks(Some(r)) = &self.rare else {
+            return;
+        };
+        let h = hash(t);
+        let mask = (1u64 << r.block_bits) - 1;
+        for i in 0..r.max_blocks {
+            let k = chain_key(h, i);
+            let v = u64::from(r.fuse.get(k));
+            if v >> r.block_bits != u64::from(fingerprint(k, r.fp_bits)) {
+                break;
+            }
+            let b = (v & mask) as u32;
+            if (b as usize) < self.rare_len.len() {
+                set.insert(b);
+            }
+        }
     }
 
     /// Adds term `i`'s blocks to `set`.
@@ -594,9 +772,16 @@ impl Plan {
     /// The plan for `needles` with the segment's index, if it has one.
     pub(crate) fn new(ft: Option<Arc<FullText>>, needles: &[Needle]) -> Plan {
         let mut checks = Vec::new();
-        let probe = |t: &String| Probe {
-            token: t.clone(),
-            block: ft.as_ref().and_then(|f| f.rare_block(t)),
+        // A token outside the dictionary: the rare-token function's
+        // blocks (version 3), else the blocks whose filter may hold it.
+        let rare = |t: &String, c: &mut Check| match ft.as_ref() {
+            Some(f) if f.confirms_rare() => f.add_rare_blocks(t, &mut c.blocks),
+            _ => {
+                c.bloom = Some(Probe {
+                    token: t.clone(),
+                    block: ft.as_ref().and_then(|f| f.rare_block(t)),
+                })
+            }
         };
         for n in needles {
             for t in &n.whole {
@@ -607,7 +792,7 @@ impl Plan {
                 };
                 match ft.as_ref().and_then(|f| f.find(t).map(|i| (f, i))) {
                     Some((f, i)) => f.add_postings(i, &mut c.blocks),
-                    None => c.bloom = Some(probe(t)),
+                    None => rare(t, &mut c),
                 }
                 checks.push(c);
             }
@@ -623,9 +808,12 @@ impl Plan {
                 let Some(x) = x else { continue };
                 let mut c = Check {
                     blocks: RoaringBitmap::new(),
-                    bloom: f.find(x).is_none().then(|| probe(x)),
+                    bloom: None,
                     rare_longer_than: Some(x.len()),
                 };
+                if f.find(x).is_none() {
+                    rare(x, &mut c);
+                }
                 for i in f.related(rel, x) {
                     f.add_postings(i, &mut c.blocks);
                 }
@@ -636,8 +824,8 @@ impl Plan {
     }
 
     /// True when block `b` (its number in the segment) with filter
-    /// `filter` may hold a matching line.
-    pub(crate) fn admits(&self, b: u32, filter: &TokenFilter) -> bool {
+    /// `filter` (`None`: the block has none) may hold a matching line.
+    pub(crate) fn admits(&self, b: u32, filter: Option<&TokenFilter>) -> bool {
         let rare = self
             .ft
             .as_ref()
@@ -646,7 +834,8 @@ impl Plan {
         self.checks.iter().all(|c| {
             c.blocks.contains(b)
                 || c.bloom.as_ref().is_some_and(|p| {
-                    p.block.is_none_or(|only| only == b) && filter.may_contain(&p.token)
+                    p.block.is_none_or(|only| only == b)
+                        && filter.is_none_or(|f| f.may_contain(&p.token))
                 })
                 || c.rare_longer_than.is_some_and(|l| rare > l)
         })
@@ -668,27 +857,45 @@ pub(crate) fn open(dir: &Path, blocks: u32) -> Option<Arc<FullText>> {
 impl Segment {
     /// Bytes of the segment's files, its full-text index included.
     pub(crate) fn stored_bytes(&self) -> u64 {
-        self.disk_bytes + self.fulltext.read().as_ref().map_or(0, |f| f.file_bytes)
+        self.disk_bytes
+            + self.fulltext.read().as_ref().map_or(0, |f| f.file_bytes)
+            + self
+                .warm_filters
+                .read()
+                .as_ref()
+                .map_or(0, |w| w.file_bytes)
     }
 
     /// Adds the full-text index's bytes to `add`: the rare-token function
-    /// and the rest (dictionary, postings, framing); returns the rare
-    /// tokens the function holds.
+    /// and the rest (dictionary, postings, framing); returns the keys the
+    /// function holds (rare tokens; since version 3 one per rare token and
+    /// block).
     pub(crate) fn add_fulltext_parts(&self, add: &mut impl FnMut(&str, u64)) -> u64 {
         let Some(f) = self.fulltext.read().clone() else {
             return 0;
         };
-        let function = f.rare.as_ref().map_or(0, |r| r.byte_len() as u64);
+        let fuse = match &f.rare {
+            Rare::Block(f) | Rare::Blocks(Some(RareBlocks { fuse: f, .. })) => Some(f),
+            Rare::Filters | Rare::Blocks(None) => None,
+        };
+        let function = fuse.map_or(0, |r| r.byte_len() as u64);
         add("full-text (hot): rare-token function", function);
         add(
             "full-text (hot): dictionary, postings",
             f.file_bytes.saturating_sub(function),
         );
-        f.rare.as_ref().map_or(0, Fuse::keys)
+        fuse.map_or(0, Fuse::keys)
     }
 
-    /// Drops the segment's full-text index (warm tier). True when it had one.
+    /// Moves the segment to the warm tier: writes the token filters its
+    /// blocks were written without (before the index goes: a query that
+    /// finds no index finds them), then drops its full-text index. True
+    /// when it had one.
     fn demote(&self) -> Result<bool, StorageError> {
+        if self.lacks_filters() && self.warm_filters.read().is_none() {
+            let w = super::filters::build(self)?;
+            *self.warm_filters.write() = Some(Arc::new(w));
+        }
         if self.fulltext.read().is_none() {
             return Ok(false);
         }
@@ -719,11 +926,13 @@ fn written_ns(dir: &Path) -> Option<i64> {
 }
 
 impl LogStore {
-    /// Moves segments written longer than the hot window ago to the warm
-    /// tier (drops their full-text index); updates the index gauge. The
+    /// Moves segments written longer than the hot window before `now_ns`
+    /// (Unix ns) to the warm tier (writes the token filters their blocks
+    /// lack, drops their full-text index); updates the index gauge. The
     /// age is the segment's, not its entries': backfilled logs just
-    /// ingested are hot.
-    pub(super) fn apply_tiering(&self, now_ns: i64) -> Result<(), StorageError> {
+    /// ingested are hot. The maintenance thread calls it; benchmarks and
+    /// tests force the conversion with a later `now_ns`.
+    pub fn apply_tiering(&self, now_ns: i64) -> Result<(), StorageError> {
         let window = self.opts.fulltext_hot_window_ns;
         let cutoff = now_ns.saturating_sub(window);
         let mut bytes = 0u64;
@@ -731,9 +940,17 @@ impl LogStore {
             let segments = t.read().segments.clone();
             for s in segments {
                 if window <= 0 || written_ns(&s.dir).is_some_and(|w| w < cutoff) {
-                    if s.demote()? {
-                        metrics::counter!(FULLTEXT_SEGMENTS_DEMOTED_TOTAL).increment(1);
-                        tracing::info!(tenant = %tenant, segment = %s.dir.display(), "log segment moved to the warm tier (full-text index dropped)");
+                    // One segment failing (a damaged block) does not stop
+                    // the others; it is tried again on the next pass.
+                    match s.demote() {
+                        Ok(true) => {
+                            metrics::counter!(FULLTEXT_SEGMENTS_DEMOTED_TOTAL).increment(1);
+                            tracing::info!(tenant = %tenant, segment = %s.dir.display(), "log segment moved to the warm tier (token filters written, full-text index dropped)");
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(tenant = %tenant, segment = %s.dir.display(), error = %e, "log segment not moved to the warm tier")
+                        }
                     }
                 } else if let Some(f) = s.fulltext.read().as_ref() {
                     bytes += f.file_bytes;
@@ -753,14 +970,23 @@ mod tests {
         lines.iter().map(|l| LogEntry::new(0, *l)).collect()
     }
 
-    /// Builds an index over `blocks` and loads it back, with the filters.
-    fn build(blocks: &[Vec<LogEntry>], rare: usize) -> (FullText, Vec<TokenFilter>) {
+    fn settings(rare_max_len: usize, rare_max_blocks: u32) -> Settings {
+        Settings {
+            rare_max_len,
+            rare_max_blocks,
+            fingerprint_bits: 8,
+        }
+    }
+
+    /// Builds an index over `blocks` and loads it back, with the filters
+    /// the blocks get when they turn warm.
+    fn build(blocks: &[Vec<LogEntry>], s: Settings) -> (FullText, Vec<TokenFilter>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = Builder::new(Some(rare));
-        let filters = blocks
-            .iter()
-            .map(|es| TokenFilter::build(&b.add_block(es)))
-            .collect();
+        let mut b = Builder::new(Some(s));
+        for es in blocks {
+            assert!(b.add_block(es).is_none(), "hot blocks get no filter");
+        }
+        let filters = blocks.iter().map(|es| block_filter(es)).collect();
         b.write(dir.path()).unwrap();
         let ft = FullText::load(dir.path(), blocks.len() as u32)
             .unwrap()
@@ -780,7 +1006,7 @@ mod tests {
             entries(&["GET /api/users id=abc123 user=u42", "cache miss"]),
             entries(&["GET /api/orders id=zzz999 user=u42 cachemiss"]),
         ];
-        let (ft, _) = build(&blocks, 6);
+        let (ft, _) = build(&blocks, settings(6, 1));
         // abc123, zzz999, users, orders, miss and cache are in one block
         // each and short: Bloom only; cachemiss is longer than 6.
         assert_eq!(
@@ -820,7 +1046,7 @@ mod tests {
         let mut e = LogEntry::new(0, "plain line");
         e.metadata = crate::model::Labels::from_pairs([("trace_id", "t0ken")]);
         let blocks = [vec![e.clone()], vec![e]];
-        let (ft, _) = build(&blocks, 16);
+        let (ft, _) = build(&blocks, settings(16, 1));
         assert!(ft.find("t0ken").is_some());
         assert!(ft.find("trace_id").is_none());
     }
@@ -844,7 +1070,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let (ft, filters) = build(&blocks, 8);
+        let (ft, filters) = build(&blocks, settings(8, 1));
         let ft = Arc::new(ft);
         let all_lines: Vec<&str> = blocks.iter().flatten().map(|e| e.line.as_str()).collect();
         let mut needles: Vec<String> = vec![
@@ -869,7 +1095,7 @@ mod tests {
                 let plan = Plan::new((!warm).then(|| ft.clone()), &[Needle::of(h)]);
                 for (b, es) in blocks.iter().enumerate() {
                     let holds = es.iter().any(|e| e.line.contains(h.as_str()));
-                    let admitted = plan.admits(b as u32, &filters[b]);
+                    let admitted = plan.admits(b as u32, warm.then(|| &filters[b]));
                     assert!(!holds || admitted, "{h:?} (warm {warm}) skipped block {b}");
                     skipped_any |= !warm && !holds && !admitted;
                 }
@@ -879,12 +1105,61 @@ mod tests {
                 // the block the rare-token function names.
                 let plan = Plan::new(Some(ft.clone()), &[Needle::of(h)]);
                 let read = (0..blocks.len() as u32)
-                    .filter(|&b| plan.admits(b, &filters[b as usize]))
+                    .filter(|&b| plan.admits(b, None))
                     .count();
                 assert_eq!(read, 1, "{h}: {read} blocks read");
             }
         }
         assert!(skipped_any);
+    }
+
+    /// Ids found in a few blocks (a request logged by several services)
+    /// are read through the function: exactly their blocks, give or take
+    /// a fingerprint collision; ids in more blocks are dictionary terms.
+    #[test]
+    fn tokens_in_a_few_blocks_are_found_through_the_function() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeSet;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(4);
+        let mut blocks: Vec<Vec<LogEntry>> = vec![Vec::new(); 40];
+        let mut ids = Vec::new();
+        for i in 0..600 {
+            let id = format!("{:016x}", rng.random::<u64>());
+            let mut holders = BTreeSet::new();
+            for _ in 0..1 + i % 6 {
+                let b = rng.random_range(0..blocks.len());
+                blocks[b].push(LogEntry::new(0, format!("req={id} ok")));
+                holders.insert(b as u32);
+            }
+            ids.push((id, holders));
+        }
+        let (ft, filters) = build(&blocks, settings(16, 4));
+        let ft = Arc::new(ft);
+        let (mut extra, mut in_dict) = (0, 0);
+        for (id, holders) in &ids {
+            assert_eq!(ft.find(id).is_some(), holders.len() > 4, "{id}");
+            in_dict += usize::from(holders.len() > 4);
+            for needle in [id.clone(), format!("={id} "), id[3..].to_string()] {
+                let plan = Plan::new(Some(ft.clone()), &[Needle::of(&needle)]);
+                let read: BTreeSet<u32> = (0..blocks.len() as u32)
+                    .filter(|&b| plan.admits(b, None))
+                    .collect();
+                assert!(read.is_superset(holders), "{needle}: {read:?} {holders:?}");
+                // A part of an id reads the blocks whose rare tokens are
+                // longer than it.
+                if needle.len() >= id.len() {
+                    extra += read.len() - holders.len();
+                }
+                // Warm: the filters hold every token.
+                let plan = Plan::new(None, &[Needle::of(&needle)]);
+                for &b in holders {
+                    assert!(plan.admits(b, Some(&filters[b as usize])));
+                }
+            }
+        }
+        assert!(in_dict > 50, "{in_dict}");
+        // Whole ids: ~0.4% of lookups read one more block.
+        assert!(extra < 20, "{extra} blocks read beyond the holders");
     }
 
     #[test]
@@ -914,23 +1189,27 @@ mod tests {
                     .collect()
             })
             .collect();
-        let (ft, filters) = build(&blocks, 16);
-        assert_eq!(ft.rare.as_ref().unwrap().keys(), 64 * 300);
+        let (ft, filters) = build(&blocks, settings(16, 4));
+        let Rare::Blocks(Some(r)) = &ft.rare else {
+            panic!("no rare-token function");
+        };
+        assert_eq!(r.fuse.keys(), 64 * 300);
         let ft = Arc::new(ft);
         let (mut hot, mut warm) = (0, 0);
         for i in 0..2000 {
             let n = [Needle::of(&format!("={:016x} ", rng.random::<u64>() ^ i))];
-            let read = |plan: Plan| {
+            let read = |plan: Plan, warm: bool| {
                 (0..64u32)
-                    .filter(|&b| plan.admits(b, &filters[b as usize]))
+                    .filter(|&b| plan.admits(b, warm.then(|| &filters[b as usize])))
                     .count()
             };
-            hot += read(Plan::new(Some(ft.clone()), &n));
-            warm += read(Plan::new(None, &n));
+            hot += read(Plan::new(Some(ft.clone()), &n), false);
+            warm += read(Plan::new(None, &n), true);
         }
-        // 10 bits per token, 6 probes: ~0.8% per block.
+        // Warm: 10 bits per token, 6 probes: ~0.8% per block. Hot: 8-bit
+        // fingerprints, ~0.4% per segment (and per further step of a chain).
         assert!(warm > 300, "warm read {warm} blocks for 2000 absent ids");
-        assert!(hot < 40, "hot read {hot} blocks for 2000 absent ids");
+        assert!(hot < 25, "hot read {hot} blocks for 2000 absent ids");
     }
 
     #[test]
@@ -942,18 +1221,19 @@ mod tests {
         put_bytes(&mut body, b"\nshared\n");
         body.extend_from_slice(&[2, 0, 1]);
         let ft = Arc::new(FullText::parse(&body, 2, 1).unwrap());
-        assert!(ft.rare.is_none());
+        assert!(matches!(ft.rare, Rare::Filters));
         assert!(FullText::parse(&body, 2, 2).is_err());
         let filter = TokenFilter::build(&[hash("abc")]);
         let plan = Plan::new(Some(ft), &[Needle::of(" abc ")]);
-        assert!(plan.admits(0, &filter) && plan.admits(1, &filter));
+        assert!(plan.admits(0, Some(&filter)) && plan.admits(1, Some(&filter)));
+        assert!(!plan.admits(0, Some(&TokenFilter::build(&[hash("abd")]))));
     }
 
     #[test]
     fn damaged_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let blocks = [entries(&["a b"]), entries(&["a c"])];
-        let mut b = Builder::new(Some(16));
+        let mut b = Builder::new(Some(settings(16, 8)));
         for es in &blocks {
             b.add_block(es);
         }

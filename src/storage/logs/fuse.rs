@@ -205,6 +205,11 @@ impl Fuse {
         self.keys
     }
 
+    /// Bits per value.
+    pub(crate) fn width(&self) -> u32 {
+        self.width
+    }
+
     /// Bytes of [`Fuse::to_bytes`] (without its framing).
     pub(crate) fn byte_len(&self) -> usize {
         self.slots.len() * 8

@@ -19,6 +19,7 @@
 mod block;
 mod codec;
 mod cut;
+mod filters;
 mod fulltext;
 #[cfg(test)]
 mod fulltext_tests;

@@ -27,9 +27,12 @@ pub struct LogStoreOptions {
     /// Segments keep their full-text index for this long after they are
     /// written, ns (0 = no full-text index).
     pub fulltext_hot_window_ns: i64,
-    /// Tokens in one block of a segment and no longer than this stay out
-    /// of the full-text dictionary (Bloom filter only).
+    /// Tokens no longer than this ...
     pub fulltext_rare_token_max_len: usize,
+    /// ... and found in at most this many blocks of the segment.
+    pub fulltext_rare_token_max_blocks: u32,
+    /// Fingerprint bits kept with each block of a rare token.
+    pub fulltext_fingerprint_bits: u32,
 }
 
 impl Default for LogStoreOptions {
@@ -52,12 +55,18 @@ impl LogStoreOptions {
             maintenance_interval: c.logs.maintenance_interval.to_std(),
             fulltext_hot_window_ns: c.logs.fulltext_hot_window.0.saturating_mul(1_000_000),
             fulltext_rare_token_max_len: c.logs.fulltext_rare_token_max_len,
+            fulltext_rare_token_max_blocks: c.logs.fulltext_rare_token_max_blocks,
+            fulltext_fingerprint_bits: c.logs.fulltext_fingerprint_bits,
         }
     }
 
-    /// What segment writing is given for the full-text index: the rare
-    /// token length, `None` when no index is built.
-    pub(crate) fn fulltext(&self) -> Option<usize> {
-        (self.fulltext_hot_window_ns > 0).then_some(self.fulltext_rare_token_max_len)
+    /// What segment writing is given for the full-text index, `None` when
+    /// no index is built.
+    pub(crate) fn fulltext(&self) -> Option<super::fulltext::Settings> {
+        (self.fulltext_hot_window_ns > 0).then_some(super::fulltext::Settings {
+            rare_max_len: self.fulltext_rare_token_max_len,
+            rare_max_blocks: self.fulltext_rare_token_max_blocks,
+            fingerprint_bits: self.fulltext_fingerprint_bits,
+        })
     }
 }

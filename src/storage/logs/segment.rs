@@ -15,7 +15,10 @@
 //!   labels, range, counts and block references (offset, length, CRC32C of
 //!   the compressed bytes, range, raw size, token filter), and the stream
 //!   postings: per label pair a roaring bitmap of stream ids; since version
-//!   3 then the segment's line templates (zstd).
+//!   3 then the segment's line templates (zstd). Since index version 5 a
+//!   block's token filter may be empty: the segment was written with a
+//!   full-text index that answers for its blocks; the filters are written
+//!   when it turns warm (`filters.rs`).
 //!
 //! Written into `.tmp-<id>`, fsynced and renamed, so a crash leaves either a
 //! complete segment or a temporary directory that `open` removes.
@@ -32,6 +35,7 @@ use roaring::RoaringBitmap;
 
 use super::block;
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
+use super::filters::WarmFilters;
 use super::fulltext::{self, FullText};
 use super::head::{entry_bytes, Head};
 use super::tokens::{Needle, TokenFilter};
@@ -44,6 +48,9 @@ const DATA_MAGIC: &[u8; 8] = b"STRLOGDT";
 const INDEX_MAGIC: &[u8; 8] = b"STRLOGIX";
 /// Format version written by this code (1 is still read).
 pub const FORMAT_VERSION: u32 = 4;
+/// Version of the index file written by this code (it follows
+/// [`FORMAT_VERSION`] up to 4; 1 is still read).
+const INDEX_VERSION: u32 = 5;
 const DATA_FILE: &str = "data";
 const INDEX_FILE: &str = "index";
 
@@ -60,7 +67,8 @@ pub(crate) struct BlockRef {
     pub bytes: u64,
     /// Size of the decompressed block.
     raw_len: u64,
-    filter: TokenFilter,
+    /// `None`: written without one (see [`Segment::filter`]).
+    filter: Option<TokenFilter>,
 }
 
 /// One stream of a segment.
@@ -97,6 +105,9 @@ pub(crate) struct Segment {
     index_sizes: IndexSizes,
     /// The full-text index while the segment is hot (`fulltext.rs`).
     pub(super) fulltext: RwLock<Option<Arc<FullText>>>,
+    /// Token filters written when the segment turned warm, for blocks
+    /// written without one (`filters.rs`).
+    pub(super) warm_filters: RwLock<Option<Arc<WarmFilters>>>,
 }
 
 /// Bytes of an index file per part.
@@ -170,7 +181,7 @@ pub(crate) fn write(
     wal_upto: u64,
     block_bytes: usize,
     zstd_level: i32,
-    fulltext: Option<usize>,
+    fulltext: Option<fulltext::Settings>,
 ) -> Result<Option<Segment>, StorageError> {
     if head.entries == 0 {
         return Ok(None);
@@ -196,7 +207,7 @@ fn write_files(
     wal_upto: u64,
     block_bytes: usize,
     zstd_level: i32,
-    fulltext: Option<usize>,
+    fulltext: Option<fulltext::Settings>,
 ) -> Result<(), StorageError> {
     let data_path = tmp.join(DATA_FILE);
     let mut data =
@@ -256,10 +267,8 @@ fn write_files(
                 part.iter().map(|e| e.line.len() as u64).sum::<u64>(),
             );
             put_uvarint(&mut body, raw_len);
-            put_bytes(
-                &mut body,
-                &TokenFilter::build(&fulltext.add_block(part)).to_bytes(),
-            );
+            let filter = fulltext.add_block(part);
+            put_bytes(&mut body, &filter.map_or_else(Vec::new, |f| f.to_bytes()));
             offset += packed.len() as u64;
         }
     }
@@ -281,7 +290,7 @@ fn write_files(
     fulltext.write(tmp)?;
     let index_path = tmp.join(INDEX_FILE);
     let mut index = INDEX_MAGIC.to_vec();
-    index.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    index.extend_from_slice(&INDEX_VERSION.to_le_bytes());
     index.extend_from_slice(&body);
     index.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     let mut f =
@@ -309,13 +318,13 @@ fn split_blocks(entries: &[LogEntry], block_bytes: usize) -> Vec<&[LogEntry]> {
     out
 }
 
-/// Checks magic and version; returns the version.
-fn check_header(buf: &[u8], magic: &[u8; 8]) -> Result<u32, String> {
+/// Checks magic and version (at most `newest`); returns the version.
+fn check_header(buf: &[u8], magic: &[u8; 8], newest: u32) -> Result<u32, String> {
     if buf.len() < 12 || &buf[..8] != magic {
         return Err("bad magic".into());
     }
     let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
-    if !(1..=FORMAT_VERSION).contains(&v) {
+    if !(1..=newest).contains(&v) {
         return Err(format!("unsupported format version {v}"));
     }
     Ok(v)
@@ -327,7 +336,7 @@ impl Segment {
         let index_path = dir.join(INDEX_FILE);
         let buf = fs::read(&index_path).map_err(io(format!("read {}", index_path.display())))?;
         let bad = |r: String| corrupt(&index_path, r);
-        let index_version = check_header(&buf, INDEX_MAGIC).map_err(bad)?;
+        let index_version = check_header(&buf, INDEX_MAGIC, INDEX_VERSION).map_err(bad)?;
         if buf.len() < 16 {
             return Err(bad("truncated".into()));
         }
@@ -348,7 +357,8 @@ impl Segment {
         let mut head = [0u8; 12];
         data.read_exact_at(&mut head, 0)
             .map_err(io(format!("read {}", data_path.display())))?;
-        let version = check_header(&head, DATA_MAGIC).map_err(|r| corrupt(&data_path, r))?;
+        let version =
+            check_header(&head, DATA_MAGIC, FORMAT_VERSION).map_err(|r| corrupt(&data_path, r))?;
         let data_len = data
             .metadata()
             .map_err(io(format!("stat {}", data_path.display())))?
@@ -356,6 +366,7 @@ impl Segment {
         let blocks = streams.iter().map(|s| s.blocks.len() as u32).sum();
         Ok(Segment {
             fulltext: RwLock::new(fulltext::open(dir, blocks)),
+            warm_filters: RwLock::new(super::filters::open(dir, blocks)),
             dir: dir.to_path_buf(),
             wal_upto,
             min_ts,
@@ -437,7 +448,10 @@ impl Segment {
         blocks_read: &mut u64,
     ) -> Result<Vec<Stream>, StorageError> {
         let needles: Vec<Needle> = hint.must_contain.iter().map(|h| Needle::of(h)).collect();
+        // The index before the warm filters: a segment turning warm gets
+        // its filters before it loses its index.
         let plan = fulltext::Plan::new(self.fulltext.read().clone(), &needles);
+        let warm = self.warm_filters.read().clone();
         let mut out = Vec::new();
         for s in self.stream_refs(matchers, start, end) {
             let mut entries = Vec::new();
@@ -452,7 +466,8 @@ impl Segment {
                 if b.min_ts >= end && s.time_ordered {
                     break;
                 }
-                if b.max_ts < start || b.min_ts >= end || !plan.admits(no, &b.filter) {
+                let filter = Segment::filter(b, no, warm.as_deref());
+                if b.max_ts < start || b.min_ts >= end || !plan.admits(no, filter) {
                     continue;
                 }
                 *blocks_read += 1;
@@ -470,6 +485,27 @@ impl Segment {
             }
         }
         Ok(out)
+    }
+
+    /// The token filter of block `b` (number `no` in the segment): its own,
+    /// else the one written when the segment turned warm; `None` when it
+    /// has neither (the full-text index answers for it, or nothing does).
+    pub(super) fn filter<'a>(
+        b: &'a BlockRef,
+        no: u32,
+        warm: Option<&'a WarmFilters>,
+    ) -> Option<&'a TokenFilter> {
+        b.filter
+            .as_ref()
+            .or_else(|| warm.and_then(|w| w.filters.get(no as usize)))
+    }
+
+    /// True when some block was written without a token filter.
+    pub(super) fn lacks_filters(&self) -> bool {
+        self.streams
+            .iter()
+            .flat_map(|s| &s.blocks)
+            .any(|b| b.filter.is_none())
     }
 
     /// Reads and checks the stored bytes of a block.
@@ -494,7 +530,11 @@ impl Segment {
 
     /// Reads, checks and decodes a block; empty without decoding the entries
     /// when its text lacks a hint substring (no line can pass it).
-    fn read_block(&self, b: &BlockRef, hint: &LineHint) -> Result<Vec<LogEntry>, StorageError> {
+    pub(super) fn read_block(
+        &self,
+        b: &BlockRef,
+        hint: &LineHint,
+    ) -> Result<Vec<LogEntry>, StorageError> {
         let buf = self.block_bytes(b)?;
         let bad = |r: String| self.bad_block(b, r);
         if self.version >= 2 {
@@ -543,17 +583,24 @@ impl Segment {
             .map_err(io(format!("stat {}", self.dir.display())))?
             .len();
         add("data: header", data_len.saturating_sub(data_blocks));
-        for b in self.streams.iter().flat_map(|s| &s.blocks) {
+        let warm = self.warm_filters.read().clone();
+        if let Some(w) = &warm {
+            add("filters (warm): token filters", w.file_bytes);
+        }
+        for (b, no) in self.streams.iter().flat_map(|s| &s.blocks).zip(0..) {
             out.blocks += 1;
             out.entries += b.entries;
             out.line_bytes += b.bytes;
-            let (bits, tokens) = b.filter.fill();
+            let Some(filter) = Segment::filter(b, no, warm.as_deref()) else {
+                continue;
+            };
+            let (bits, tokens) = filter.fill();
             out.filter_bits += bits;
             out.filter_tokens += tokens;
             for i in 0..64 {
                 out.filter_probes += 1;
                 let probe = format!("absentprobe{}x{i}", out.blocks);
-                out.filter_false_positives += u64::from(b.filter.may_contain(&probe));
+                out.filter_false_positives += u64::from(filter.may_contain(&probe));
             }
         }
         Ok(())
@@ -602,7 +649,10 @@ fn parse_index(body: &[u8], version: u32) -> Result<ParsedIndex, String> {
                 filter: {
                     let f = r.bytes("token filter")?;
                     sizes.filters += f.len() as u64;
-                    TokenFilter::from_bytes(f)?
+                    match f.is_empty() && version >= 5 {
+                        true => None,
+                        false => Some(TokenFilter::from_bytes(f)?),
+                    }
                 },
             });
             sizes.block_refs += (r.pos() - at) as u64;

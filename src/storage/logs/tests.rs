@@ -462,8 +462,10 @@ fn write_segment_fixture() {
     let _store = fixture_store(dir.path());
     let seg = only_segment(dir.path());
     std::fs::create_dir_all(&out).unwrap();
-    for f in ["data", "index"] {
-        std::fs::copy(seg.join(f), out.join(f)).unwrap();
+    for f in ["data", "index", "fulltext"] {
+        if seg.join(f).exists() {
+            std::fs::copy(seg.join(f), out.join(f)).unwrap();
+        }
     }
 }
 
@@ -506,6 +508,56 @@ fn reads_older_format_segments() {
     }
 }
 
+/// A hot segment of index format 5 (blocks without token filters) with
+/// its version 3 full-text index (`testdata/segment-v4-index5`) reads
+/// through the index, turns warm (token filters written from its blocks,
+/// the index deleted) with the same answers, and reopens warm.
+#[test]
+fn reads_the_hot_fixture_then_turns_it_warm() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("segments/t/01JAAAAAAAAAAAAAAAAAAAAAAA");
+    std::fs::create_dir_all(&seg).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/logs/testdata/segment-v4-index5");
+    for f in ["data", "index", "fulltext"] {
+        std::fs::copy(fixture.join(f), seg.join(f)).unwrap();
+    }
+    let t = tenant("t");
+    let check = |s: &LogStore| {
+        assert_eq!(select_all(s, &t), fixture_expected());
+        assert_eq!(read(s, &t, &[app("db")], &["user=u148 "]).len(), 1);
+        assert_eq!(read(s, &t, &[app("db")], &["user=u148x"]).len(), 0);
+    };
+    let s = LogStore::open(dir.path(), opts_small_blocks()).unwrap();
+    let only = || s.tenant(&t).unwrap().read().segments[0].clone();
+    assert!(only().fulltext.read().is_some() && only().lacks_filters());
+    check(&s);
+    let before = s.blocks_read();
+    assert_eq!(read(&s, &t, &[], &["user=u148 "]).len(), 2);
+    let hot = s.blocks_read() - before;
+    // Written in 2024: past the hot window now.
+    s.apply_tiering(chrono::Utc::now().timestamp_nanos_opt().unwrap())
+        .unwrap();
+    assert!(!seg.join(super::fulltext::FILE).exists());
+    assert!(seg.join(super::filters::FILE).exists());
+    check(&s);
+    let before = s.blocks_read();
+    assert_eq!(read(&s, &t, &[], &["user=u148 "]).len(), 2);
+    let warm = s.blocks_read() - before;
+    assert!(hot <= warm, "hot read {hot} blocks, warm {warm}");
+    s.close().unwrap();
+    drop(s);
+    let s = LogStore::open(dir.path(), opts_small_blocks()).unwrap();
+    let only = s.tenant(&t).unwrap().read().segments[0].clone();
+    assert!(only.fulltext.read().is_none() && only.warm_filters.read().is_some());
+    check(&s);
+    let before = s.blocks_read();
+    assert_eq!(read(&s, &t, &[], &["user=u148 "]).len(), 2);
+    assert_eq!(s.blocks_read() - before, warm);
+    let blocks = s.stats(&t, &[], i64::MIN, i64::MAX).unwrap().chunks;
+    assert!(warm < blocks, "warm read {warm} of {blocks} blocks");
+}
+
 /// Every format fixture decodes the same as the streams it was written
 /// from after a round trip through the current format.
 #[test]
@@ -520,7 +572,21 @@ fn current_format_round_trips_the_fixture_streams() {
     assert_eq!(b.entries, 308);
     let on_disk: u64 = b.parts.values().sum();
     assert_eq!(on_disk, s.disk_bytes() - wal_bytes(dir.path()));
+    // Hot: the full-text index answers, the blocks have no token filters.
+    assert!(b.parts["full-text (hot): dictionary, postings"] > 0);
+    assert_eq!((b.filter_tokens, b.filter_probes), (0.0, 0));
+    // Warm: the filters are written from the blocks, the index goes.
+    let later = chrono::Utc::now().timestamp_nanos_opt().unwrap() + 2 * 86_400_000_000_000;
+    s.apply_tiering(later).unwrap();
+    assert_eq!(select_all(&s, &t), fixture_expected());
+    let b = s.disk_breakdown().unwrap();
+    let on_disk: u64 = b.parts.values().sum();
+    assert_eq!(on_disk, s.disk_bytes() - wal_bytes(dir.path()));
     assert!(b.filter_tokens > 0.0 && b.filter_probes > 0);
+    assert!(b.parts["filters (warm): token filters"] > 0);
+    assert!(!b
+        .parts
+        .contains_key("full-text (hot): dictionary, postings"));
 }
 
 fn wal_bytes(dir: &Path) -> u64 {
