@@ -115,8 +115,13 @@ impl LogStore {
     }
 
     /// Under the exclusive gate: cuts the WAL and freezes every non-empty
-    /// head, so the records of frozen heads are all before the cut.
+    /// head, so the records of frozen heads are all before the cut. Never
+    /// while frozen heads are being written: that writer deletes the WAL
+    /// before the newest position it wrote, which must not pass a head
+    /// frozen behind its back (an admin flush's cut while the maintenance
+    /// thread writes) and only in memory until its own segment is written.
     fn cut_heads(&self) -> Result<(), StorageError> {
+        let _writing = self.writing.lock();
         let gate = self.gate.write();
         let wal = gate
             .as_ref()
