@@ -9,6 +9,12 @@
 //! per query and their ratio, whether the two answers agree, and the peak
 //! RSS of both processes.
 //!
+//! Timing: from writing the request on a kept-alive connection to the last
+//! byte of the answer (`client.rs`); the answer is decoded and compared
+//! after the clock stops. The measure of runs before 2026-12-02 05:00 UTC
+//! (reqwest's blocking client, the JSON decoded inside the timed span) is
+//! taken too, right after, and printed as the `old` column and summary.
+//!
 //! Loading: the data ends a minute before now and is sent in time order,
 //! every series advancing together: each request carries `CHUNK`
 //! consecutive scrapes of `BATCH` series, so both receivers append in
@@ -28,9 +34,12 @@
 //! loading and query the kept data (for profiling iterations; the
 //! published figures come from fresh loads)], `STRATA_BENCH_STRATA_ONLY`
 //! [unset; `1`: no Prometheus, Strata answers both columns (memory and
-//! profiling iterations on Strata alone)]. The expanded queries and the
+//! profiling iterations on Strata alone)], `STRATA_BENCH_STRATA_BIN` [the
+//! `strata` binary to run; default: the one this build made (A/B runs of
+//! two builds on the same kept data)]. The expanded queries and the
 //! window are written to `queries.tsv` in the work directory.
 
+mod client;
 #[path = "../../compat/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
@@ -48,7 +57,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::compare::compare;
+use common::compare::{compare, parse_matrix};
 use common::procs::{cpu_seconds, find_binary, peak_rss_bytes};
 use common::scrape::{get_json, query_range};
 use load::Rng;
@@ -249,7 +258,10 @@ fn main() {
         return;
     };
     let ex = grafana::extract(&shared.join("ecosystem"));
-    let strata_bin = PathBuf::from(env!("CARGO_BIN_EXE_strata"));
+    let strata_bin = std::env::var_os("STRATA_BENCH_STRATA_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_strata")),
+        PathBuf::from,
+    );
 
     let tmp;
     let work: PathBuf = match std::env::var("STRATA_BENCH_DATA") {
@@ -386,27 +398,43 @@ fn main() {
         builtins.rate_interval
     );
     println!(
-        "{:<48} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6}  answers",
-        "panel", "series", "S p50 ms", "P p50 ms", "S p99 ms", "P p99 ms", "S/P"
+        "{:<48} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  answers",
+        "panel", "series", "S p50 ms", "P p50 ms", "S p99 ms", "P p99 ms", "S/P", "old"
     );
     let urls = [strata.url.clone(), peer_url.clone()];
+    // The timing connections (see client.rs); reqwest with the answer
+    // decoded inside the span is the measure of earlier runs, kept beside.
+    let mut conns = [client::Conn::new(&urls[0]), client::Conn::new(&urls[1])];
     let mut ratios = Vec::new();
     let mut ratios_data = Vec::new();
+    let mut ratios_empty = Vec::new();
+    let mut old_ratios = [Vec::new(), Vec::new(), Vec::new()];
     let mut sum_p50 = [0.0f64; 2];
+    let mut old_sum_p50 = [0.0f64; 2];
     let mut agree = 0;
     for (name, q) in &queries {
+        let path = client::query_range_path(q, start, end, step);
         let mut times = [Vec::new(), Vec::new()];
+        let mut old_times = [Vec::new(), Vec::new()];
         let mut answers = [None, None];
         for r in 0..reps {
             let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let t = Instant::now();
-                let a = query_range(&client, &urls[i], q, start, end, step);
+                let got = conns[i].get(&path);
                 times[i].push(t.elapsed().as_secs_f64() * 1000.0);
-                answers[i].get_or_insert(a);
+                answers[i].get_or_insert_with(|| {
+                    let (status, body) = got.map_err(|e| format!("{e}"))?;
+                    serde_json::from_slice::<serde_json::Value>(&body)
+                        .map_err(|_| format!("HTTP {status}, not JSON"))
+                        .and_then(|b| parse_matrix(&b))
+                });
+                let t = Instant::now();
+                let _ = query_range(&client, &urls[i], q, start, end, step);
+                old_times[i].push(t.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        for t in &mut times {
+        for t in times.iter_mut().chain(old_times.iter_mut()) {
             t.sort_by(f64::total_cmp);
         }
         let p50 = [percentile(&times[0], 0.5), percentile(&times[1], 0.5)];
@@ -415,6 +443,13 @@ fn main() {
         sum_p50[0] += p50[0];
         sum_p50[1] += p50[1];
         ratios.push(ratio);
+        let old_p50 = [
+            percentile(&old_times[0], 0.5),
+            percentile(&old_times[1], 0.5),
+        ];
+        let old_ratio = old_p50[0] / old_p50[1];
+        old_sum_p50[0] += old_p50[0];
+        old_sum_p50[1] += old_p50[1];
         let (n_series, verdict) = match (&answers[0], &answers[1]) {
             (Some(Ok(s)), Some(Ok(p))) => match compare(p, s) {
                 Ok(_) => {
@@ -439,18 +474,24 @@ fn main() {
                 ),
             ),
         };
+        old_ratios[0].push(old_ratio);
         if n_series > 0 {
             ratios_data.push(ratio);
+            old_ratios[1].push(old_ratio);
+        } else {
+            ratios_empty.push(ratio);
+            old_ratios[2].push(old_ratio);
         }
         println!(
-            "{:<48} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2}  {verdict}",
+            "{:<48} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6.2} {:>6.2}  {verdict}",
             name.chars().take(48).collect::<String>(),
             n_series,
             p50[0],
             p50[1],
             p99[0],
             p99[1],
-            ratio
+            ratio,
+            old_ratio
         );
     }
     let end_rss = [peak_rss_bytes(pids[0]), peak_rss_bytes(pids[1])];
@@ -459,15 +500,28 @@ fn main() {
         p.proc.assert_running();
     }
     println!(
-        "summary: median of per-query p50 ratios (Strata/Prometheus) {:.2} over {} queries, {:.2} over the {} that return series; sum of p50s {:.0} ms vs {:.0} ms ({:.2}); answers agree on {agree} of {}",
+        "summary: median of per-query p50 ratios (Strata/Prometheus) {:.2} over {} queries, {:.2} over the {} that return series, {:.2} over the {} empty ones; sum of p50s {:.1} ms vs {:.1} ms ({:.2}); answers agree on {agree} of {}",
         median(ratios),
         queries.len(),
         median(ratios_data.clone()),
         ratios_data.len(),
+        median(ratios_empty.clone()),
+        ratios_empty.len(),
         sum_p50[0],
         sum_p50[1],
         sum_p50[0] / sum_p50[1],
         queries.len()
+    );
+    let [old_all, old_data, old_empty] = old_ratios;
+    println!(
+        "summary, old measure (reqwest blocking client, JSON decoded inside the span): median {:.2} over {} queries, {:.2} returning, {:.2} empty; sum of p50s {:.1} ms vs {:.1} ms ({:.2})",
+        median(old_all.clone()),
+        old_all.len(),
+        median(old_data),
+        median(old_empty),
+        old_sum_p50[0],
+        old_sum_p50[1],
+        old_sum_p50[0] / old_sum_p50[1],
     );
     println!(
         "peak RSS (VmHWM) after loading: strata {:.0} MiB, prometheus {:.0} MiB; at the end (loading + queries): strata {:.0} MiB, prometheus {:.0} MiB ({:.2}x)",

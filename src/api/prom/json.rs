@@ -40,12 +40,15 @@ pub fn write_ts(out: &mut String, ms: i64) {
     }
     let t = ms.unsigned_abs();
     out.push_str(itoa::Buffer::new().format(t / 1000));
-    let frac = t % 1000;
+    let frac = (t % 1000) as u16;
     if frac != 0 {
-        out.push('.');
-        for d in [frac / 100, frac / 10 % 10, frac % 10] {
-            out.push(char::from(b'0' + d as u8));
-        }
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
     }
 }
 
@@ -79,6 +82,22 @@ fn push_value(out: &mut String, v: f64) {
         out.push_str(itoa::Buffer::new().format(v as i64));
         return;
     }
+    let mut buf = ryu::Buffer::new();
+    if (1e-5..1e16).contains(&abs) {
+        // ryu writes these as plain decimals (`I.F`, `0.00F`), which is
+        // Go's 'f' form of the same shortest digits, but for a `.0` after
+        // whole numbers (those from 1e15 on; smaller ones took itoa above).
+        let s = buf.format_finite(v);
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        return;
+    }
+    push_go_digits(out, v);
+}
+
+/// [`push_value`] for finite non-zero values by way of their significant
+/// digits: every value comes out right here, the exponent forms included.
+fn push_go_digits(out: &mut String, v: f64) {
+    let abs = v.abs();
     let mut buf = ryu::Buffer::new();
     let s = buf.format_finite(abs);
     // ryu writes `I.F`, `I.FeX` or `IeX`: collect the significant digits
@@ -424,6 +443,43 @@ mod tests {
                 assert_eq!(got.len(), format!("{v}").len(), "{v:e} -> {got}");
             }
         }
+    }
+
+    /// The plain-decimal shortcut writes what the digit path writes.
+    #[test]
+    fn plain_decimals_match_the_digit_path() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match i % 3 {
+                0 => f64::from_bits(x),
+                1 => (x >> 11) as f64 * 10f64.powi((x % 40) as i32 - 25),
+                _ => -((x % 100_000_000) as f64) / 10f64.powi((x % 12) as i32),
+            };
+            if !v.is_finite() || v == 0.0 || !(1e-5..1e16).contains(&v.abs()) {
+                continue;
+            }
+            let mut want = String::new();
+            push_go_digits(&mut want, v);
+            assert_eq!(format_value(v), want, "{v:e}");
+            checked += 1;
+        }
+        for v in [
+            1e-5,
+            9.999999999999998e15,
+            1e15 + 0.5,
+            123.456,
+            0.1,
+            0.00012,
+        ] {
+            let mut want = String::new();
+            push_go_digits(&mut want, v);
+            assert_eq!(format_value(v), want, "{v:e}");
+        }
+        assert!(checked > 50_000, "{checked}");
     }
 
     #[test]

@@ -35,11 +35,41 @@ fn group_key(l: &Labels, m: &Option<LabelModifier>) -> Labels {
     }
 }
 
-fn add(op: &str, a: &mut Acc, f: f64) {
+/// The simple aggregations, decided once per aggregation instead of by
+/// string per sample.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Simple {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+impl Simple {
+    fn parse(op: &str) -> Option<Simple> {
+        Some(match op {
+            "sum" => Simple::Sum,
+            "avg" => Simple::Avg,
+            "count" => Simple::Count,
+            "group" => Simple::Group,
+            "min" => Simple::Min,
+            "max" => Simple::Max,
+            "stddev" => Simple::Stddev,
+            "stdvar" => Simple::Stdvar,
+            _ => return None,
+        })
+    }
+}
+
+fn add(op: Simple, a: &mut Acc, f: f64) {
     if a.n == 0.0 {
         a.n = 1.0;
         match op {
-            "stddev" | "stdvar" => {
+            Simple::Stddev | Simple::Stdvar => {
                 a.mean = f;
                 a.value = if f.is_finite() { 0.0 } else { f64::NAN };
             }
@@ -49,10 +79,10 @@ fn add(op: &str, a: &mut Acc, f: f64) {
     }
     a.n += 1.0;
     match op {
-        "sum" => {
+        Simple::Sum => {
             (a.value, a.c) = kahan_inc(f, a.value, a.c);
         }
-        "avg" => {
+        Simple::Avg => {
             if !a.incremental {
                 let (ns, nc) = kahan_inc(f, a.value, a.c);
                 if !ns.is_infinite() {
@@ -75,9 +105,9 @@ fn add(op: &str, a: &mut Acc, f: f64) {
             let q = (a.n - 1.0) / a.n;
             (a.mean, a.c) = kahan_inc(f / a.n, q * a.mean, q * a.c);
         }
-        "min" if a.value > f || a.value.is_nan() => a.value = f,
-        "max" if a.value < f || a.value.is_nan() => a.value = f,
-        "stddev" | "stdvar" => {
+        Simple::Min if a.value > f || a.value.is_nan() => a.value = f,
+        Simple::Max if a.value < f || a.value.is_nan() => a.value = f,
+        Simple::Stddev | Simple::Stdvar => {
             if !f.is_finite() {
                 a.value = f64::NAN;
             } else if !a.value.is_nan() {
@@ -90,10 +120,10 @@ fn add(op: &str, a: &mut Acc, f: f64) {
     }
 }
 
-fn finish(op: &str, a: &Acc) -> f64 {
+fn finish(op: Simple, a: &Acc) -> f64 {
     match op {
-        "sum" => a.value + a.c,
-        "avg" => {
+        Simple::Sum => a.value + a.c,
+        Simple::Avg => {
             if a.incremental {
                 a.mean + a.c
             } else if a.n == 1.0 {
@@ -102,11 +132,11 @@ fn finish(op: &str, a: &Acc) -> f64 {
                 (a.value + a.c) / a.n
             }
         }
-        "count" => a.n,
-        "group" => 1.0,
-        "stdvar" => a.value / a.n,
-        "stddev" => (a.value / a.n).sqrt(),
-        _ => a.value,
+        Simple::Count => a.n,
+        Simple::Group => 1.0,
+        Simple::Stdvar => a.value / a.n,
+        Simple::Stddev => (a.value / a.n).sqrt(),
+        Simple::Min | Simple::Max => a.value,
     }
 }
 
@@ -216,30 +246,40 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
                     .collect(),
             ))
         }
-        "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
+        name => {
+            let Some(simple) = Simple::parse(name) else {
+                return Err(QueryError::BadData(format!(
+                    "aggregation {name} is not supported"
+                )));
+            };
             let mut out = Vec::with_capacity(groups.len());
             let pos = ev.pos(&a.expr);
             let any_hist = input.iter().any(|s| !s.hvals.is_empty());
+            let mut accs = vec![Acc::default(); n];
             for ((key, members), drop_name) in groups.into_iter().zip(gdrop) {
-                let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
-                let mut hvals: Vec<Option<H>> = vec![];
-                for i in 0..n {
-                    let mut acc = Acc::default();
-                    for &si in &members {
-                        if let Some(v) = input[si].vals[i] {
-                            add(&op, &mut acc, v);
+                // Member by member over all steps: each series' values are
+                // read in order (one step across many series is a stride).
+                accs.fill(Acc::default());
+                for &si in &members {
+                    for (acc, v) in accs.iter_mut().zip(&input[si].vals) {
+                        if let Some(v) = *v {
+                            add(simple, acc, v);
                         }
                     }
+                }
+                let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
+                let mut hvals: Vec<Option<H>> = vec![];
+                for (i, acc) in accs.iter().enumerate() {
                     let hs: Vec<&H> = if any_hist {
                         members.iter().filter_map(|&si| input[si].h(i)).collect()
                     } else {
                         vec![]
                     };
                     if hs.is_empty() {
-                        vals.push((acc.n > 0.0).then(|| finish(&op, &acc)));
+                        vals.push((acc.n > 0.0).then(|| finish(simple, acc)));
                         continue;
                     }
-                    let o = aggregate_histograms(ev, &op, &acc, &hs, &pos);
+                    let o = aggregate_histograms(ev, &op, simple, acc, &hs, &pos);
                     push_out(&mut vals, &mut hvals, n, i, o);
                 }
                 let s = Series {
@@ -254,9 +294,6 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
             }
             Ok(Val::Vector(out))
         }
-        other => Err(QueryError::BadData(format!(
-            "aggregation {other} is not supported"
-        ))),
     }
 }
 
@@ -265,6 +302,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
 fn aggregate_histograms(
     ev: &mut Evaluator,
     op: &str,
+    simple: Simple,
     acc: &Acc,
     hs: &[&H],
     pos: &str,
@@ -285,7 +323,7 @@ fn aggregate_histograms(
         }
         _ => {
             ev.info(format!("ignored histogram in {op} aggregation {pos}"));
-            (acc.n > 0.0).then(|| Out::F(finish(op, acc)))
+            (acc.n > 0.0).then(|| Out::F(finish(simple, acc)))
         }
     }
 }

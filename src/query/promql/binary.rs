@@ -470,6 +470,7 @@ fn vector_vector(
     };
     let mut pair_metric: HashMap<(usize, usize), usize> = HashMap::new();
     let mut fill_metric: HashMap<usize, usize> = HashMap::new();
+    let mut last_pair: Vec<(usize, usize)> = vec![(usize::MAX, 0); many.len()];
     // The value of `fl op fr`, or None when a comparison filters it out.
     let compute = |ev: &mut Evaluator, fl: Sv, fr: Sv| -> Option<Sv> {
         match (&fl, &fr) {
@@ -543,9 +544,18 @@ fn vector_vector(
             let rs = &one[oi];
             let Some(rv) = Sv::of(rs, i) else { continue };
             let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
-            let id = *pair_metric
-                .entry((mi, oi))
-                .or_insert_with(|| res.id(m.result_metric(&ls.labels, Some(&rs.labels))));
+            // A series meets the same partner at almost every step: the
+            // last pair's result metric is kept without hashing.
+            let id = match last_pair[mi] {
+                (o, id) if o == oi => id,
+                _ => {
+                    let id = *pair_metric
+                        .entry((mi, oi))
+                        .or_insert_with(|| res.id(m.result_metric(&ls.labels, Some(&rs.labels))));
+                    last_pair[mi] = (oi, id);
+                    id
+                }
+            };
             let set = &mut matched[sid];
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 if !set.is_empty() {

@@ -12,15 +12,23 @@ fn same_labelset() -> QueryError {
     QueryError::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
-/// Drops `__name__` and, as Prometheus does with type-and-unit labels, the
-/// `__type__` and `__unit__` that describe it.
-fn without_name(l: &Labels) -> Labels {
-    l.drop_names(&[crate::model::METRIC_NAME, "__type__", "__unit__"])
+/// `__name__` and, as Prometheus drops them with it, the type-and-unit
+/// labels `__type__` and `__unit__` that describe it.
+const NAME_LABELS: [&str; 3] = [crate::model::METRIC_NAME, "__type__", "__unit__"];
+
+/// Drops the [`NAME_LABELS`] in place (no copy of the other labels).
+fn without_name(l: Labels) -> Labels {
+    if !l.iter().any(|p| NAME_LABELS.contains(&p.name.as_str())) {
+        return l;
+    }
+    let mut pairs = l.into_vec();
+    pairs.retain(|p| !NAME_LABELS.contains(&p.name.as_str()));
+    Labels::from_sorted(pairs)
 }
 
 fn final_labels(l: Labels, drop_name: bool) -> Labels {
     if drop_name {
-        without_name(&l)
+        without_name(l)
     } else {
         l
     }
@@ -84,49 +92,57 @@ pub(crate) fn finish(val: Val, r: &Steps, instant: bool) -> Result<Value> {
                 .map(|(i, v)| Sample::new(r.t(i), v))
                 .collect(),
         }])),
-        (Val::Vector(vs), false) => {
-            // Series that became equal once names were dropped merge when
-            // their steps do not overlap (Prometheus checks per step).
-            let vs = super::functions::merge_same_labels(
-                vs.into_iter()
-                    .map(|mut s| {
-                        if s.drop_name {
-                            s.labels = without_name(&s.labels);
-                            s.drop_name = false;
+        (Val::Vector(mut vs), false) => {
+            for s in &mut vs {
+                if s.drop_name {
+                    s.labels = without_name(std::mem::take(&mut s.labels));
+                    s.drop_name = false;
+                }
+            }
+            // Sorted (stable: the first of equal label sets stays first),
+            // series that became equal once names were dropped are
+            // neighbours and merge when their steps do not overlap
+            // (Prometheus checks per step); the answer is then unique.
+            vs.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let mut out: Vec<SeriesSamples> = Vec::with_capacity(vs.len());
+            let mut vs = vs.into_iter().peekable();
+            while let Some(mut s) = vs.next() {
+                while let Some(dup) = vs.next_if(|d| d.labels == s.labels) {
+                    for (a, b) in s.vals.iter_mut().zip(dup.vals) {
+                        if b.is_some() {
+                            if a.is_some() {
+                                return Err(same_labelset());
+                            }
+                            *a = b;
                         }
-                        s
-                    })
-                    .collect(),
-            )?;
-            let mut out: Vec<SeriesSamples> = vs
-                .into_iter()
-                .filter_map(|s| {
-                    let samples: Vec<Sample> = s
-                        .vals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.map(|v| Sample::new(r.t(i), v)))
-                        .collect();
-                    let histograms: Vec<HistogramSample> = s
-                        .hvals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, h)| {
-                            h.as_ref().map(|h| HistogramSample {
-                                t: r.t(i),
-                                h: h.clone(),
-                            })
+                    }
+                }
+                let count = s.vals.iter().filter(|v| v.is_some()).count();
+                let mut samples = Vec::with_capacity(count);
+                for (i, v) in s.vals.iter().enumerate() {
+                    if let Some(v) = *v {
+                        samples.push(Sample::new(r.t(i), v));
+                    }
+                }
+                let histograms: Vec<HistogramSample> = s
+                    .hvals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, h)| {
+                        h.as_ref().map(|h| HistogramSample {
+                            t: r.t(i),
+                            h: h.clone(),
                         })
-                        .collect();
-                    (!samples.is_empty() || !histograms.is_empty()).then(|| SeriesSamples {
-                        labels: final_labels(s.labels, s.drop_name),
+                    })
+                    .collect();
+                if !samples.is_empty() || !histograms.is_empty() {
+                    out.push(SeriesSamples {
+                        labels: s.labels,
                         samples,
                         histograms,
-                    })
-                })
-                .collect();
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            check_unique(out.iter().map(|s| &s.labels))?;
+                    });
+                }
+            }
             Ok(Value::Matrix(out))
         }
         (Val::String(_), false) => Err(QueryError::BadData(
