@@ -143,22 +143,23 @@ fn push_forms_and_query_back() {
     assert_eq!(got.len(), 3, "{v}");
     assert_eq!(
         got[0].0,
-        json!({"app":"api","env":"prod","pod":"p1","service_name":"api"})
+        json!({"app":"api","detected_level":"warn","env":"prod","pod":"p1","service_name":"api"})
     );
+    // Structured metadata (detected_level included) splits the web stream.
     assert_eq!(
         got[1].0,
-        json!({"app":"web","env":"prod","service_name":"web"})
+        json!({"app":"web","detected_level":"error","env":"prod","service_name":"web","trace_id":"abc"})
     );
     assert_eq!(
-        got[1].1,
+        got[2].0,
+        json!({"app":"web","detected_level":"info","env":"prod","service_name":"web"})
+    );
+    assert_eq!(
+        got[2].1,
         [(
             t0.to_string(),
             "level=info msg=\"hello\" status=200".to_string()
         )]
-    );
-    assert_eq!(
-        got[2].0,
-        json!({"app":"web","env":"prod","service_name":"web","trace_id":"abc"})
     );
     assert!(
         v["data"]["stats"]["summary"]["totalLinesProcessed"]
@@ -215,7 +216,7 @@ fn push_forms_and_query_back() {
     );
     assert_eq!(
         v["data"]["result"][0]["values"][0],
-        json!([(t0 + 1).to_string(), "level=error msg=boom status=500", {"structuredMetadata":{"trace_id":"abc"},"parsed":{"level":"error","msg":"boom","status":"500"}}])
+        json!([(t0 + 1).to_string(), "level=error msg=boom status=500", {"structuredMetadata":{"detected_level":"error","trace_id":"abc"},"parsed":{"level":"error","msg":"boom","status":"500"}}])
     );
     // Metric query, RFC3339 times and an Nms step.
     let rfc = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339();
@@ -341,6 +342,7 @@ fn metadata_endpoints() {
     assert_eq!(
         v,
         json!({"fields":[
+        {"label":"detected_level","type":"string","cardinality":2,"parsers":null},
         {"label":"dur","type":"duration","cardinality":3,"parsers":["logfmt"]},
         {"label":"level","type":"string","cardinality":2,"parsers":["logfmt"]},
         {"label":"pod","type":"string","cardinality":1,"parsers":null}],"limit":1000})
@@ -511,7 +513,7 @@ fn live_tail_websocket_and_sse() {
     let frame: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
     assert_eq!(
         frame,
-        json!({"streams":[{"stream":{"app":"t","service_name":"t"},"values":[[t1.to_string(),"live two"]]}],"dropped_entries":null})
+        json!({"streams":[{"stream":{"app":"t","detected_level":"unknown","service_name":"t"},"values":[[t1.to_string(),"live two"]]}],"dropped_entries":null})
     );
     assert!(pushed.elapsed() < Duration::from_secs(2));
     let got = sse
@@ -690,5 +692,93 @@ fn query_limits_in_lokis_words() {
             400,
             "the query time range exceeds the limit (query length: 2h0m0s, limit: 1h)"
         )
+    );
+}
+
+/// Loki 3's `detected_level`: added at push (label, metadata, OTLP number,
+/// JSON/logfmt field, keywords), filterable and groupable like any
+/// structured metadata; off when `discover_log_levels` is.
+#[test]
+fn detected_level_is_added_and_queryable() {
+    let s = Server::start();
+    let t0 = now_ns() - 60_000_000_000;
+    let at = |i: i64| (t0 + i).to_string();
+    let (st, body) = push_json(
+        &s,
+        json!({"streams":[
+            {"stream":{"app":"lv","level":"Notice"},"values":[[at(0),"an error in a notice stream"]]},
+            {"stream":{"app":"lv"},"values":[
+                [at(1),"{\"level\":\"WARN\",\"msg\":\"x\"}"],
+                [at(2),"lvl=dbg msg=\"info inside\""],
+                [at(3),"ERROR: plain text"],
+                [at(4),"nothing to see"],
+                [at(5),"otlp line",{"severity_number":"21"}],
+                [at(6),"kept",{"detected_level":"custom"}]]}]}),
+        None,
+    );
+    assert_eq!(st, 204, "{body}");
+    let (start, end) = (at(-1000), at(1000));
+    let (st, v) = query_range(
+        &s,
+        &[
+            ("query", r#"{app="lv"} | detected_level="error""#),
+            ("start", &start),
+            ("end", &end),
+        ],
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    let got = streams(&v);
+    assert_eq!(got.len(), 1, "{v}");
+    assert_eq!(got[0].1, [(at(3), "ERROR: plain text".to_string())]);
+    let time = at(30_000_000_000);
+    let (st, v) = s.get_json(
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"sum by (detected_level) (count_over_time({app="lv"}[1m]))"#,
+            ),
+            ("time", time.as_str()),
+        ],
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let mut levels: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["detected_level"].as_str().unwrap().to_string(),
+                r["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    levels.sort();
+    let want: Vec<(String, String)> = [
+        "Notice", "custom", "debug", "error", "fatal", "unknown", "warn",
+    ]
+    .iter()
+    .map(|l| (l.to_string(), "1".to_string()))
+    .collect();
+    assert_eq!(levels, want, "{v}");
+
+    let off = Server::start_with(|c| c.loki.discover_log_levels = false);
+    let (st, _) = push_json(
+        &off,
+        json!({"streams":[{"stream":{"app":"lv"},"values":[[at(0),"level=error x"]]}]}),
+        None,
+    );
+    assert_eq!(st, 204);
+    let (_, v) = query_range(
+        &off,
+        &[("query", r#"{app="lv"}"#), ("start", &start), ("end", &end)],
+        &[],
+    );
+    assert_eq!(
+        streams(&v)[0].0,
+        json!({"app":"lv","service_name":"lv"}),
+        "{v}"
     );
 }

@@ -9,7 +9,8 @@
 //!   legacy `labels`/`entries` with RFC3339 timestamps).
 //!
 //! Each client prints what it posted; `query_range` must return the same
-//! lines, labels (plus Loki's discovered `service_name`) and timestamps, in
+//! lines, labels (plus Loki's discovered `service_name` and `detected_level`
+//! structured metadata) and timestamps, in
 //! order. A WebSocket tail client and an SSE tail client must both see a
 //! new line within 2 s of its acknowledgement.
 //!
@@ -197,6 +198,17 @@ fn parse_selector(s: &str) -> BTreeMap<String, String> {
 }
 
 /// Groups `(labels, ns, line)` as the API returns them.
+/// Loki's `detected_level` for these clients' streams: the value of their
+/// `level` (winston-loki) or `severity` (python-logging-loki) label.
+fn detected_level(l: &mut BTreeMap<String, String>) {
+    let v = l
+        .get("level")
+        .or_else(|| l.get("severity"))
+        .expect("the client sends a level label")
+        .clone();
+    l.insert("detected_level".into(), v);
+}
+
 fn expected(mut entries: Vec<(BTreeMap<String, String>, i64, String)>) -> Vec<StreamEntries> {
     entries.sort_by_key(|e| e.1);
     let mut by: BTreeMap<BTreeMap<String, String>, Vec<(i64, String)>> = BTreeMap::new();
@@ -222,6 +234,7 @@ fn winston(s: &Strata, dir: &Path) {
     for st in &sent {
         let mut l: BTreeMap<String, String> = serde_json::from_value(st["labels"].clone()).unwrap();
         l.insert("service_name".into(), job.into());
+        detected_level(&mut l);
         for e in st["entries"].as_array().unwrap() {
             want.push((
                 l.clone(),
@@ -282,6 +295,7 @@ fn python(s: &Strata, dir: &Path) {
                     .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                     .collect();
                 l.insert("service_name".into(), job.into());
+                detected_level(&mut l);
                 for v in st["values"].as_array().unwrap() {
                     want.push((
                         l.clone(),
@@ -292,6 +306,7 @@ fn python(s: &Strata, dir: &Path) {
             } else {
                 let mut l = parse_selector(st["labels"].as_str().unwrap());
                 l.insert("service_name".into(), job.into());
+                detected_level(&mut l);
                 for e in st["entries"].as_array().unwrap() {
                     let ts = chrono::DateTime::parse_from_rfc3339(e["ts"].as_str().unwrap())
                         .unwrap()

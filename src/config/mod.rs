@@ -501,6 +501,12 @@ pub struct LokiConfig {
     /// Labels `service_name` is taken from when a stream has none (the
     /// first present wins, else `unknown_service`); empty turns it off.
     pub discover_service_name: Vec<String>,
+    /// Add Loki's `detected_level` structured metadata to every entry
+    /// (from a level label, metadata, a JSON/logfmt field or keywords).
+    pub discover_log_levels: bool,
+    /// The label and field names a level is read from, in order of
+    /// preference (Loki's `log_level_fields`).
+    pub log_level_fields: Vec<String>,
     /// Longest time range of a query (0 = unlimited); 400 beyond.
     pub max_query_length: DurationMs,
     /// Line bytes one query may read from the store (0 = unlimited).
@@ -547,6 +553,12 @@ impl Default for LokiConfig {
                 "component",
                 "workload",
                 "job",
+            ]
+            .map(String::from)
+            .to_vec(),
+            discover_log_levels: true,
+            log_level_fields: [
+                "level", "LEVEL", "Level", "severity", "SEVERITY", "Severity", "lvl", "LVL", "Lvl",
             ]
             .map(String::from)
             .to_vec(),

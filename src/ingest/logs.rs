@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::LokiConfig;
+use crate::logs::level::{LevelDetector, DETECTED_LEVEL};
 use crate::logs::{LogEntry, LogWriteError, LogWriter, PushOutcome, PushStream};
 use crate::model::{Label, Labels, MatchOp, Tenant};
 
@@ -89,6 +90,8 @@ pub struct LogIngester {
     cfg: LokiConfig,
     writer: Arc<dyn LogWriter>,
     rate: RateLimiter,
+    /// `detected_level` discovery, when on.
+    levels: Option<LevelDetector>,
     /// Validated labels by the selector string they arrived as (protobuf
     /// pushes resend the same strings): parsed once, not once per push.
     parsed: RwLock<HashMap<String, Labels>>,
@@ -108,6 +111,24 @@ fn valid_label_name(n: &str) -> bool {
     let mut cs = n.chars();
     matches!(cs.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Adds `detected_level` to an entry's structured metadata (after the
+/// entry's checks and the byte count of the rate limit: the client did not
+/// send it).
+fn add_level(d: &LevelDetector, stream_level: Option<&str>, e: &mut LogEntry) {
+    let Some(level) = d.detect(stream_level, &e.metadata, &e.line) else {
+        return;
+    };
+    let added = Label::new(DETECTED_LEVEL, level);
+    e.metadata = if e.metadata.is_empty() {
+        Labels::from_sorted(vec![added])
+    } else {
+        let mut pairs = std::mem::take(&mut e.metadata).into_vec();
+        let at = pairs.partition_point(|l| l.name.as_str() < DETECTED_LEVEL);
+        pairs.insert(at, added);
+        Labels::from_sorted(pairs)
+    };
 }
 
 /// Parses a stream selector string into pairs (Loki's `ParseLabels`): only
@@ -141,10 +162,14 @@ impl LogIngester {
             cfg.ingestion_rate_bytes as f64,
             cfg.ingestion_burst_size_bytes,
         );
+        let levels = cfg
+            .discover_log_levels
+            .then(|| LevelDetector::new(&cfg.log_level_fields));
         LogIngester {
             cfg,
             writer,
             rate,
+            levels,
             parsed: RwLock::new(HashMap::new()),
         }
     }
@@ -348,7 +373,8 @@ impl LogIngester {
                 }
             };
             let mut entries = Vec::with_capacity(s.entries.len());
-            for e in s.entries {
+            let stream_level = self.levels.as_ref().and_then(|d| d.from_labels(&labels));
+            for mut e in s.entries {
                 match self.check_entry(&e, &s.labels, now_ns) {
                     Ok(()) => {
                         lines += 1;
@@ -357,6 +383,9 @@ impl LogIngester {
                                 .iter()
                                 .map(|l| l.name.len() + l.value.len())
                                 .sum::<usize>();
+                        if let Some(d) = &self.levels {
+                            add_level(d, stream_level, &mut e);
+                        }
                         entries.push(e);
                     }
                     Err((reason, msg)) => reject(reason, 1, msg, &mut report.errors),

@@ -581,14 +581,25 @@ impl Engine {
                     false,
                     |streams| {
                     for s in &streams {
-                        // Line-only pipelines keep the stream's labels: one key
-                        // per stream instead of a label map per entry.
-                        let mut stream_samples = Vec::new();
+                        // Line-only pipelines keep the stream's labels and
+                        // structured metadata: one key per stream and distinct
+                        // metadata (runs of equal metadata share one lookup)
+                        // instead of a label map per entry.
+                        let mut by_meta: HashMap<&Labels, Vec<(i64, f64)>> = HashMap::new();
+                        let mut run: Option<(&Labels, Vec<(i64, f64)>)> = None;
                         for e in &s.entries {
-                            if fast && e.metadata.is_empty() {
+                            if fast {
                                 if let Some(line) = pipeline.filter_line(&e.line) {
-                                    stream_samples
-                                        .push((e.ts, if bytes { line.len() as f64 } else { 1.0 }));
+                                    let sample = (e.ts, if bytes { line.len() as f64 } else { 1.0 });
+                                    match &mut run {
+                                        Some((m, v)) if **m == e.metadata => v.push(sample),
+                                        _ => {
+                                            if let Some((m, v)) = run.take() {
+                                                by_meta.entry(m).or_default().extend(v);
+                                            }
+                                            run = Some((&e.metadata, vec![sample]));
+                                        }
+                                    }
                                 }
                                 continue;
                             }
@@ -615,12 +626,22 @@ impl Engine {
                             };
                             series.entry(labels).or_default().push((e.ts, v));
                         }
-                        if !stream_samples.is_empty() {
-                            let key = match &r.grouping {
-                                Some(g) => vector::group_labels(&s.labels, g),
-                                None => s.labels.clone(),
+                        if let Some((m, v)) = run.take() {
+                            by_meta.entry(m).or_default().extend(v);
+                        }
+                        for (meta, samples) in by_meta {
+                            let merged;
+                            let labels = if meta.is_empty() {
+                                &s.labels
+                            } else {
+                                merged = with_metadata(&s.labels, meta);
+                                &merged
                             };
-                            series.entry(key).or_default().extend(stream_samples);
+                            let key = match &r.grouping {
+                                Some(g) => vector::group_labels(labels, g),
+                                None => labels.clone(),
+                            };
+                            series.entry(key).or_default().extend(samples);
                         }
                     }
                         Ok(false)
@@ -767,6 +788,17 @@ fn strip_parens(e: &Expr) -> &Expr {
 /// Instant results of sort/sort_desc/topk/bottomk keep the engine's order.
 fn keeps_order(e: &Expr) -> bool {
     matches!(strip_parens(e), Expr::VectorAgg(v) if matches!(v.op, VecOp::Sort | VecOp::SortDesc | VecOp::Topk | VecOp::Bottomk))
+}
+
+/// A stream's labels with an entry's structured metadata (metadata wins,
+/// as in [`Pipeline::process`]).
+fn with_metadata(stream: &Labels, metadata: &Labels) -> Labels {
+    Labels::from_pairs(
+        stream
+            .iter()
+            .chain(metadata.iter())
+            .map(|l| (l.name.as_str(), l.value.as_str())),
+    )
 }
 
 fn map_labels(m: &super::pipeline::LabelMap) -> Labels {
@@ -927,6 +959,67 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].entries[0].ts, 3_000_000_000);
         assert_eq!(s[0].labels.get("msg"), Some("ok"));
+    }
+
+    /// Line-only metric pipelines group by stream and structured metadata
+    /// without a label map per entry; they must agree with the general path
+    /// (`| drop` of an absent label takes it).
+    #[test]
+    fn line_only_metrics_keep_structured_metadata() {
+        let m = MemLogs::new();
+        let t = Tenant::new("t").unwrap();
+        let s = 1_000_000_000;
+        let meta = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied());
+        let entry = |i: i64, line: &str, md: Labels| LogEntry {
+            ts: i * s,
+            line: line.into(),
+            metadata: md,
+        };
+        m.push(
+            &t,
+            Labels::from_pairs([("app", "api"), ("level", "x")]),
+            vec![
+                entry(1, "a", meta(&[("detected_level", "info")])),
+                entry(2, "b", meta(&[("detected_level", "info")])),
+                entry(
+                    3,
+                    "c",
+                    meta(&[("detected_level", "error"), ("trace", "t1")]),
+                ),
+                entry(4, "d", Labels::empty()),
+                entry(5, "e", meta(&[("detected_level", "info")])),
+                entry(6, "f", meta(&[("level", "override")])),
+            ],
+        );
+        let e = Engine::new(Arc::new(m), EngineLimits::default());
+        let rp = RangeParams {
+            start: 2 * s,
+            end: 8 * s,
+            step: s,
+        };
+        let run = |q: &str| {
+            let QueryResult::Matrix(m) = e
+                .query(&t, q, rp, false, (100, Direction::Backward))
+                .unwrap()
+            else {
+                panic!("not a matrix")
+            };
+            m
+        };
+        for (fast, general) in [
+            (
+                r#"count_over_time({app="api"}[3s])"#,
+                r#"count_over_time({app="api"} | drop nothing [3s])"#,
+            ),
+            (
+                r#"sum by (detected_level, level) (bytes_over_time({app="api"} |= "" [3s]))"#,
+                r#"sum by (detected_level, level) (bytes_over_time({app="api"} | drop nothing [3s]))"#,
+            ),
+        ] {
+            let got = run(fast);
+            assert_eq!(got, run(general), "{fast}");
+            assert!(got.len() >= 4, "{got:?}");
+        }
     }
 
     #[test]
