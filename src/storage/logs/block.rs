@@ -22,10 +22,14 @@
 //! Lines are bytes to the codec: any byte sequence round-trips, markers in
 //! lines are escaped.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
 use crate::logs::LogEntry;
+use crate::storage::idmap::IdMap;
 
 /// Column kinds, in block order; integer columns are `INTS + n`.
 const TIMESTAMPS: u8 = 0;
@@ -73,20 +77,33 @@ pub(crate) fn column_name(kind: u8) -> &'static str {
 #[derive(Default)]
 pub(crate) struct Templates {
     list: Vec<Vec<u8>>,
-    /// Ids by template (while writing).
-    ids: HashMap<Vec<u8>, u64>,
+    /// Ids by the xxh3 hash of their template (while writing): the first
+    /// template with that hash; `clashes` holds later ones.
+    ids: IdMap<u64, u64>,
+    clashes: HashMap<Vec<u8>, u64>,
 }
 
 impl Templates {
     /// The id of a template, adding it when new.
     fn id(&mut self, t: &[u8]) -> u64 {
-        if let Some(&id) = self.ids.get(t) {
-            return id;
+        let next = self.list.len() as u64;
+        match self.ids.entry(xxh3_64(t)) {
+            Entry::Vacant(v) => {
+                v.insert(next);
+            }
+            Entry::Occupied(o) => {
+                let id = *o.get();
+                if self.list[id as usize] == t {
+                    return id;
+                }
+                if let Some(&id) = self.clashes.get(t) {
+                    return id;
+                }
+                self.clashes.insert(t.to_vec(), next);
+            }
         }
-        let id = self.list.len() as u64;
         self.list.push(t.to_vec());
-        self.ids.insert(t.to_vec(), id);
-        id
+        next
     }
 
     /// Templates held.
@@ -120,7 +137,7 @@ impl Templates {
         let raw = zstd::bulk::decompress(rest, n).map_err(|e| format!("templates: {e}"))?;
         Ok(Templates {
             list: split_templates(&raw)?,
-            ids: HashMap::new(),
+            ..Templates::default()
         })
     }
 }
@@ -154,29 +171,42 @@ struct Columns {
 #[derive(Default)]
 struct IntSlots {
     ordinal: bool,
-    cols: HashMap<u64, usize>,
-    /// Columns of the numbers of each template seen, by template id.
-    by_template: HashMap<u64, Vec<u8>>,
+    cols: IdMap<u64, usize>,
+    /// Per template id, its numbers' columns as a range of `flat`
+    /// (`u32::MAX` at the start: not seen yet).
+    by_template: Vec<(u32, u32)>,
+    flat: Vec<u8>,
 }
 
 impl IntSlots {
     /// The columns of the numbers of template `id`, in order.
     fn of(&mut self, id: u64, t: &[u8]) -> &[u8] {
-        if !self.by_template.contains_key(&id) {
-            let mut cols = Vec::new();
-            let mut i = 0;
-            while i < t.len() {
-                match t[i] {
-                    M_INT if self.ordinal => cols.push(cols.len().min(7) as u8),
-                    M_INT => cols.push(self.column(&t[..i]) as u8),
-                    M_HEX | ESC => i += 1,
+        let i = id as usize;
+        if self.by_template.len() <= i {
+            self.by_template.resize(i + 1, (u32::MAX, 0));
+        }
+        if self.by_template[i].0 == u32::MAX {
+            let start = self.flat.len();
+            let mut k = 0;
+            while k < t.len() {
+                match t[k] {
+                    M_INT if self.ordinal => {
+                        let n = self.flat.len() - start;
+                        self.flat.push(n.min(7) as u8);
+                    }
+                    M_INT => {
+                        let c = self.column(&t[..k]) as u8;
+                        self.flat.push(c);
+                    }
+                    M_HEX | ESC => k += 1,
                     _ => {}
                 }
-                i += 1;
+                k += 1;
             }
-            self.by_template.insert(id, cols);
+            self.by_template[i] = (start as u32, self.flat.len() as u32);
         }
-        &self.by_template[&id]
+        let (a, b) = self.by_template[i];
+        &self.flat[a as usize..b as usize]
     }
 
     /// The column of a number whose template so far is `prefix`.
@@ -198,16 +228,41 @@ impl IntSlots {
     }
 }
 
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-}
+/// Byte classes of the template split, one table lookup per byte.
+const DIGIT: u8 = 1;
+/// `a`..=`f`.
+const HEX_LETTER: u8 = 2;
+/// Other ASCII letters.
+const LETTER: u8 = 4;
+/// A marker byte, escaped in templates.
+const MARKER: u8 = 8;
+const ALNUM: u8 = DIGIT | HEX_LETTER | LETTER;
 
-fn is_hex_run(run: &[u8]) -> bool {
-    run.len() >= 8
+static CLASS: [u8; 256] = {
+    let mut c = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let x = b as u8;
+        c[b] = match x {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'f' => HEX_LETTER,
+            b'g'..=b'z' | b'A'..=b'Z' => LETTER,
+            M_INT | M_HEX | ESC => MARKER,
+            _ => 0,
+        };
+        b += 1;
+    }
+    c
+};
+
+/// A run of alphanumerics, given the union of its byte classes, is a hex
+/// id: lowercase hex digits, not all decimal, even length 8..=510.
+fn is_hex_run(run: &[u8], classes: u8) -> bool {
+    classes & LETTER == 0
+        && classes & HEX_LETTER != 0
+        && run.len() >= 8
         && run.len() <= 510
         && run.len() % 2 == 0
-        && run.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && !run.iter().all(u8::is_ascii_digit)
 }
 
 fn hex_val(b: u8) -> u8 {
@@ -236,50 +291,48 @@ fn push_literal(t: &mut Vec<u8>, b: u8) {
 }
 
 impl Columns {
-    /// Splits a line into its template and variables.
+    /// Splits a line into its template and variables in one pass: runs of
+    /// separators and of alphanumerics without digits are copied whole.
     fn add_line(&mut self, line: &[u8], templates: &mut Templates) {
         let mut t = std::mem::take(&mut self.scratch);
         t.clear();
         self.values.clear();
+        let n = line.len();
         let mut i = 0;
-        while i < line.len() {
-            if !is_alnum(line[i]) {
-                push_literal(&mut t, line[i]);
-                i += 1;
-                continue;
-            }
+        while i < n {
+            // Separators up to the next alphanumeric.
             let start = i;
-            while i < line.len() && is_alnum(line[i]) {
+            let mut classes = 0;
+            while i < n && CLASS[usize::from(line[i])] & ALNUM == 0 {
+                classes |= CLASS[usize::from(line[i])];
+                i += 1;
+            }
+            if classes & MARKER == 0 {
+                t.extend_from_slice(&line[start..i]);
+            } else {
+                for &b in &line[start..i] {
+                    push_literal(&mut t, b);
+                }
+            }
+            // Then a run of alphanumerics.
+            let start = i;
+            let mut classes = 0;
+            while i < n && CLASS[usize::from(line[i])] & ALNUM != 0 {
+                classes |= CLASS[usize::from(line[i])];
                 i += 1;
             }
             let run = &line[start..i];
-            if is_hex_run(run) {
+            if is_hex_run(run, classes) {
                 t.push(M_HEX);
                 t.push((run.len() / 2) as u8);
                 self.hex.extend(
                     run.chunks_exact(2)
                         .map(|p| hex_val(p[0]) << 4 | hex_val(p[1])),
                 );
-                continue;
-            }
-            let mut k = 0;
-            while k < run.len() {
-                if !run[k].is_ascii_digit() {
-                    t.push(run[k]);
-                    k += 1;
-                    continue;
-                }
-                let d0 = k;
-                while k < run.len() && run[k].is_ascii_digit() {
-                    k += 1;
-                }
-                match canonical_int(&run[d0..k]) {
-                    Some(v) => {
-                        t.push(M_INT);
-                        self.values.push(v);
-                    }
-                    None => t.extend_from_slice(&run[d0..k]),
-                }
+            } else if classes & DIGIT == 0 {
+                t.extend_from_slice(run);
+            } else {
+                self.split_digits(run, &mut t);
             }
         }
         let id = templates.id(&t);
@@ -292,6 +345,33 @@ impl Columns {
             self.ints[col].push(v);
         }
         self.scratch = t;
+    }
+
+    /// Appends an alphanumeric run holding digits to the template: its
+    /// canonical numbers as markers (values into `values`), the rest as is.
+    fn split_digits(&mut self, run: &[u8], t: &mut Vec<u8>) {
+        let mut k = 0;
+        while k < run.len() {
+            let l0 = k;
+            while k < run.len() && !run[k].is_ascii_digit() {
+                k += 1;
+            }
+            t.extend_from_slice(&run[l0..k]);
+            let d0 = k;
+            while k < run.len() && run[k].is_ascii_digit() {
+                k += 1;
+            }
+            if d0 == k {
+                break;
+            }
+            match canonical_int(&run[d0..k]) {
+                Some(v) => {
+                    t.push(M_INT);
+                    self.values.push(v);
+                }
+                None => t.extend_from_slice(&run[d0..k]),
+            }
+        }
     }
 }
 
@@ -397,22 +477,37 @@ fn varints(values: &[u64]) -> Vec<u8> {
 /// The [`DICT`] form of `values` before compression, when they hold at
 /// most [`DICT_MAX`] distinct numbers.
 fn dict_codes(values: &[u64]) -> Option<Vec<u8>> {
-    let mut dict: HashMap<u64, u8> = HashMap::new();
-    let mut codes = Vec::with_capacity(values.len());
-    for &v in values {
-        let next = dict.len();
-        let code = *dict.entry(v).or_insert(next.min(DICT_MAX) as u8);
-        if dict.len() > DICT_MAX {
-            return None;
-        }
-        codes.push(code);
-    }
-    if dict.is_empty() {
+    // Open addressing on a fixed table at most a quarter full (values are
+    // numbers of a log column: a map with SipHash cost more than the rest
+    // of the column's encoding).
+    const SLOTS: usize = DICT_MAX * 4;
+    const EMPTY: u16 = u16::MAX;
+    if values.is_empty() {
         return None;
     }
-    let mut by_code = vec![0u64; dict.len()];
-    for (v, c) in dict {
-        by_code[usize::from(c)] = v;
+    let mut keys = [0u64; SLOTS];
+    let mut slot_code = [EMPTY; SLOTS];
+    let mut by_code: Vec<u64> = Vec::with_capacity(DICT_MAX);
+    let mut codes = Vec::with_capacity(values.len());
+    for &v in values {
+        let mut s =
+            (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize;
+        let code = loop {
+            match slot_code[s] {
+                EMPTY => {
+                    if by_code.len() == DICT_MAX {
+                        return None;
+                    }
+                    let c = by_code.len() as u16;
+                    (keys[s], slot_code[s]) = (v, c);
+                    by_code.push(v);
+                    break c;
+                }
+                c if keys[s] == v => break c,
+                _ => s = (s + 1) % SLOTS,
+            }
+        };
+        codes.push(code as u8);
     }
     let mut out = Vec::with_capacity(codes.len() + by_code.len() * 3 + 4);
     put_uvarint(&mut out, by_code.len() as u64);
