@@ -782,3 +782,110 @@ fn detected_level_is_added_and_queryable() {
         "{v}"
     );
 }
+
+/// A tail client that reads too slowly loses entries, as with Loki: at
+/// most 10 frames of 100 entries wait for it, and the next frame it gets
+/// names the dropped entries (timestamp and labels) in `dropped_entries`.
+#[test]
+fn slow_tail_client_is_told_what_was_dropped() {
+    use futures_util::StreamExt;
+    let s = Server::start();
+    let base = s.url("");
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let ws_url = format!(
+        "{}/loki/api/v1/tail?query=%7Bapp%3D%22slow%22%7D",
+        base.replacen("http", "ws", 1)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A tiny receive buffer, and no reading until everything is pushed.
+    let (mut ws, _) = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            let tcp = sock.connect(addr).await.unwrap();
+            tokio_tungstenite::client_async(ws_url.as_str(), tcp).await
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = now_ns() - 10_000_000_000;
+    // 20 MB: more than the queue (10 frames) and the kernel's buffers.
+    let pad = "x".repeat(4000);
+    let (pushes, per_push) = (50, 100);
+    for p in 0..pushes {
+        let values: Vec<Value> = (0..per_push)
+            .map(|i| {
+                let n = p * per_push + i;
+                json!([(t0 + n).to_string(), format!("n={n} {pad}")])
+            })
+            .collect();
+        let (st, body) = push_json(
+            &s,
+            json!({"streams":[{"stream":{"app":"slow"},"values":values}]}),
+            None,
+        );
+        assert_eq!(st, 204, "{body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let last = t0 + pushes * per_push;
+    let (mut delivered, mut named) = (Vec::new(), Vec::new());
+    let mut read = |wait: Duration| -> bool {
+        let Ok(msg) = rt.block_on(async { tokio::time::timeout(wait, ws.next()).await }) else {
+            return false;
+        };
+        let f: Value = serde_json::from_str(msg.unwrap().unwrap().to_text().unwrap()).unwrap();
+        let mut in_frame = 0;
+        for st in f["streams"].as_array().unwrap() {
+            for v in st["values"].as_array().unwrap() {
+                delivered.push(v[0].as_str().unwrap().parse::<i64>().unwrap());
+                in_frame += 1;
+            }
+        }
+        assert!(in_frame <= 100, "{in_frame} entries in one frame");
+        if let Some(d) = f["dropped_entries"].as_array() {
+            assert!(d.len() <= 1000);
+            for e in d {
+                assert_eq!(
+                    e["labels"],
+                    json!({"app":"slow","detected_level":"unknown","service_name":"slow"})
+                );
+                named.push(e["timestamp"].as_str().unwrap().parse::<i64>().unwrap());
+            }
+        }
+        true
+    };
+    // Read what was queued, then push one more entry: its frame carries
+    // the drops not named yet.
+    while read(Duration::from_secs(1)) {}
+    assert_eq!(
+        push_json(
+            &s,
+            json!({"streams":[{"stream":{"app":"slow"},"values":[[last.to_string(),"final"]]}]}),
+            None,
+        )
+        .0,
+        204
+    );
+    assert!(read(Duration::from_secs(5)), "no frame after the drops");
+    assert_eq!(delivered.last(), Some(&last));
+    let total = (pushes * per_push + 1) as usize;
+    assert!(!named.is_empty(), "nothing was dropped");
+    let mut all: Vec<i64> = delivered.iter().chain(named.iter()).copied().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n, "an entry was both delivered and dropped");
+    assert!(all.iter().all(|t| (t0..=last).contains(t)));
+    let metrics = s.get_text("/metrics", &[]).1;
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("strata_loki_tail_dropped_entries_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(dropped as usize, total - delivered.len(), "{metrics}");
+    assert!(named.len() <= dropped as usize);
+}

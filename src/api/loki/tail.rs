@@ -5,6 +5,12 @@
 //! hour ago) from the store; then every push that
 //! [`crate::logs::LogWriter::subscribe`] delivers is filtered by the query's
 //! selector and pipeline, with no indexing delay.
+//!
+//! As Loki's querier `Tailer`: a feeder task filters the feed into frames
+//! of at most 100 entries and queues at most 10 for the client; while the
+//! queue is full (the client reads too slowly) entries are dropped, and the
+//! next queued frame names up to 1000 of them in `dropped_entries`
+//! (`[{"timestamp":"<ns>","labels":{...}}]`).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -25,8 +31,18 @@ use crate::model::{Labels, Matcher, Tenant};
 use crate::query::logql::pipeline::Pipeline;
 use crate::query::logql::Expr;
 
-/// Pushes a lagging tail reader missed.
+/// Pushes a lagging tail feeder missed (not named to the client).
 pub const LOKI_TAIL_DROPPED_PUSHES_TOTAL: &str = "strata_loki_tail_dropped_pushes_total";
+/// Entries dropped because a tail client read too slowly.
+pub const LOKI_TAIL_DROPPED_ENTRIES_TOTAL: &str = "strata_loki_tail_dropped_entries_total";
+
+/// Entries per live frame (Loki's `maxEntriesPerTailResponse`).
+const MAX_ENTRIES_PER_FRAME: usize = 100;
+/// Frames queued for a client (Loki's `maxBufferedTailResponses`).
+const MAX_QUEUED_FRAMES: usize = 10;
+/// Dropped entries named in one frame (Loki's
+/// `maxDroppedEntriesPerTailResponse`); further ones are only counted.
+const MAX_DROPPED_PER_FRAME: usize = 1000;
 
 /// Open tails per tenant, under `loki.max_concurrent_tail_requests`.
 pub struct TailCounter {
@@ -141,12 +157,62 @@ impl TailFilter {
     }
 }
 
-/// One tail frame.
-pub fn frame(streams: &[Stream]) -> String {
+/// One tail frame: its streams and the `(timestamp, labels)` of entries
+/// dropped since the previous frame.
+pub fn frame(streams: &[Stream], dropped: &[(i64, Labels)]) -> String {
     let mut out = String::from(r#"{"streams":"#);
     super::json::write_streams(&mut out, streams);
-    out.push_str(r#","dropped_entries":null}"#);
+    out.push_str(r#","dropped_entries":"#);
+    if dropped.is_empty() {
+        out.push_str("null");
+    } else {
+        out.push('[');
+        for (i, (ts, labels)) in dropped.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"timestamp":""#);
+            out.push_str(&ts.to_string());
+            out.push_str(r#"","labels":"#);
+            crate::api::prom::json::write_labels(&mut out, labels);
+            out.push('}');
+        }
+        out.push(']');
+    }
+    out.push('}');
     out
+}
+
+/// Splits streams into frames of at most `max` entries, in order.
+fn split_frames(streams: Vec<Stream>, max: usize) -> Vec<Vec<Stream>> {
+    let mut frames = Vec::new();
+    let mut cur: Vec<Stream> = Vec::new();
+    let mut n = 0;
+    for s in streams {
+        let mut entries = s.entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let take: Vec<LogEntry> = entries.by_ref().take(max - n).collect();
+            n += take.len();
+            cur.push(Stream {
+                labels: s.labels.clone(),
+                entries: take,
+            });
+            if n == max {
+                frames.push(std::mem::take(&mut cur));
+                n = 0;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        frames.push(cur);
+    }
+    frames
+}
+
+/// A queued live frame.
+struct Frame {
+    streams: Vec<Stream>,
+    dropped: Vec<(i64, Labels)>,
 }
 
 /// Keeps the newest `limit` entries of `streams`.
@@ -172,24 +238,28 @@ fn newest(streams: Vec<Stream>, limit: usize) -> Vec<Stream> {
     out
 }
 
-/// A running tail: the live feed, the filter, and what the history frame
-/// already sent (so the feed does not repeat it).
-struct Tail {
+/// Filters the live feed into frames for one client: the filter, what the
+/// history frame already sent (so the feed does not repeat it), and the
+/// entries dropped since the last queued frame.
+struct Feeder {
     rx: tokio::sync::broadcast::Receiver<Arc<Vec<Stream>>>,
     filter: Arc<TailFilter>,
     sent_up_to: i64,
     sent_at_edge: HashSet<(i64, String)>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    _slot: TailSlot,
+    out: tokio::sync::mpsc::Sender<Frame>,
+    dropped: Vec<(i64, Labels)>,
 }
 
-impl Tail {
-    /// The next non-empty live frame, or None when the feed closed.
-    async fn next(&mut self) -> Option<String> {
+impl Feeder {
+    /// Runs until the feed closes, the server shuts down or the client
+    /// goes away.
+    async fn run(mut self) {
         loop {
             let got = tokio::select! {
                 got = self.rx.recv() => got,
-                _ = self.shutdown.wait_for(|s| *s) => return None,
+                _ = self.shutdown.wait_for(|s| *s) => return,
+                _ = self.out.closed() => return,
             };
             match got {
                 Ok(batch) => {
@@ -198,16 +268,61 @@ impl Tail {
                         e.ts < up_to || (e.ts == up_to && edge.contains(&(e.ts, e.line.clone())))
                     };
                     let streams = self.filter.apply(batch.iter(), &skip);
-                    if !streams.is_empty() {
-                        return Some(frame(&streams));
+                    for f in split_frames(streams, MAX_ENTRIES_PER_FRAME) {
+                        if !self.offer(f) {
+                            return;
+                        }
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
                     metrics::counter!(LOKI_TAIL_DROPPED_PUSHES_TOTAL).increment(n);
                 }
-                Err(RecvError::Closed) => return None,
+                Err(RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Queues a frame carrying the dropped entries, or drops its entries
+    /// when the queue is full. False once the client is gone.
+    fn offer(&mut self, streams: Vec<Stream>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.out.try_reserve() {
+            Ok(permit) => {
+                permit.send(Frame {
+                    streams,
+                    dropped: std::mem::take(&mut self.dropped),
+                });
+                true
+            }
+            Err(TrySendError::Full(())) => {
+                let mut n = 0u64;
+                for s in &streams {
+                    for e in &s.entries {
+                        n += 1;
+                        if self.dropped.len() < MAX_DROPPED_PER_FRAME {
+                            self.dropped.push((e.ts, s.labels.clone()));
+                        }
+                    }
+                }
+                metrics::counter!(LOKI_TAIL_DROPPED_ENTRIES_TOTAL).increment(n);
+                true
+            }
+            Err(TrySendError::Closed(())) => false,
+        }
+    }
+}
+
+/// A running tail as its client sees it: the queued frames.
+struct Tail {
+    rx: tokio::sync::mpsc::Receiver<Frame>,
+    _slot: TailSlot,
+}
+
+impl Tail {
+    /// The next live frame, or None when the feed closed.
+    async fn next(&mut self) -> Option<String> {
+        let f = self.rx.recv().await?;
+        Some(frame(&f.streams, &f.dropped))
     }
 }
 
@@ -258,14 +373,23 @@ async fn start(
         .filter(|e| e.ts == up_to)
         .map(|e| (e.ts, e.line.clone()))
         .collect();
-    let first = (!history.is_empty()).then(|| frame(&history));
-    Ok((
-        Tail {
+    let first = (!history.is_empty()).then(|| frame(&history, &[]));
+    let (out, frames) = tokio::sync::mpsc::channel(MAX_QUEUED_FRAMES);
+    tokio::spawn(
+        Feeder {
             rx,
             filter,
             sent_up_to: up_to,
             sent_at_edge: edge,
             shutdown: st.app.shutdown.subscribe(),
+            out,
+            dropped: Vec::new(),
+        }
+        .run(),
+    );
+    Ok((
+        Tail {
+            rx: frames,
             _slot: slot,
         },
         first,
@@ -351,5 +475,37 @@ pub async fn tail(
     match ws {
         Some(ws) => ws.on_upgrade(move |socket| run_ws(socket, tail, first)),
         None => LokiError::bad("tail needs a WebSocket upgrade").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_hold_at_most_max_entries_in_order() {
+        let s = |app: &str, n: i64| Stream {
+            labels: Labels::from_pairs([("app", app)]),
+            entries: (0..n).map(|i| LogEntry::new(i, "l")).collect(),
+        };
+        let frames = split_frames(vec![s("a", 3), s("b", 4), s("c", 1)], 3);
+        let shape: Vec<Vec<(String, usize)>> = frames
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .map(|s| (s.labels.get("app").unwrap().to_string(), s.entries.len()))
+                    .collect()
+            })
+            .collect();
+        let want: Vec<Vec<(String, usize)>> = vec![
+            vec![("a".into(), 3)],
+            vec![("b".into(), 3)],
+            vec![("b".into(), 1), ("c".into(), 1)],
+        ];
+        assert_eq!(shape, want);
+        assert_eq!(
+            frame(&[], &[(5, Labels::from_pairs([("app", "a")]))]),
+            r#"{"streams":[],"dropped_entries":[{"timestamp":"5","labels":{"app":"a"}}]}"#
+        );
     }
 }
