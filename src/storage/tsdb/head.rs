@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 
 use super::postings::Postings;
 use super::record::Encoder;
-use super::series::{MemSeries, Placement};
+use super::series::{merge_dedup, MemSeries, Placement};
 use crate::model::{Exemplar, Labels, LabelsRef, Matcher, MetricMetadata, Tenant};
 use crate::storage::idmap::{DenseMap, IdHasher, IdMap};
 use crate::storage::{
@@ -459,6 +459,7 @@ impl TenantHead {
     // ---- reads ----
 
     /// Series matching the matchers with their samples in `[mint, maxt]`, sorted.
+    #[cfg(test)]
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let d = self.data.read();
         let mut out: Vec<SeriesSamples> = d
@@ -477,6 +478,51 @@ impl TenantHead {
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
+    }
+
+    /// Adds the head's samples of the series matching `matchers` to
+    /// `out`, label-sorted series read from the blocks: a series found
+    /// there gets the head's samples appended to its own vector (decoded
+    /// straight into it; the head wins on equal timestamps), others are
+    /// added; `out` stays sorted by labels.
+    pub fn append_selected(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<SeriesSamples>,
+    ) {
+        let d = self.data.read();
+        let from_blocks = out.len();
+        for id in &d.postings.select(matchers) {
+            let Some(s) = d.series.get(&id) else {
+                continue;
+            };
+            match out[..from_blocks].binary_search_by(|x| x.labels.cmp(&s.labels)) {
+                Ok(i) => {
+                    let v = &mut out[i].samples;
+                    let start = v.len();
+                    s.append_samples(mint, maxt, v);
+                    if start > 0 && v.len() > start && v[start - 1].t >= v[start].t {
+                        let head = v.split_off(start);
+                        *v = merge_dedup(&head, v);
+                    }
+                }
+                Err(_) => {
+                    let samples = s.samples(mint, maxt);
+                    if !samples.is_empty() {
+                        out.push(SeriesSamples {
+                            labels: s.labels.clone(),
+                            samples,
+                            histograms: vec![],
+                        });
+                    }
+                }
+            }
+        }
+        if out.len() > from_blocks {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
     }
 
     /// Label sets of matching series with samples in range, sorted.

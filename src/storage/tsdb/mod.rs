@@ -32,7 +32,6 @@ use parking_lot::RwLock;
 use self::block::{BlockStore, BlockStoreOptions};
 /// A hash map for integer and pre-hashed keys (shared with the log store).
 use self::head::{HeadLimits, TenantHead};
-use self::series::merge_dedup;
 use super::wal::{Wal, WalError};
 use super::{
     AppendOutcome, BatchRef, MetricsReader, MetricsWriter, SeriesSamples, StorageError, StoreAdmin,
@@ -283,48 +282,6 @@ impl MetricsWriter for Tsdb {
     }
 }
 
-/// Merges two label-sorted series lists; `primary` wins on equal timestamps.
-fn merge_series(primary: Vec<SeriesSamples>, secondary: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
-    if secondary.is_empty() {
-        return primary;
-    }
-    if primary.is_empty() {
-        return secondary;
-    }
-    let mut out = Vec::with_capacity(primary.len() + secondary.len());
-    let mut a = primary.into_iter().peekable();
-    let mut b = secondary.into_iter().peekable();
-    loop {
-        let ord = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.labels.cmp(&y.labels),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => return out,
-        };
-        match ord {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => out.extend(b.next()),
-            std::cmp::Ordering::Equal => {
-                let (x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
-                let samples = match (y.samples.last(), x.samples.first()) {
-                    // The usual case: the blocks end before the head starts.
-                    (Some(old), Some(new)) if old.t < new.t => {
-                        let mut s = y.samples;
-                        s.extend_from_slice(&x.samples);
-                        s
-                    }
-                    _ => merge_dedup(&x.samples, &y.samples),
-                };
-                out.push(SeriesSamples {
-                    samples,
-                    labels: x.labels,
-                    histograms: vec![],
-                });
-            }
-        }
-    }
-}
-
 /// Sorted union of the head's and the blocks' names or values.
 fn union(mut head: BTreeSet<String>, blocks: Vec<String>) -> Vec<String> {
     head.extend(blocks);
@@ -339,14 +296,13 @@ impl MetricsReader for Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let head = self
-            .head(tenant)
-            .map(|h| h.select(matchers, mint, maxt))
-            .unwrap_or_default();
-        Ok(merge_series(
-            head,
-            self.blocks.select(tenant, matchers, mint, maxt)?,
-        ))
+        // Blocks first, then the head's samples appended to the same
+        // vectors (the head wins on equal timestamps).
+        let mut out = self.blocks.select(tenant, matchers, mint, maxt)?;
+        if let Some(h) = self.head(tenant) {
+            h.append_selected(matchers, mint, maxt, &mut out);
+        }
+        Ok(out)
     }
 
     fn series(

@@ -162,29 +162,37 @@ impl MemSeries {
 
     /// Samples in `[mint, maxt]`, sorted, chunks outside the range not decoded.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
-        let mut in_order: Vec<Sample> = Vec::new();
+        let mut out = Vec::new();
+        self.append_samples(mint, maxt, &mut out);
+        out
+    }
+
+    /// Appends [`MemSeries::samples`] to `out` (decoding straight into it).
+    pub fn append_samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let start = out.len();
         for c in self.all_chunks() {
             if c.max_t() < mint || c.min_t() > maxt {
                 continue;
             }
-            in_order.extend(
+            out.extend(
                 c.iter()
                     .filter(|s| s.0 >= mint && s.0 <= maxt)
                     .map(|(t, v)| Sample::new(t, v)),
             );
         }
         if maxt < mint {
-            return in_order;
+            return;
         }
-        let ooo: Vec<Sample> = self
+        let mut ooo = self
             .ooo
             .range(mint..=maxt)
             .map(|(&t, &v)| Sample::new(t, v))
-            .collect();
-        if ooo.is_empty() {
-            return in_order;
+            .peekable();
+        if ooo.peek().is_none() {
+            return;
         }
-        merge_sorted(in_order, ooo)
+        let in_order = out.split_off(start);
+        out.extend(merge_sorted(in_order, ooo.collect()));
     }
 
     /// True when a sample lies in `[mint, maxt]`.

@@ -38,7 +38,7 @@ use std::hash::{BuildHasher, RandomState};
 use crate::model::Sample;
 use crate::storage::tsdb::chunk::{XorChunk, XorIter};
 
-use super::format::{decode_ints, encode_ints, put_uvarint, Decoder};
+use super::format::{decode_ints, decode_ints_with, encode_ints, put_uvarint, Decoder};
 
 /// Magic at the start of a `chunks` file.
 pub(crate) const MAGIC_CHUNKS: &[u8; 4] = b"STCK";
@@ -146,51 +146,69 @@ fn encode_packed(samples: &[Sample]) -> Option<Vec<u8>> {
 
 /// Decodes a chunk payload; `None` when it is malformed.
 pub(crate) fn decode_chunk(payload: &[u8]) -> Option<Vec<Sample>> {
+    let mut out = Vec::new();
+    append_chunk(payload, i64::MIN, i64::MAX, &mut out)?;
+    Some(out)
+}
+
+/// Appends the samples of a chunk payload with timestamps in `[mint,
+/// maxt]` to `out`; `None` when it is malformed (`out` may then hold part
+/// of it).
+fn append_chunk(payload: &[u8], mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Option<()> {
     let (&enc, body) = payload.split_first()?;
     match enc {
         ENC_XOR => {
             let mut it = XorIter::new(body);
-            let out: Vec<Sample> = it.by_ref().map(|(t, v)| Sample::new(t, v)).collect();
-            (!it.failed()).then_some(out)
+            out.extend(
+                it.by_ref()
+                    .filter(|&(t, _)| t >= mint && t <= maxt)
+                    .map(|(t, v)| Sample::new(t, v)),
+            );
+            (!it.failed()).then_some(())
         }
         ENC_PACKED => {
             let mut d = Decoder::new(body);
             let n = d.len(MAX_PACKED_SAMPLES)?;
             let ts = decode_ints(&mut d, n)?;
-            decode_values(&mut d, ts)
+            let e = d.u8()?;
+            append_values(&mut d, &ts, e, mint, maxt, out)
         }
         _ => None,
     }
 }
 
-/// Reads the exponent and values that follow a packed chunk's timestamps;
-/// the decoder must end with them.
-fn decode_values(d: &mut Decoder<'_>, ts: Vec<i64>) -> Option<Vec<Sample>> {
-    let e = d.u8()?;
-    decode_values_exp(d, ts, e)
-}
-
-/// [`decode_values`] with the exponent already read.
-fn decode_values_exp(d: &mut Decoder<'_>, ts: Vec<i64>, e: u8) -> Option<Vec<Sample>> {
-    let ms = decode_ints(d, ts.len())?;
-    if !d.is_empty() {
+/// Decodes the exponent-`e` values that follow a packed chunk's timestamps
+/// `ts` and appends the samples with timestamps in `[mint, maxt]` to `out`
+/// (no intermediate vectors); the decoder must end with them.
+fn append_values(
+    d: &mut Decoder<'_>,
+    ts: &[i64],
+    e: u8,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<Sample>,
+) -> Option<()> {
+    let raw = e == RAW_BITS;
+    if !raw && e > MAX_DECIMAL_EXP {
         return None;
     }
-    let out = if e == RAW_BITS {
-        ts.into_iter()
-            .zip(ms)
-            .map(|(t, m)| Sample::new(t, f64::from_bits(m as u64)))
-            .collect()
-    } else if e <= MAX_DECIMAL_EXP {
-        let scale = pow10(e);
-        ts.into_iter()
-            .zip(ms)
-            .map(|(t, m)| Sample::new(t, m as f64 / scale))
-            .collect()
-    } else {
-        return None;
-    };
-    Some(out)
+    let scale = pow10(if raw { 0 } else { e });
+    let inside = |t: i64| t >= mint && t <= maxt;
+    if ts.first().is_some_and(|&t| inside(t)) && ts.last().is_some_and(|&t| inside(t)) {
+        out.reserve(ts.len());
+    }
+    let mut times = ts.iter();
+    decode_ints_with(d, ts.len(), |m| {
+        if let Some(&t) = times.next().filter(|&&t| inside(t)) {
+            let v = if raw {
+                f64::from_bits(m as u64)
+            } else {
+                m as f64 / scale
+            };
+            out.push(Sample::new(t, v));
+        }
+    })?;
+    d.is_empty().then_some(())
 }
 
 /// Reads and decodes the chunk at `offset` of a `chunks` file (resolving a
@@ -208,7 +226,10 @@ pub(crate) fn read_chunk(file: &[u8], offset: u64) -> Result<Vec<Sample>, String
         .ok_or_else(malformed)?;
     let ts = decode_times(read_record(file, offset - back)?)
         .ok_or_else(|| format!("chunk at {offset}: bad timestamp column"))?;
-    decode_values(&mut d, ts).ok_or_else(malformed)
+    let e = d.u8().ok_or_else(malformed)?;
+    let mut out = Vec::new();
+    append_values(&mut d, &ts, e, i64::MIN, i64::MAX, &mut out).ok_or_else(malformed)?;
+    Ok(out)
 }
 
 /// Decodes an [`ENC_TIMES`] payload.
@@ -242,25 +263,48 @@ pub(crate) fn read_paged(file: &[u8], r: u64) -> Result<&[u8], String> {
     unreachable!("the loop returns at its last iteration")
 }
 
+/// Reads and decodes the timestamp column at reference `t` of a paged
+/// `chunks` file (one column serves every chunk that names it).
+pub(crate) fn read_times_paged(file: &[u8], t: u64) -> Result<Vec<i64>, String> {
+    decode_times(read_paged(file, t)?).ok_or_else(|| format!("bad timestamp column {t}"))
+}
+
 /// Reads and decodes chunk `r` of a paged `chunks` file; `times` is the
 /// reference of its timestamp column (from the index) when it has one.
+#[cfg(test)]
 pub(crate) fn read_chunk_paged(
     file: &[u8],
     r: u64,
     times: Option<u64>,
 ) -> Result<Vec<Sample>, String> {
+    let ts = times.map(|t| read_times_paged(file, t)).transpose()?;
+    let mut out = Vec::new();
+    append_chunk_paged(file, r, ts.as_deref(), i64::MIN, i64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the samples of chunk `r` of a paged `chunks` file with
+/// timestamps in `[mint, maxt]` to `out`, decoding straight into it;
+/// `times` is its decoded timestamp column when the index names one. On
+/// error `out` may hold part of the chunk.
+pub(crate) fn append_chunk_paged(
+    file: &[u8],
+    r: u64,
+    times: Option<&[i64]>,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), String> {
     let payload = read_paged(file, r)?;
     let malformed = || format!("chunk {r}: malformed");
     match (payload.split_first(), times) {
-        (Some((&enc, body)), Some(t))
+        (Some((&enc, body)), Some(ts))
             if (ENC_COLUMN..=ENC_COLUMN + MAX_DECIMAL_EXP).contains(&enc) =>
         {
-            let ts = decode_times(read_paged(file, t)?)
-                .ok_or_else(|| format!("chunk {r}: bad timestamp column {t}"))?;
             let mut d = Decoder::new(body);
-            decode_values_exp(&mut d, ts, enc - ENC_COLUMN).ok_or_else(malformed)
+            append_values(&mut d, ts, enc - ENC_COLUMN, mint, maxt, out).ok_or_else(malformed)
         }
-        (_, None) => decode_chunk(payload).ok_or_else(malformed),
+        (_, None) => append_chunk(payload, mint, maxt, out).ok_or_else(malformed),
         _ => Err(malformed()),
     }
 }

@@ -1,5 +1,7 @@
 //! One block directory: writing it atomically and reading it back.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,8 @@ use crate::model::{Labels, Sample};
 use crate::storage::{SeriesSamples, StorageError};
 
 use super::chunks::{
-    read_chunk, read_chunk_paged, ChunkWriter, CHUNK_SAMPLES, MAGIC_CHUNKS, PAGED_VERSION,
+    append_chunk_paged, read_chunk, read_times_paged, ChunkWriter, CHUNK_SAMPLES, MAGIC_CHUNKS,
+    PAGED_VERSION,
 };
 use super::index::{build_index, ChunkMeta, IndexReader, SeriesEntry};
 use super::BlockMeta;
@@ -308,31 +311,7 @@ impl Block {
         maxt: i64,
     ) -> Result<Vec<Sample>, StorageError> {
         let mut out = Vec::new();
-        for c in chunks.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
-            let samples = if self.chunks[4] >= PAGED_VERSION {
-                let times =
-                    match c.col {
-                        Some(k) => Some(self.index.column_ref(k).ok_or_else(|| {
-                            self.corrupt_index(format!("no timestamp column {k}"))
-                        })?),
-                        None => None,
-                    };
-                read_chunk_paged(&self.chunks, c.r, times)
-            } else {
-                read_chunk(&self.chunks, c.r)
-            }
-            .map_err(|r| corrupt(&self.chunks_path, r))?;
-            let inside = |s: &Sample| s.t >= mint && s.t <= maxt;
-            if out.is_empty() && samples.iter().all(inside) {
-                out = samples;
-            } else {
-                out.extend(samples.into_iter().filter(inside));
-            }
-        }
-        if !out.windows(2).all(|w| w[0].t < w[1].t) {
-            out.sort_by_key(|s| s.t);
-            out.dedup_by_key(|s| s.t);
-        }
+        BlockReader::new(self).append(chunks, mint, maxt, &mut out)?;
         Ok(out)
     }
 
@@ -364,5 +343,67 @@ impl Block {
             let samples = self.samples(&e.chunks, i64::MIN, i64::MAX)?;
             Ok((e.labels, samples))
         })
+    }
+}
+
+/// Reads series samples of one block, decoding each timestamp column once
+/// for every series that names it (a scrape target's series share their
+/// timestamps) and chunks straight into the caller's sample vector.
+pub(crate) struct BlockReader<'a> {
+    block: &'a Block,
+    /// Decoded timestamp columns by ordinal (version 6).
+    times: HashMap<u32, Vec<i64>>,
+}
+
+impl<'a> BlockReader<'a> {
+    pub(crate) fn new(block: &'a Block) -> BlockReader<'a> {
+        BlockReader {
+            block,
+            times: HashMap::new(),
+        }
+    }
+
+    /// Appends the samples of `chunks` inside `[mint, maxt]` to `out`,
+    /// decoding only overlapping chunks; what it appends is sorted with
+    /// unique timestamps (the first one kept).
+    pub(crate) fn append(
+        &mut self,
+        chunks: &[ChunkMeta],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), StorageError> {
+        let b = self.block;
+        let start = out.len();
+        let bad_chunks = |r: String| corrupt(&b.chunks_path, r);
+        for c in chunks.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
+            if b.chunks[4] < PAGED_VERSION {
+                let samples = read_chunk(&b.chunks, c.r).map_err(bad_chunks)?;
+                out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+                continue;
+            }
+            let times = match c.col {
+                Some(k) => Some(match self.times.entry(k) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => {
+                        let r = b
+                            .index
+                            .column_ref(k)
+                            .ok_or_else(|| b.corrupt_index(format!("no timestamp column {k}")))?;
+                        v.insert(read_times_paged(&b.chunks, r).map_err(bad_chunks)?)
+                    }
+                }),
+                None => None,
+            };
+            append_chunk_paged(&b.chunks, c.r, times.map(|t| &t[..]), mint, maxt, out)
+                .map_err(bad_chunks)?;
+        }
+        if !out[start..].windows(2).all(|w| w[0].t < w[1].t) {
+            let mut part = out.split_off(start);
+            part.sort_by_key(|s| s.t);
+            part.dedup_by_key(|s| s.t);
+            out.extend(part);
+        }
+        Ok(())
     }
 }

@@ -310,25 +310,59 @@ fn low_digits(base: u64) -> (usize, u64) {
     (h, p)
 }
 
-/// Calls `emit` with the `m` base-`base` digits of radix word `v`, least
+/// Division of 64-bit numbers by an invariant divisor (at least 2) as two
+/// multiplications by its 128-bit reciprocal `ceil(2^128 / d)`: exact for
+/// every 64-bit numerator (Lemire, Kaser and Kurz, "Faster remainder by
+/// direct computation", 2019: `F = 128 >= N + log2(d)`), where a `div`
+/// instruction per radix digit dominated block decoding.
+#[derive(Debug, Clone, Copy)]
+struct DivBy {
+    d: u64,
+    m: u128,
+}
+
+impl DivBy {
+    fn new(d: u64) -> DivBy {
+        debug_assert!(d >= 2);
+        DivBy {
+            d,
+            m: u128::MAX / u128::from(d) + 1,
+        }
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline]
+    fn div_rem(self, n: u64) -> (u64, u64) {
+        let n128 = u128::from(n);
+        let low = (u128::from(self.m as u64) * n128) >> 64;
+        let q = (((self.m >> 64) * n128 + low) >> 64) as u64;
+        (q, n - q * self.d)
+    }
+}
+
+/// Calls `emit` with the `m` base-`base.d` digits of radix word `v`, least
 /// significant first (the caller checked `v < base^m`). 128-bit divisions
 /// are slow: while `v` needs more than 64 bits, one of them splits off the
-/// low `low.0` digits (`low.1 = base^low.0`); the rest divide 64-bit numbers.
-fn radix_digits(mut v: u128, m: usize, base: u64, low: (usize, u64), mut emit: impl FnMut(u64)) {
+/// low `low.0` digits (`low.1 = base^low.0`); the rest divide 64-bit
+/// numbers by multiplication.
+fn radix_digits(mut v: u128, m: usize, base: DivBy, low: (usize, u64), mut emit: impl FnMut(u64)) {
     let mut left = m;
     while v >> 64 != 0 && left > low.0 {
-        let mut r = (v % u128::from(low.1)) as u64;
-        v /= u128::from(low.1);
+        let q = v / u128::from(low.1);
+        let mut r = (v - q * u128::from(low.1)) as u64;
+        v = q;
         for _ in 0..low.0 {
-            emit(r % base);
-            r /= base;
+            let (q, digit) = base.div_rem(r);
+            emit(digit);
+            r = q;
         }
         left -= low.0;
     }
     let mut v = v as u64;
     for _ in 0..left {
-        emit(v % base);
-        v /= base;
+        let (q, digit) = base.div_rem(v);
+        emit(digit);
+        v = q;
     }
 }
 
@@ -451,44 +485,61 @@ pub(crate) fn encode_ints(vals: &[i64], out: &mut Vec<u8>) {
 /// Decodes `n` integers written by [`encode_ints`], consuming the rest of
 /// `d`'s input when a bit stream follows.
 pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    decode_ints_with(d, n, |v| out.push(v))?;
+    Some(out)
+}
+
+/// [`decode_ints`] handing each integer to `emit` in order instead of
+/// collecting them (the block read path decodes straight into samples).
+/// On malformed input `emit` may have seen a prefix of the values.
+pub(crate) fn decode_ints_with(
+    d: &mut Decoder<'_>,
+    n: usize,
+    mut emit: impl FnMut(i64),
+) -> Option<()> {
     let mode = d.u8()?;
     let order = mode & !(ALL_ZERO | BUCKETED | SCALED | UNSIGNED | RADIX);
     let unsigned = mode & UNSIGNED != 0;
     if order != 1 && order != 2 {
         return None;
     }
-    let mut out = Vec::with_capacity(n.min(1 << 16));
     if n == 0 {
-        return Some(out);
+        return Some(());
     }
     let first = d.varint()?;
-    out.push(first);
+    emit(first);
+    let mut last = first;
     let mut delta = 0i64;
+    let mut done = 1;
     if order == 2 && n >= 2 {
         delta = d.varint()?;
-        out.push(first.wrapping_add(delta));
+        last = first.wrapping_add(delta);
+        emit(last);
+        done = 2;
     }
     let divisor = if mode & SCALED != 0 {
         d.uvarint()? as i64
     } else {
         1
     };
-    let nres = n - out.len();
-    let mut next = |r: u64, out: &mut Vec<i64>| {
+    let nres = n - done;
+    // One residual (as stored) to the next integer.
+    let mut next = |r: u64| {
         let r = if unsigned { r as i64 } else { unzigzag(r) }.wrapping_mul(divisor);
         if order == 2 {
             delta = delta.wrapping_add(r);
         } else {
             delta = r;
         }
-        let last = *out.last().unwrap_or(&0);
-        out.push(last.wrapping_add(delta));
+        last = last.wrapping_add(delta);
+        emit(last);
     };
     if mode & ALL_ZERO != 0 {
         for _ in 0..nres {
-            next(0, &mut out);
+            next(0);
         }
-        return Some(out);
+        return Some(());
     }
     if mode & RADIX != 0 {
         let lo = d.varint()?;
@@ -496,13 +547,14 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
         let back = |v: i64| if unsigned { v as u64 } else { zigzag(v) };
         if span == 0 {
             for _ in 0..nres {
-                next(back(lo), &mut out);
+                next(back(lo));
             }
-            return Some(out);
+            return Some(());
         }
         let base = u128::from(span) + 1;
         let (k, full) = radix_word(base);
         let low = low_digits(span + 1);
+        let div = DivBy::new(span + 1);
         let mut r = BitReader::new(d.rest());
         let mut left = nres;
         while left > 0 {
@@ -512,13 +564,13 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
             if v >= p {
                 return None;
             }
-            radix_digits(v, m, span + 1, low, |digit| {
-                next(back(lo.wrapping_add(digit as i64)), &mut out)
+            radix_digits(v, m, div, low, |digit| {
+                next(back(lo.wrapping_add(digit as i64)))
             });
             left -= m;
         }
         d.bytes(r.pos.div_ceil(8))?;
-        return Some(out);
+        return Some(());
     }
     let rest = d.rest();
     let mut r = BitReader::new(rest);
@@ -526,7 +578,7 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
     if mode & BUCKETED != 0 {
         for _ in 0..nres {
             let v = read_bucketed(&mut r)?;
-            next(v, &mut out);
+            next(v);
         }
         left = 0;
     }
@@ -537,12 +589,12 @@ pub(crate) fn decode_ints(d: &mut Decoder<'_>, n: usize) -> Option<Vec<i64>> {
         }
         for _ in 0..left.min(GROUP) {
             let v = r.read(width)?;
-            next(v, &mut out);
+            next(v);
         }
         left -= left.min(GROUP);
     }
     d.bytes(r.pos.div_ceil(8))?;
-    Some(out)
+    Some(())
 }
 
 #[cfg(test)]
@@ -589,6 +641,38 @@ mod tests {
                 assert!(buf[0] & RADIX != 0, "noise in a range packs by radix");
             }
             assert_eq!(d.u8(), Some(0xAB), "decoder consumed exactly its bytes");
+        }
+    }
+
+    #[test]
+    fn division_by_reciprocal_is_exact() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut divisors = vec![
+            2,
+            3,
+            7,
+            10,
+            17,
+            1 << 32,
+            (1 << 62) + 1,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        divisors.extend((0..200).map(|i| 2 + (rnd() >> (i % 63))));
+        for d in divisors.into_iter().filter(|&d| d >= 2) {
+            let div = DivBy::new(d);
+            let mut ns = vec![0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1];
+            ns.extend((0..200).map(|i| rnd() >> (i % 64)));
+            ns.extend((1..50).map(|k| d.wrapping_mul(k).wrapping_sub(k % 2)));
+            for n in ns {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
         }
     }
 

@@ -323,11 +323,13 @@ fn decode_series(
     version: u8,
     sym_count: u64,
     columns: &[Column],
-) -> Option<Vec<ChunkMeta>> {
+    chunks: &mut Vec<ChunkMeta>,
+) -> Option<()> {
     read_labels(d, &mut prev.labels, version, sym_count)?;
     let delta = version >= DELTA_VERSION;
     let nc = d.len(d.rest().len())?;
-    let mut chunks = Vec::with_capacity(nc);
+    chunks.clear();
+    chunks.reserve(nc);
     let (mut prev_max, mut prev_ref) = (0i64, if delta { prev.last_ref } else { 0 });
     for i in 0..nc {
         let tag = if version >= COLUMN_VERSION {
@@ -375,7 +377,7 @@ fn decode_series(
         (prev_max, prev_ref) = (max_t, r);
     }
     prev.last_ref = prev_ref;
-    Some(chunks)
+    Some(())
 }
 
 /// One entry of the term dictionary.
@@ -401,6 +403,77 @@ pub(crate) struct IndexReader {
 }
 
 type R<T> = Result<T, String>;
+
+/// Reads series entries of an index: a series encoded against its
+/// neighbour is decoded from the entry the cursor stands on when it lies in
+/// the same restart run, so a select walking matching ids in order decodes
+/// each entry once (and its chunk metas into one reused vector).
+pub(crate) struct SeriesCursor<'a> {
+    idx: &'a IndexReader,
+    d: Decoder<'a>,
+    prev: Prev,
+    /// Id of the entry `d` stands on.
+    next: usize,
+    chunks: Vec<ChunkMeta>,
+}
+
+impl SeriesCursor<'_> {
+    /// Moves to series `id`.
+    pub(crate) fn seek(&mut self, id: u32) -> R<()> {
+        let idx = self.idx;
+        let id = id as usize;
+        let Some(&at) = idx.series.get(id) else {
+            return Err(bad("series id"));
+        };
+        let first = if idx.version >= DELTA_VERSION {
+            id - id % RESTART
+        } else {
+            id
+        };
+        if !(self.next > first && self.next <= id) {
+            let start = if first == id { at } else { idx.series[first] };
+            self.d = Decoder::new(&idx.bytes()[start..]);
+            self.prev = Prev::default();
+            self.next = first;
+        }
+        while self.next <= id {
+            let at = self.next;
+            // A failed entry leaves the cursor to restart at the next seek.
+            self.next = usize::MAX;
+            decode_series(
+                &mut self.d,
+                &mut self.prev,
+                idx.version,
+                idx.symbols.len() as u64,
+                &idx.columns,
+                &mut self.chunks,
+            )
+            .ok_or_else(|| bad("series"))?;
+            self.next = at + 1;
+        }
+        Ok(())
+    }
+
+    /// The chunk metas of the series sought last.
+    pub(crate) fn chunks(&self) -> &[ChunkMeta] {
+        &self.chunks
+    }
+
+    /// The labels of the series sought last.
+    pub(crate) fn labels(&self) -> R<Labels> {
+        let idx = self.idx;
+        let mut labels = Vec::with_capacity(self.prev.labels.len());
+        for &(n, v) in &self.prev.labels {
+            labels.push(Label::new(idx.symbol(n as u32)?, idx.symbol(v as u32)?));
+        }
+        if labels.windows(2).any(|w| w[0].name >= w[1].name)
+            || labels.iter().any(|l| l.value.is_empty())
+        {
+            return Err(bad("series labels"));
+        }
+        Ok(Labels::from_sorted(labels))
+    }
+}
 
 fn bad(what: &str) -> String {
     format!("malformed {what}")
@@ -484,12 +557,13 @@ impl IndexReader {
         let mut series = Vec::with_capacity(n);
         let delta = version >= DELTA_VERSION;
         let mut prev = Prev::default();
+        let mut chunks = Vec::new();
         for id in 0..n {
             series.push(ss + d.pos());
             if !delta || id % RESTART == 0 {
                 prev = Prev::default();
             }
-            decode_series(&mut d, &mut prev, version, sym_count, &columns)
+            decode_series(&mut d, &mut prev, version, sym_count, &columns, &mut chunks)
                 .ok_or_else(|| bad("series"))?;
         }
 
@@ -569,41 +643,24 @@ impl IndexReader {
 
     /// Labels and chunk metas of series `id`.
     pub(crate) fn series(&self, id: u32) -> R<SeriesEntry> {
-        if id as usize >= self.series.len() {
-            return Err(bad("series id"));
-        }
-        let first = if self.version >= DELTA_VERSION {
-            id as usize - id as usize % RESTART
-        } else {
-            id as usize
-        };
-        // Decode from the restart point up to `id`.
-        let mut d = Decoder::new(&self.bytes()[self.series[first]..]);
-        let mut prev = Prev::default();
-        let mut chunks = Vec::new();
-        for _ in first..=id as usize {
-            chunks = decode_series(
-                &mut d,
-                &mut prev,
-                self.version,
-                self.symbols.len() as u64,
-                &self.columns,
-            )
-            .ok_or_else(|| bad("series"))?;
-        }
-        let mut labels = Vec::with_capacity(prev.labels.len());
-        for &(n, v) in &prev.labels {
-            labels.push(Label::new(self.symbol(n as u32)?, self.symbol(v as u32)?));
-        }
-        if labels.windows(2).any(|w| w[0].name >= w[1].name)
-            || labels.iter().any(|l| l.value.is_empty())
-        {
-            return Err(bad("series labels"));
-        }
+        let mut c = self.cursor();
+        c.seek(id)?;
         Ok(SeriesEntry {
-            labels: Labels::from_sorted(labels),
-            chunks,
+            labels: c.labels()?,
+            chunks: c.chunks().to_vec(),
         })
+    }
+
+    /// A cursor over the series entries (cheapest when sought by
+    /// increasing id).
+    pub(crate) fn cursor(&self) -> SeriesCursor<'_> {
+        SeriesCursor {
+            idx: self,
+            d: Decoder::new(&[]),
+            prev: Prev::default(),
+            next: 0,
+            chunks: Vec::new(),
+        }
     }
 
     /// Label names present in the block, sorted.
@@ -744,6 +801,24 @@ mod tests {
                     want.iter_mut().for_each(|c| c.col = None);
                 }
                 assert_eq!(got.chunks, want, "version {version} id {id}");
+            }
+            // One cursor sought forwards with gaps of every size (inside
+            // a restart run, across runs), then backwards, agrees with
+            // random access.
+            for gap in [1, 2, 5, 15, 16, 17, 40] {
+                let mut c = r.cursor();
+                let ids: Vec<u32> = (0..series.len() as u32).step_by(gap).collect();
+                for &id in ids.iter().chain(ids.iter().rev()) {
+                    c.seek(id).unwrap();
+                    let want = r.series(id).unwrap();
+                    assert_eq!(
+                        c.labels().unwrap(),
+                        want.labels,
+                        "version {version} id {id}"
+                    );
+                    assert_eq!(c.chunks(), &want.chunks[..], "version {version} id {id}");
+                }
+                assert!(c.seek(series.len() as u32).is_err());
             }
         }
     }

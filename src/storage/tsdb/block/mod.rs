@@ -30,7 +30,8 @@ use crate::storage::{
     merge_label_names, merge_label_values, MetricsReader, SeriesSamples, StorageError,
 };
 
-use dir::{write_block_dir, Block, BlockSpec, TMP_PREFIX};
+use dir::{write_block_dir, Block, BlockReader, BlockSpec, TMP_PREFIX};
+use index::SeriesCursor;
 
 pub use dir::FORMAT_VERSION;
 
@@ -370,23 +371,32 @@ impl BlockStore {
         self.blocks.read().values().flatten().map(|b| b.bytes).sum()
     }
 
-    /// Calls `f` with each block overlapping the range and the ids of its
-    /// series matching `matchers`.
+    /// Calls `f` with each block overlapping the range and a cursor standing
+    /// on each of its series matching `matchers` that has a chunk
+    /// overlapping the range, in id (label) order.
     fn each_match(
         &self,
         tenant: &Tenant,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        f: &mut dyn FnMut(&Block, u32) -> Result<(), StorageError>,
+        f: &mut dyn FnMut(&Block, &SeriesCursor<'_>) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         for b in self
             .snapshot(tenant)
             .iter()
             .filter(|b| b.overlaps(mint, maxt))
         {
+            let mut cursor = b.index.cursor();
             for id in &query::matching_series(b, matchers)? {
-                f(b, id)?;
+                cursor.seek(id).map_err(|r| b.corrupt_index(r))?;
+                if cursor
+                    .chunks()
+                    .iter()
+                    .any(|c| c.max_t >= mint && c.min_t <= maxt)
+                {
+                    f(b, &cursor)?;
+                }
             }
         }
         Ok(())
@@ -401,10 +411,10 @@ impl BlockStore {
         maxt: i64,
     ) -> Result<BTreeSet<Labels>, StorageError> {
         let mut out = BTreeSet::new();
-        self.each_match(tenant, matchers, mint, maxt, &mut |b, id| {
-            let e = b.series(id)?;
-            if !out.contains(&e.labels) && b.has_samples(&e.chunks, mint, maxt)? {
-                out.insert(e.labels);
+        self.each_match(tenant, matchers, mint, maxt, &mut |b, c| {
+            let labels = c.labels().map_err(|r| b.corrupt_index(r))?;
+            if !out.contains(&labels) && b.has_samples(c.chunks(), mint, maxt)? {
+                out.insert(labels);
             }
             Ok(())
         })?;
@@ -412,7 +422,38 @@ impl BlockStore {
     }
 }
 
+/// One series' samples gathered from the blocks, oldest block first.
+#[derive(Default)]
+struct Gathered {
+    samples: Vec<Sample>,
+    /// A block's samples did not all follow the previous blocks' ones.
+    overlap: bool,
+}
+
+/// Grows a series' first part (from its oldest block) once, to hold the
+/// rest of the range at the part's sampling rate (the later blocks' and
+/// the head's samples), when the series runs to the end of its block.
+fn reserve_rest(samples: &mut Vec<Sample>, block_end: i64, maxt: i64) {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return;
+    };
+    let n = samples.len() as i128;
+    let span = i128::from(last.t) - i128::from(first.t);
+    if n < 2 || span <= 0 {
+        return;
+    }
+    let interval = span / (n - 1);
+    let rest = i128::from(maxt) - i128::from(last.t);
+    if i128::from(block_end) - i128::from(last.t) > 2 * interval || rest <= 0 {
+        return;
+    }
+    samples.reserve((rest / interval.max(1)).min(n * 64) as usize);
+}
+
 impl MetricsReader for BlockStore {
+    /// Decodes every block's chunks straight into one sample vector per
+    /// series (blocks are time-ordered, so their parts usually just follow
+    /// each other), each block's timestamp columns once per select.
     fn select(
         &self,
         tenant: &Tenant,
@@ -420,21 +461,44 @@ impl MetricsReader for BlockStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let mut found: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
-        self.each_match(tenant, matchers, mint, maxt, &mut |b, id| {
-            let e = b.series(id)?;
-            let samples = b.samples(&e.chunks, mint, maxt)?;
-            if !samples.is_empty() {
-                found.entry(e.labels).or_default().push(samples);
+        let mut found: BTreeMap<Labels, Gathered> = BTreeMap::new();
+        let snapshot = self.snapshot(tenant);
+        for b in snapshot.iter().filter(|b| b.overlaps(mint, maxt)) {
+            let mut rd = BlockReader::new(b);
+            let mut cursor = b.index.cursor();
+            for id in &query::matching_series(b, matchers)? {
+                cursor.seek(id).map_err(|r| b.corrupt_index(r))?;
+                let chunks = cursor.chunks();
+                if !chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt) {
+                    continue;
+                }
+                let labels = cursor.labels().map_err(|r| b.corrupt_index(r))?;
+                let g = found.entry(labels).or_default();
+                let start = g.samples.len();
+                rd.append(chunks, mint, maxt, &mut g.samples)?;
+                if start == 0 {
+                    reserve_rest(&mut g.samples, b.meta.max_t, maxt);
+                }
+                if start > 0
+                    && g.samples.len() > start
+                    && g.samples[start - 1].t >= g.samples[start].t
+                {
+                    g.overlap = true;
+                }
             }
-            Ok(())
-        })?;
+        }
         Ok(found
             .into_iter()
-            .map(|(labels, parts)| SeriesSamples {
-                labels,
-                samples: query::merge_samples(parts),
-                histograms: vec![],
+            .filter(|(_, g)| !g.samples.is_empty())
+            .map(|(labels, mut g)| {
+                if g.overlap {
+                    query::keep_last_per_timestamp(&mut g.samples);
+                }
+                SeriesSamples {
+                    labels,
+                    samples: g.samples,
+                    histograms: vec![],
+                }
             })
             .collect())
     }

@@ -98,11 +98,18 @@ pub(crate) fn merge_samples(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
         all.extend_from_slice(&p);
     }
     if !disjoint {
-        // Stable: for equal timestamps the later part stays later; keep it.
-        all.sort_by_key(|s| s.t);
-        all.reverse();
-        all.dedup_by_key(|s| s.t);
-        all.reverse();
+        keep_last_per_timestamp(&mut all);
     }
     all
+}
+
+/// Sorts parts appended one after another (each sorted, unique timestamps)
+/// by time, keeping one sample per timestamp: the one appended last (the
+/// later block wins).
+pub(crate) fn keep_last_per_timestamp(all: &mut Vec<Sample>) {
+    // Stable: for equal timestamps the later part stays later; keep it.
+    all.sort_by_key(|s| s.t);
+    all.reverse();
+    all.dedup_by_key(|s| s.t);
+    all.reverse();
 }
