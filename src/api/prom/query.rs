@@ -368,6 +368,7 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
                 warnings.push("results truncated due to limit".into());
             }
             data.push_str(r#""matrix","result":["#);
+            let mut ts = json::TsWriter::default();
             for (i, s) in m.iter().enumerate() {
                 if i > 0 {
                     data.push(',');
@@ -380,7 +381,7 @@ fn render(out: QueryOutput, limit: usize, stats: bool) -> Response {
                         if j > 0 {
                             data.push(',');
                         }
-                        json::write_point(&mut data, p.t, p.v);
+                        ts.write_point(&mut data, p.t, p.v);
                     }
                     data.push(']');
                 }

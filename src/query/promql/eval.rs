@@ -459,6 +459,34 @@ impl<'a> Evaluator<'a> {
             let mut j = 0;
             let mut k = 0;
             let mut any = false;
+            if raw.hists.is_empty() && !smoothed && !timestamps {
+                // Floats only, as read (the common case): the loop below
+                // without its histogram and interpolation branches.
+                let s = &raw.samples;
+                for i in 0..n {
+                    let t = at.unwrap_or_else(|| r.t(i)) - off;
+                    while j < s.len() && s[j].t <= t {
+                        j += 1;
+                    }
+                    let v = j
+                        .checked_sub(1)
+                        .map(|j| s[j])
+                        .filter(|p| p.t > t - self.lookback && !is_stale_nan(p.v))
+                        .map(|p| p.v);
+                    any |= v.is_some();
+                    held += v.is_some() as usize;
+                    vals.push(v);
+                }
+                if any {
+                    out.push(Series {
+                        labels: raw.labels,
+                        drop_name: false,
+                        vals,
+                        hvals,
+                    });
+                }
+                continue;
+            }
             for i in 0..n {
                 let t = at.unwrap_or_else(|| r.t(i)) - off;
                 while j < raw.samples.len() && raw.samples[j].t <= t {

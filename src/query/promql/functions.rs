@@ -719,7 +719,7 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
         scalar_param(ev, args, 1, r)?
     };
     let p1 = scalar_param(ev, args, 2, r)?;
-    let arg: RangeArg = ev.eval_range_arg(marg, r)?;
+    let mut arg: RangeArg = ev.eval_range_arg(marg, r)?;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     if let Some(mode) = arg.mode {
         return super::extended::anchored_or_smoothed(ev, name, mode, &arg, r);
@@ -900,7 +900,10 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
     let mut held = 0;
     // Only native-histogram annotations need the position: made on demand.
     let mut pos: Option<String> = None;
-    for s in &arg.series {
+    let released: usize = arg.series.iter().map(|s| s.samples.len()).sum();
+    // Each series' labels move into its result (no copy per series).
+    let series: Vec<super::eval::Raw> = std::mem::take(&mut arg.series);
+    for s in series {
         let mut vals: Vec<Option<f64>> = Vec::with_capacity(n);
         let mut hvals: Vec<Option<H>> = vec![];
         let metric = s.labels.metric_name().unwrap_or("");
@@ -930,7 +933,7 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
             push_out(&mut vals, &mut hvals, n, i, o);
         }
         let series = Series {
-            labels: s.labels.clone(),
+            labels: s.labels,
             drop_name: s.drop_name || !keep_name,
             vals,
             hvals,
@@ -943,7 +946,6 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
             ev.check_deadline()?;
         }
     }
-    let released: usize = arg.series.iter().map(|s| s.samples.len()).sum();
     ev.release(released);
     ev.hold(held)?;
     Ok(Val::Vector(out))
