@@ -7,7 +7,7 @@
 //! bucket may have a zero count (as written by the client) until
 //! [`FloatHistogram::compact`] drops it. Spans only appear in wire formats.
 
-use super::format_float;
+use super::{format_float, format_float_g};
 use std::fmt;
 
 /// The schema number of histograms with custom bucket bounds.
@@ -218,6 +218,39 @@ impl FloatHistogram {
                 upper_inclusive: true,
             });
         }
+        out
+    }
+
+    /// Prometheus's `FloatHistogram.String()`, which `count_values` uses
+    /// as a label value: `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2,
+    /// (1,2]:2}`, non-empty buckets in ascending order, numbers as Go's `%g`.
+    pub fn go_string(&self) -> String {
+        let g = format_float_g;
+        let mut out = format!("{{count:{}, sum:{}", g(self.count), g(self.sum));
+        let mut put = |b: &Bucket| {
+            let open = if b.lower_inclusive { '[' } else { '(' };
+            let close = if b.upper_inclusive { ']' } else { ')' };
+            let (lo, hi, c) = (g(b.lower), g(b.upper), g(b.count));
+            out.push_str(&format!(", {open}{lo},{hi}{close}:{c}"));
+        };
+        let all = self.buckets();
+        let is_zero = |b: &&Bucket| b.lower_inclusive && b.upper_inclusive;
+        let (negative, positive) = all
+            .iter()
+            .filter(|b| !is_zero(b) && b.count != 0.0)
+            .partition::<Vec<&Bucket>, _>(|b| b.lower_inclusive);
+        negative.into_iter().for_each(&mut put);
+        if self.zero_count != 0.0 {
+            put(&Bucket {
+                lower: -self.zero_threshold,
+                upper: self.zero_threshold,
+                count: self.zero_count,
+                lower_inclusive: true,
+                upper_inclusive: true,
+            });
+        }
+        positive.into_iter().for_each(&mut put);
+        out.push('}');
         out
     }
 

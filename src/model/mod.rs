@@ -20,6 +20,7 @@ pub use histogram::{
 pub use labels::{Label, Labels, LabelsBuilder, LabelsRef, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{
-    format_float, is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample, STALE_NAN_BITS,
+    format_float, format_float_g, is_stale_nan, Exemplar, MetricMetadata, MetricType, Sample,
+    STALE_NAN_BITS,
 };
 pub use tenant::{Tenant, DEFAULT_TENANT, TENANT_HEADER};

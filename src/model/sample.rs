@@ -22,6 +22,24 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
+/// A float as Go's `%g` (and `%v`) writes it: the shortest digits, in
+/// exponent form (`1e+06`, `2.5e-05`) when the exponent is below -4 or at
+/// least 6; `+Inf`/`-Inf`/`NaN`.
+pub fn format_float_g(v: f64) -> String {
+    if !v.is_finite() {
+        return format_float(v);
+    }
+    let sci = format!("{v:e}");
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        format!("{v}")
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    }
+}
+
 /// One float sample: a millisecond timestamp and a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -122,5 +140,26 @@ mod tests {
         assert!(is_stale_nan(f64::from_bits(STALE_NAN_BITS)));
         assert!(!is_stale_nan(f64::NAN));
         assert!(f64::from_bits(STALE_NAN_BITS).is_nan());
+    }
+
+    #[test]
+    fn go_g_format() {
+        for (v, want) in [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (6.0, "6"),
+            (100000.0, "100000"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e100, "1e+100"),
+            (0.001, "0.001"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(format_float_g(v), want, "{v}");
+        }
     }
 }

@@ -167,6 +167,15 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
     match op.as_str() {
         "topk" | "bottomk" | "limitk" | "limit_ratio" => {
             let param = param.unwrap_or_else(|| vec![f64::NAN; n]);
+            let out_of_range = param.iter().find(|p| **p < -1.0 || **p > 1.0);
+            if let (Some(&p), "limit_ratio") = (out_of_range, op.as_str()) {
+                let pos = a.param.as_deref().map(|e| ev.pos(e)).unwrap_or_default();
+                ev.warn(format!(
+                    "ratio value should be between -1 and 1, got {}, capping to {} {pos}",
+                    go_g(p),
+                    if p < 0.0 { -1 } else { 1 }
+                ));
+            }
             let pos = ev.pos(&a.expr);
             select_k(ev, &op, &input, &groups, &param, r, &pos)
         }
@@ -190,22 +199,26 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Steps) -
             for ((key, members), &drop_name) in groups.iter().zip(&gdrop) {
                 for i in 0..n {
                     for &si in members {
-                        if let Some(v) = input[si].vals[i] {
-                            let mut b = LabelsBuilder::new(key);
-                            b.set(label.clone(), go_f(v));
-                            let l = b.labels();
-                            let oi = *idx.entry(l.clone()).or_insert_with(|| {
-                                out.push(Series {
-                                    hvals: vec![],
-                                    labels: l,
-                                    drop_name,
-                                    vals: vec![None; n],
-                                });
-                                out.len() - 1
+                        let h = input[si].hvals.get(i).and_then(Option::as_ref);
+                        let value = match (input[si].vals[i], h) {
+                            (Some(v), _) => go_f(v),
+                            (None, Some(h)) => h.go_string(),
+                            (None, None) => continue,
+                        };
+                        let mut b = LabelsBuilder::new(key);
+                        b.set(label.clone(), value);
+                        let l = b.labels();
+                        let oi = *idx.entry(l.clone()).or_insert_with(|| {
+                            out.push(Series {
+                                hvals: vec![],
+                                labels: l,
+                                drop_name,
+                                vals: vec![None; n],
                             });
-                            let slot = &mut out[oi].vals[i];
-                            *slot = Some(slot.unwrap_or(0.0) + 1.0);
-                        }
+                            out.len() - 1
+                        });
+                        let slot = &mut out[oi].vals[i];
+                        *slot = Some(slot.unwrap_or(0.0) + 1.0);
                     }
                 }
             }
@@ -361,15 +374,6 @@ fn select_k(
             )));
         }
         let _ = i;
-    }
-    if op == "limit_ratio" {
-        if let Some(p) = param.iter().find(|p| **p < -1.0 || **p > 1.0) {
-            ev.warn(format!(
-                "ratio value should be between -1 and 1, got {}, capping to {}",
-                go_g(*p),
-                if *p < 0.0 { -1 } else { 1 }
-            ));
-        }
     }
     let limit = matches!(op, "limitk" | "limit_ratio");
     let mut ignored = false;

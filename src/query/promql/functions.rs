@@ -182,7 +182,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
                         *v = if hi[i] < lo[i] {
                             None
                         } else {
-                            Some(lo[i].max(hi[i].min(x)))
+                            Some(go_max(lo[i], go_min(hi[i], x)))
                         };
                     }
                 }
@@ -191,21 +191,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, r: &Steps) -> Result<Val> 
         }
         "clamp_min" => {
             let lo = ev.eval_scalar(args[1], r)?;
-            map_vector(
-                ev,
-                args[0],
-                r,
-                |i, v| if v.is_nan() { v } else { lo[i].max(v) },
-            )
+            map_vector(ev, args[0], r, |i, v| go_max(lo[i], v))
         }
         "clamp_max" => {
             let hi = ev.eval_scalar(args[1], r)?;
-            map_vector(
-                ev,
-                args[0],
-                r,
-                |i, v| if v.is_nan() { v } else { hi[i].min(v) },
-            )
+            map_vector(ev, args[0], r, |i, v| go_min(hi[i], v))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
@@ -363,14 +353,24 @@ pub(crate) fn merge_same_labels(vs: Vec<Series>) -> Result<Vec<Series>> {
         match idx.get(&(s.labels.clone(), s.drop_name)) {
             Some(&i) => {
                 let o = &mut out[i];
-                for (a, b) in o.vals.iter_mut().zip(s.vals) {
-                    if b.is_some() {
-                        if a.is_some() {
-                            return Err(QueryError::Execution(
-                                "vector cannot contain metrics with the same labelset".into(),
-                            ));
-                        }
-                        *a = b;
+                let n = o.vals.len();
+                if !s.hvals.is_empty() && o.hvals.is_empty() {
+                    o.hvals = vec![None; n];
+                }
+                let mut hs = s.hvals.into_iter();
+                for (k, b) in s.vals.into_iter().enumerate() {
+                    let h = hs.next().flatten();
+                    if b.is_none() && h.is_none() {
+                        continue;
+                    }
+                    if o.present(k) {
+                        return Err(QueryError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    o.vals[k] = b;
+                    if h.is_some() {
+                        o.hvals[k] = h;
                     }
                 }
             }
@@ -949,4 +949,26 @@ fn range_function(ev: &mut Evaluator, c: &Call, args: &[&Expr], r: &Steps) -> Re
     ev.release(released);
     ev.hold(held)?;
     Ok(Val::Vector(out))
+}
+
+/// Go's `math.Max`: +Inf wins over NaN, NaN over numbers, +0 over -0.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && y == 0.0 {
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
+    } else {
+        x.max(y)
+    }
+}
+
+/// Go's `math.Min`: -Inf wins over NaN, NaN over numbers, -0 over +0.
+fn go_min(x: f64, y: f64) -> f64 {
+    -go_max(-x, -y)
 }
