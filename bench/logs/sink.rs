@@ -70,10 +70,17 @@ pub struct InProcess {
 impl InProcess {
     pub fn open(dir: &Path) -> InProcess {
         let opts = LogStoreOptions::default();
+        InProcess::over(Arc::new(
+            LogStore::open(dir, opts.clone()).expect("open store"),
+        ))
+    }
+
+    /// Queries (and pushes) through a store already open.
+    pub fn over(store: Arc<LogStore>) -> InProcess {
         InProcess {
-            store: Arc::new(LogStore::open(dir, opts.clone()).expect("open store")),
+            store,
             tenant: Tenant::new("bench").unwrap(),
-            opts,
+            opts: LogStoreOptions::default(),
             writing: std::sync::Mutex::new(0.0),
         }
     }

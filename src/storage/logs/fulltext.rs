@@ -268,10 +268,12 @@ impl<'a> Builder<'a> {
         let mut dict: Vec<Term<'a>> = Vec::new();
         let mut rare: Vec<(Term<'a>, Vec<u32>)> = Vec::new();
         let terms = self.terms.values();
+        let pair_bits = rare_pair_bits(self.blocks, settings);
         for t in terms.chain(self.clashing_terms.values()) {
             let blocks = blocks_of(t);
             if t.text.len() <= settings.rare_max_len
                 && blocks.len() <= settings.rare_max_blocks as usize
+                && rare_is_smaller(t.text.len(), blocks.len(), pair_bits)
             {
                 rare.push((*t, blocks));
             } else {
@@ -360,6 +362,22 @@ struct RareBlocks {
     fp_bits: u32,
     block_bits: u32,
     max_blocks: u32,
+}
+
+/// Bits a (token, block) pair takes in the rare-token function of a
+/// segment of `blocks` blocks, ×8 (the function's 1.125 overhead: 9/8).
+fn rare_pair_bits(blocks: u32, s: Settings) -> usize {
+    let block_bits = width_for(blocks.saturating_sub(1));
+    (block_bits + s.fingerprint_bits.min(32 - block_bits)) as usize * 9
+}
+
+/// True when a token of `len` bytes in `blocks` blocks takes fewer bytes in
+/// the rare-token function (`pair_bits` ×8 per block) than in the
+/// dictionary, estimated at 4 bits per term byte once compressed (sorted
+/// terms share prefixes), a byte of framing, and a byte per posting (all ×8).
+/// A token in one block always goes to the function.
+fn rare_is_smaller(len: usize, blocks: usize, pair_bits: usize) -> bool {
+    blocks <= 1 || blocks * pair_bits <= 8 * (4 * len + 8 + 8 * blocks)
 }
 
 /// The key of the `i`th block of a token with hash `h`.
