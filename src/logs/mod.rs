@@ -53,6 +53,22 @@ pub struct Stream {
 pub struct LineHint {
     /// Case-sensitive substrings every returned line must contain.
     pub must_contain: Vec<String>,
+    /// What the query reads of each line.
+    pub need: LineNeed,
+}
+
+/// What a query reads of each line, so a store may skip rebuilding lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LineNeed {
+    /// The text (every query that filters, parses or returns lines).
+    #[default]
+    Text,
+    /// Only its length in bytes (`bytes_over_time` with no stages): a store
+    /// may return any line of that length.
+    Length,
+    /// Neither (`count_over_time` with no stages): a store may return
+    /// empty lines.
+    Nothing,
 }
 
 impl LineHint {
@@ -384,6 +400,7 @@ mod tests {
         assert_eq!(lines, ["alpha", "beta"]);
         let hint = LineHint {
             must_contain: vec!["et".into()],
+            ..LineHint::default()
         };
         let got = m
             .select(

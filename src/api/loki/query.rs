@@ -16,7 +16,7 @@ use super::{request, run_query, LokiError, LokiState};
 use crate::api::prom::json::json_response;
 use crate::api::prom::params::Form;
 use crate::config::LokiConfig;
-use crate::logs::{LogReadError, LogReader, LogSelect, Stream};
+use crate::logs::{LineHint, LineNeed, LogReadError, LogReader, LogSelect, Stream};
 use crate::model::Tenant;
 use crate::query::logql::eval::{EngineLimits, Partial, ReadPlan};
 use crate::query::logql::{
@@ -76,7 +76,22 @@ impl Metered {
 impl LogReader for Metered {
     fn select(&self, tenant: &Tenant, sel: &LogSelect<'_>) -> Result<Vec<Stream>, LogReadError> {
         self.check_deadline()?;
-        let out = self.inner.select(tenant, sel)?;
+        // The bytes read are counted from the lines: their lengths at least.
+        let hint;
+        let out = match sel.hint.need {
+            LineNeed::Nothing => {
+                hint = LineHint {
+                    need: LineNeed::Length,
+                    ..sel.hint.clone()
+                };
+                let sel = LogSelect {
+                    hint: &hint,
+                    ..*sel
+                };
+                self.inner.select(tenant, &sel)?
+            }
+            _ => self.inner.select(tenant, sel)?,
+        };
         let bytes: u64 = out
             .iter()
             .flat_map(|s| s.entries.iter())

@@ -9,7 +9,7 @@ use super::ast::*;
 use super::pipeline::{line_hint, Pipeline, ERROR_DETAILS_LABEL, ERROR_LABEL};
 use super::vector::{self, Sample, Vector};
 use super::{parse, ParseError};
-use crate::logs::{LogEntry, LogReadError, LogReader, LogSelect, Stream};
+use crate::logs::{LineNeed, LogEntry, LogReadError, LogReader, LogSelect, Stream};
 use crate::model::{Labels, MatchOp, Matcher, Tenant};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -567,7 +567,18 @@ impl Engine {
                 let lr = &r.range;
                 let pipeline =
                     Pipeline::new(&lr.log, lr.unwrap.as_ref()).map_err(EvalError::BadRequest)?;
-                let hint = line_hint(&lr.log);
+                let mut hint = line_hint(&lr.log);
+                // With no stages, counts need no line and byte counts only
+                // its length: the store need not rebuild lines.
+                if lr.log.stages.is_empty() && lr.unwrap.is_none() {
+                    hint.need = match r.op {
+                        RangeOp::CountOverTime | RangeOp::Rate | RangeOp::AbsentOverTime => {
+                            LineNeed::Nothing
+                        }
+                        RangeOp::BytesOverTime | RangeOp::BytesRate => LineNeed::Length,
+                        _ => LineNeed::Text,
+                    };
+                }
                 let start = first - lr.offset - lr.range + 1;
                 let end = last - lr.offset + 1;
                 let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();

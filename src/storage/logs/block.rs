@@ -28,7 +28,8 @@ use std::collections::HashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::codec::{put_bytes, put_labels, put_uvarint, put_varint, Reader};
-use crate::logs::LogEntry;
+use super::needle;
+use crate::logs::{LineNeed, LogEntry};
 use crate::storage::idmap::IdMap;
 
 /// Column kinds, in block order; integer columns are `INTS + n`.
@@ -44,9 +45,9 @@ const INT_COLUMNS: u8 = 24;
 const WORD_WINDOW: usize = 32;
 
 /// Template markers; a literal marker byte is escaped by `ESC`.
-const M_INT: u8 = 1;
-const M_HEX: u8 = 2;
-const ESC: u8 = 3;
+pub(super) const M_INT: u8 = 1;
+pub(super) const M_HEX: u8 = 2;
+pub(super) const ESC: u8 = 3;
 
 const STORED: u8 = 0;
 const ZSTD: u8 = 1;
@@ -265,7 +266,8 @@ fn is_hex_run(run: &[u8], classes: u8) -> bool {
         && run.len() % 2 == 0
 }
 
-fn hex_val(b: u8) -> u8 {
+/// The value of a lowercase hex digit.
+pub(super) fn hex_val(b: u8) -> u8 {
     if b <= b'9' {
         b - b'0'
     } else {
@@ -693,83 +695,284 @@ fn unpack(c: &Col<'_>) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
-/// Decodes a block of data format `version` (2 or 3; format 3 blocks use
-/// the segment's `templates`). `None` without decoding the entries when the
-/// block's text lacks a substring of `must_contain` (no line can hold it).
+/// Decodes a block of data format `version` (2 to 4; format 3 and later
+/// blocks use the segment's `templates`): its entries whose lines hold
+/// every substring of `must_contain`, with as much of each line as `need`
+/// asks (a hint makes it [`LineNeed::Text`]).
+///
+/// Late materialization: the needles are first matched against the
+/// templates and the hex column ([`super::needle`]), only the lines that
+/// may hold them are rendered, and those are checked exactly, so the
+/// entries are those a scan of every rendered line would keep. Without
+/// text, only the timestamps and metadata are decoded (and the numbers,
+/// for lengths).
 pub(crate) fn decode(
     block: &[u8],
     version: u32,
     templates: &Templates,
     must_contain: &[String],
-) -> Result<Option<Vec<LogEntry>>, String> {
+    need: LineNeed,
+) -> Result<Vec<LogEntry>, String> {
     let (n, cols) = columns(block)?;
-    let mut raw: HashMap<u8, Vec<u8>> = HashMap::with_capacity(cols.len());
+    let mut by_kind: HashMap<u8, &Col<'_>> = HashMap::with_capacity(cols.len());
     for c in &cols {
-        if raw.insert(c.kind, unpack(c)?).is_some() {
+        if by_kind.insert(c.kind, c).is_some() {
             return Err(format!("two {} columns", column_name(c.kind)));
         }
     }
-    let col = |k: u8| raw.get(&k).map_or(&[][..], |v| &v[..]);
+    let col = |k: u8| by_kind.get(&k).map_or(Ok(Vec::new()), |c| unpack(c));
+    let need = if must_contain.is_empty() {
+        need
+    } else {
+        LineNeed::Text
+    };
+    let ts_col = col(TIMESTAMPS)?;
+    let meta_col = col(METADATA)?;
+    let mut ts = Timestamps::new(&ts_col, n)?;
+    let mut meta = Reader::new(&meta_col);
+    let mut out = Vec::with_capacity(if must_contain.is_empty() { n } else { 16 });
+    if need == LineNeed::Nothing {
+        for _ in 0..n {
+            out.push(LogEntry {
+                ts: ts.next()?,
+                line: String::new(),
+                metadata: meta.labels("structured metadata")?,
+            });
+        }
+        return ts.done(&meta).map(|()| out);
+    }
     let own;
     let list = if version == 2 {
-        own = split_templates(col(TEMPLATES))?;
+        own = split_templates(&col(TEMPLATES)?)?;
         &own
     } else {
         &templates.list
     };
-    let mut ids = Reader::new(col(TEMPLATE_IDS));
-    let mut hex = Reader::new(col(HEX));
-    let mut ints: Vec<Reader<'_>> = (0..INT_COLUMNS)
-        .map(|i| Reader::new(col(INTS + i)))
-        .collect();
-    let mut slots = IntSlots {
-        ordinal: version == 2,
-        ..IntSlots::default()
+    let ids_col = col(TEMPLATE_IDS)?;
+    let hex_col = col(HEX)?;
+    let int_cols: Vec<Vec<u8>> = (0..INT_COLUMNS)
+        .map(|i| col(INTS + i))
+        .collect::<Result<_, _>>()?;
+    let lines = LineTemplates::read(&ids_col, list, version, n)?;
+    let keep = match must_contain.is_empty() {
+        true => None,
+        false => Some(lines.may_hold(must_contain, list, &hex_col)),
     };
-    // All lines rendered into one buffer, then checked for the hints.
-    let mut text = Vec::with_capacity(block.len() * 8);
-    let mut ends = Vec::with_capacity(n.min(1 << 20));
-    for _ in 0..n {
-        let id = ids.u64("template id")?;
-        let t = list
-            .get(id as usize)
-            .ok_or_else(|| format!("template id {id} of {}", list.len()))?;
-        render(t, slots.of(id, t), &mut hex, &mut ints, &mut text)?;
-        ends.push(text.len());
-    }
-    if !(ids.is_empty() && hex.is_empty() && ints.iter().all(|r| r.is_empty())) {
-        return Err("column bytes left over".into());
-    }
-    let found = |h: &String| memchr::memmem::find(&text, h.as_bytes()).is_some();
-    if !must_contain.iter().all(found) {
-        return Ok(None);
-    }
-    let mut ts = Reader::new(col(TIMESTAMPS));
-    let mut meta = Reader::new(col(METADATA));
-    let mut out = Vec::with_capacity(n);
-    let (mut prev, g) = if n > 0 {
-        let g = ts.u64("timestamp divisor")? as i64;
-        (ts.varint("first timestamp")?, g)
-    } else {
-        (0, 1)
-    };
-    let mut start = 0;
-    for (i, end) in ends.into_iter().enumerate() {
-        if i > 0 {
-            prev = prev.wrapping_add(ts.varint("timestamp")?.wrapping_mul(g));
+    let mut hex = Reader::new(&hex_col);
+    let mut ints: Vec<Reader<'_>> = int_cols.iter().map(|c| Reader::new(c)).collect();
+    let mut line = Vec::new();
+    for (i, &tix) in lines.per_line.iter().enumerate() {
+        let at = ts.next()?;
+        let tpl = &lines.distinct[tix as usize];
+        if keep.as_ref().is_some_and(|k| !k[i]) {
+            hex.take(tpl.hex, "hex id")?;
+            for &c in &tpl.cols {
+                ints[usize::from(c)].u64("number")?;
+            }
+            meta.skip_labels("structured metadata")?;
+            continue;
         }
-        let line = std::str::from_utf8(&text[start..end]).map_err(|_| "line is not UTF-8")?;
-        start = end;
+        let text = match need {
+            LineNeed::Length => {
+                let mut len = tpl.literal + 2 * tpl.hex;
+                hex.take(tpl.hex, "hex id")?;
+                for &c in &tpl.cols {
+                    len += decimal_len(ints[usize::from(c)].u64("number")?);
+                }
+                " ".repeat(len)
+            }
+            _ => {
+                line.clear();
+                render(&list[tpl.id], &tpl.cols, &mut hex, &mut ints, &mut line)?;
+                let found = |h: &String| memchr::memmem::find(&line, h.as_bytes()).is_some();
+                if !must_contain.iter().all(found) {
+                    meta.skip_labels("structured metadata")?;
+                    continue;
+                }
+                String::from_utf8(line.clone()).map_err(|_| "line is not UTF-8")?
+            }
+        };
         out.push(LogEntry {
-            ts: prev,
-            line: line.to_owned(),
+            ts: at,
+            line: text,
             metadata: meta.labels("structured metadata")?,
         });
     }
-    if !(ts.is_empty() && meta.is_empty()) {
+    if !(hex.is_empty() && ints.iter().all(|r| r.is_empty())) {
         return Err("column bytes left over".into());
     }
-    Ok(Some(out))
+    ts.done(&meta).map(|()| out)
+}
+
+/// A cursor over a timestamps column of `n` entries.
+struct Timestamps<'a> {
+    r: Reader<'a>,
+    prev: i64,
+    g: i64,
+    first: bool,
+}
+
+impl<'a> Timestamps<'a> {
+    fn new(col: &'a [u8], n: usize) -> Result<Timestamps<'a>, String> {
+        let mut r = Reader::new(col);
+        let g = match n {
+            0 => 1,
+            _ => r.u64("timestamp divisor")? as i64,
+        };
+        Ok(Timestamps {
+            r,
+            prev: 0,
+            g,
+            first: true,
+        })
+    }
+
+    fn next(&mut self) -> Result<i64, String> {
+        self.prev = match self.first {
+            true => self.r.varint("first timestamp")?,
+            false => self
+                .prev
+                .wrapping_add(self.r.varint("timestamp")?.wrapping_mul(self.g)),
+        };
+        self.first = false;
+        Ok(self.prev)
+    }
+
+    /// Checks that this and the metadata column were read to their end.
+    fn done(&self, meta: &Reader<'_>) -> Result<(), String> {
+        match self.r.is_empty() && meta.is_empty() {
+            true => Ok(()),
+            false => Err("column bytes left over".into()),
+        }
+    }
+}
+
+/// What rendering a line of one template takes.
+struct LineTemplate {
+    /// Its id in the template list.
+    id: usize,
+    /// The integer column of each of its numbers.
+    cols: Vec<u8>,
+    /// Bytes of the hex column its variables take.
+    hex: usize,
+    /// Bytes of its lines besides the variables.
+    literal: usize,
+}
+
+/// The templates of a block's lines: each distinct one once.
+struct LineTemplates {
+    distinct: Vec<LineTemplate>,
+    /// Per line, its index in `distinct`.
+    per_line: Vec<u32>,
+}
+
+impl LineTemplates {
+    /// Reads the template ids column of `n` lines.
+    fn read(
+        ids_col: &[u8],
+        list: &[Vec<u8>],
+        version: u32,
+        n: usize,
+    ) -> Result<LineTemplates, String> {
+        let mut ids = Reader::new(ids_col);
+        // The integer columns are assigned in order of first appearance,
+        // as the encoder did.
+        let mut slots = IntSlots {
+            ordinal: version == 2,
+            ..IntSlots::default()
+        };
+        let mut index: HashMap<u64, u32> = HashMap::new();
+        let mut distinct = Vec::new();
+        let mut per_line = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let id = ids.u64("template id")?;
+            let tix = match index.get(&id) {
+                Some(&t) => t,
+                None => {
+                    let t = list
+                        .get(id as usize)
+                        .ok_or_else(|| format!("template id {id} of {}", list.len()))?;
+                    let (hex, literal) = template_sizes(t);
+                    distinct.push(LineTemplate {
+                        id: id as usize,
+                        cols: slots.of(id, t).to_vec(),
+                        hex,
+                        literal,
+                    });
+                    index.insert(id, distinct.len() as u32 - 1);
+                    distinct.len() as u32 - 1
+                }
+            };
+            per_line.push(tix);
+        }
+        if !ids.is_empty() {
+            return Err("column bytes left over".into());
+        }
+        Ok(LineTemplates { distinct, per_line })
+    }
+
+    /// Per line, whether it may hold every needle (a superset of those that
+    /// do).
+    fn may_hold(&self, needles: &[String], list: &[Vec<u8>], hex: &[u8]) -> Vec<bool> {
+        let mut keep = vec![true; self.per_line.len()];
+        let mut scratch = needle::Scratch::default();
+        let mut starts: Vec<usize> = Vec::new();
+        for text in needles {
+            let nd = needle::Needle::new(text.as_bytes());
+            let class: Vec<needle::Class> = self
+                .distinct
+                .iter()
+                .map(|t| nd.class(&list[t.id], &mut scratch))
+                .collect();
+            let mut hit = Vec::new();
+            if nd.has_hex_run() && class.contains(&needle::Class::IfHex) {
+                if starts.is_empty() {
+                    starts.reserve(self.per_line.len() + 1);
+                    starts.push(0);
+                    for &t in &self.per_line {
+                        let last = starts[starts.len() - 1];
+                        starts.push(last + self.distinct[t as usize].hex);
+                    }
+                }
+                hit = vec![false; self.per_line.len()];
+                nd.hex_lines(hex, &starts, &mut hit);
+            }
+            for (i, k) in keep.iter_mut().enumerate() {
+                *k &= match class[self.per_line[i] as usize] {
+                    needle::Class::Never => false,
+                    needle::Class::Maybe => true,
+                    needle::Class::IfHex => hit[i],
+                };
+            }
+        }
+        keep
+    }
+}
+
+/// The hex-column bytes and the literal bytes of a line of template `t`.
+fn template_sizes(t: &[u8]) -> (usize, usize) {
+    let (mut hex, mut literal, mut i) = (0, 0, 0);
+    while i < t.len() {
+        match t[i] {
+            M_INT => {}
+            M_HEX => {
+                hex += usize::from(t.get(i + 1).copied().unwrap_or(0));
+                i += 1;
+            }
+            ESC => {
+                literal += 1;
+                i += 1;
+            }
+            _ => literal += 1,
+        }
+        i += 1;
+    }
+    (hex, literal)
+}
+
+/// Decimal digits of `v`.
+fn decimal_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Appends a line rendered from its template, the columns of its numbers
@@ -970,7 +1173,7 @@ mod tests {
         let mut templates = Templates::default();
         let (block, _) = encode(es, &mut templates, &mut z).unwrap();
         let stored = Templates::from_bytes(&templates.to_bytes(&mut z).unwrap()).unwrap();
-        let got = decode(&block, 3, &stored, &[]).unwrap().unwrap();
+        let got = decode(&block, 3, &stored, &[], LineNeed::Text).unwrap();
         (block, got)
     }
 
@@ -1001,9 +1204,9 @@ mod tests {
         let mut templates = Templates::default();
         let es = entries();
         let (block, _) = encode(&es, &mut templates, &mut z).unwrap();
-        let hint = |h: &str| decode(&block, 3, &templates, &[h.to_string()]).unwrap();
-        assert_eq!(hint("user_id=u7919 ").unwrap(), es);
-        assert_eq!(hint("user_id=u7919x"), None);
+        let hint = |h: &str| decode(&block, 3, &templates, &[h.to_string()], LineNeed::Text);
+        assert_eq!(hint("user_id=u7919 ").unwrap(), [es[1].clone()]);
+        assert_eq!(hint("user_id=u7919x").unwrap(), []);
     }
 
     #[test]
@@ -1012,13 +1215,13 @@ mod tests {
         let mut templates = Templates::default();
         let (block, _) = encode(&entries()[..50], &mut templates, &mut z).unwrap();
         for cut in 0..block.len() {
-            let got = decode(&block[..cut], 3, &templates, &[]);
+            let got = decode(&block[..cut], 3, &templates, &[], LineNeed::Text);
             assert!(got.is_err(), "cut at {cut} decoded");
         }
         for at in (0..block.len()).step_by(7) {
             let mut b = block.clone();
             b[at] ^= 0x5a;
-            let _ = decode(&b, 3, &templates, &[]);
+            let _ = decode(&b, 3, &templates, &[], LineNeed::Text);
         }
     }
 }

@@ -109,6 +109,15 @@ impl<'a> Reader<'a> {
         Ok(Labels::from_sorted(pairs))
     }
 
+    /// Steps over a label set written by [`put_labels`] (not checked).
+    pub(crate) fn skip_labels(&mut self, what: &str) -> Result<(), String> {
+        let n = self.len(what)?;
+        for _ in 0..2 * n {
+            self.bytes(what)?;
+        }
+        Ok(())
+    }
+
     /// An entry written by [`put_entry`].
     pub(crate) fn entry(&mut self) -> Result<LogEntry, String> {
         Ok(LogEntry {

@@ -25,6 +25,7 @@ mod fulltext;
 mod fulltext_tests;
 mod fuse;
 mod head;
+mod needle;
 mod options;
 mod record;
 mod segment;

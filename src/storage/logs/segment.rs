@@ -528,8 +528,8 @@ impl Segment {
         )
     }
 
-    /// Reads, checks and decodes a block; empty without decoding the entries
-    /// when its text lacks a hint substring (no line can pass it).
+    /// Reads, checks and decodes a block: of formats 2 and later only the
+    /// entries that pass the hint, with as much of each line as it needs.
     pub(super) fn read_block(
         &self,
         b: &BlockRef,
@@ -538,8 +538,14 @@ impl Segment {
         let buf = self.block_bytes(b)?;
         let bad = |r: String| self.bad_block(b, r);
         if self.version >= 2 {
-            let got = block::decode(&buf, self.version, &self.templates, &hint.must_contain);
-            return got.map(Option::unwrap_or_default).map_err(bad);
+            let got = block::decode(
+                &buf,
+                self.version,
+                &self.templates,
+                &hint.must_contain,
+                hint.need,
+            );
+            return got.map_err(bad);
         }
         let raw =
             zstd::bulk::decompress(&buf, b.raw_len as usize).map_err(|e| bad(e.to_string()))?;
