@@ -659,9 +659,11 @@ impl<'a> Evaluator<'a> {
 }
 
 /// A subquery's steps are not adjacent samples: a `not_reset` hint no
-/// longer holds between them.
+/// longer holds between them, and a `reset` one would count the same reset
+/// again at every step that repeats its sample (Prometheus clears both).
 fn unknown_hint(h: &H) -> H {
-    if h.counter_reset_hint == crate::model::CounterResetHint::NotReset {
+    use crate::model::CounterResetHint::{NotReset, Reset};
+    if matches!(h.counter_reset_hint, NotReset | Reset) {
         let mut c = (**h).clone();
         c.counter_reset_hint = crate::model::CounterResetHint::Unknown;
         std::sync::Arc::new(c)
