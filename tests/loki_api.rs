@@ -889,3 +889,64 @@ fn slow_tail_client_is_told_what_was_dropped() {
     assert_eq!(dropped as usize, total - delivered.len(), "{metrics}");
     assert!(named.len() <= dropped as usize);
 }
+
+/// `/loki/api/v1/patterns`: with `loki.pattern_ingester_enabled`, pushed
+/// lines are mined (Drain) off the push path and come back as patterns with
+/// `<_>` placeholders, their level and line counts per step; without it the
+/// list is empty, as from a Loki without a pattern ingester.
+#[test]
+fn patterns_are_mined_from_pushed_lines() {
+    let s = Server::start_with(|c| c.loki.pattern_ingester_enabled = true);
+    let t0 = (now_ns() - 120_000_000_000) / 10_000_000_000 * 10_000_000_000;
+    let sec = 1_000_000_000;
+    let at = |i: i64| (t0 + i).to_string();
+    let (st, body) = push_json(
+        &s,
+        json!({"streams":[
+            {"stream":{"app":"pat","pod":"a"},"values":[
+                [at(0),"user 17 logged in from 10.0.0.1"],
+                [at(sec),"user 23 logged in from 10.0.0.7"],
+                [at(3 * sec),"disk sda1 is 91 percent full"]]},
+            {"stream":{"app":"pat","pod":"b"},"values":[
+                [at(15 * sec),"user 99 logged in from 192.168.1.1"],
+                [at(16 * sec),"user 98 logged in from 192.168.1.2"]]},
+            {"stream":{"app":"other"},"values":[[at(0),"user 5 logged in from 10.0.0.9"]]}]}),
+        None,
+    );
+    assert_eq!(st, 204, "{body}");
+    let (start, end) = (at(-60 * sec), at(60 * sec));
+    let q = [
+        ("query", r#"{app="pat"}"#),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("step", "10s"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let (st, v) = s.get_json("/loki/api/v1/patterns", &q, None);
+        assert_eq!(st, 200, "{v}");
+        if v["data"].as_array().unwrap().len() >= 2 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let t = t0 / sec;
+    assert_eq!(
+        v,
+        json!({"status":"success","data":[
+            {"pattern":"user <_> logged in from <_>","level":"unknown","samples":[[t,2],[t + 10,2]]},
+            {"pattern":"disk sda1 is 91 percent full","level":"unknown","samples":[[t,1]]}]})
+    );
+    let off = Server::start();
+    assert_eq!(
+        push_json(
+            &off,
+            json!({"streams":[{"stream":{"app":"pat"},"values":[[at(0),"user 1 logged in from x"]]}]}),
+            None
+        )
+        .0,
+        204
+    );
+    let (st, v) = off.get_json("/loki/api/v1/patterns", &q, None);
+    assert_eq!((st, v), (200, json!({"status":"success","data":[]})));
+}

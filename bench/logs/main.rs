@@ -22,6 +22,9 @@
 //! bytes to generate, `STRATA_BENCH_DIR` [a temporary directory],
 //! `STRATA_BENCH_THREADS` [4 over HTTP, 2 in process] pushing threads,
 //! `STRATA_BENCH_BARE_TERMS` [100] bare-id needles (token-bounded: 100),
+//! `STRATA_BENCH_LEVELS` [1] in process: the Loki ingester's
+//! `detected_level` discovery runs on every entry before the store and its
+//! CPU is reported (0: off),
 //! `STRATA_BENCH_GEN` [requests] the generator: `requests` (each request's
 //! id on the 1-16 lines it logs across 1-4 services, skewed users and
 //! paths, log-normal durations) or `uniform` (every field of every line
@@ -433,6 +436,13 @@ fn main() {
             ""
         }
     );
+    if let Some(c) = sink.level_detection_cpu_seconds() {
+        println!(
+            "detected_level discovery (in the push threads, before the store): {c:.2} CPU-s = {:.0} ns per line, {:.1}% of ingest CPU (STRATA_BENCH_LEVELS=0 turns it off)",
+            c * 1e9 / lines as f64,
+            100.0 * c / push_cpu
+        );
+    }
     let writing = sink.segment_write_cpu_seconds() - writing0;
     println!(
         "ingest breakdown: segment writing (blocks, token filters, full-text index) {writing:.1} CPU-s = {:.1} MB/s per core, push path the other {:.1} CPU-s = {:.1} MB/s per core{}",

@@ -10,6 +10,8 @@ use prost::Message;
 use serde_json::Value;
 
 use strata::api::loki::proto::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
+use strata::config::LokiConfig;
+use strata::logs::level::LevelDetector;
 use strata::logs::{LogReader, LogWriter, PushStream};
 use strata::model::Tenant;
 use strata::query::logql::{Direction, Engine, LogParams, QueryResult, RangeParams};
@@ -52,6 +54,11 @@ pub trait Sink {
     /// filters, full-text index), the rest of ingest CPU being the push
     /// path: the maintenance thread's, plus the final flush's.
     fn segment_write_cpu_seconds(&self) -> f64;
+    /// CPU seconds of `detected_level` discovery, when this sink runs it
+    /// on its own (in process: the ingester's step before the store).
+    fn level_detection_cpu_seconds(&self) -> Option<f64> {
+        None
+    }
     /// Index stats of `{env="prod"}`: streams, chunks, entries.
     fn index_stats(&self, start: i64, end: i64) -> (u64, u64, u64);
     /// Stops (the server, gracefully) and opens the store for inspection.
@@ -65,6 +72,18 @@ pub struct InProcess {
     opts: LogStoreOptions,
     /// CPU time of maintenance and flushes (segment writing).
     writing: std::sync::Mutex<f64>,
+    /// `detected_level` discovery as the Loki ingester runs it
+    /// (`STRATA_BENCH_LEVELS`, on unless 0), and its CPU time.
+    levels: Option<LevelDetector>,
+    level_cpu: std::sync::Mutex<f64>,
+}
+
+/// CPU seconds of the calling thread, to the nanosecond.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime fills the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 impl InProcess {
@@ -82,6 +101,9 @@ impl InProcess {
             tenant: Tenant::new("bench").unwrap(),
             opts: LogStoreOptions::default(),
             writing: std::sync::Mutex::new(0.0),
+            levels: (std::env::var("STRATA_BENCH_LEVELS").as_deref() != Ok("0"))
+                .then(|| LevelDetector::new(&LokiConfig::default().log_level_fields)),
+            level_cpu: std::sync::Mutex::new(0.0),
         }
     }
 
@@ -130,7 +152,14 @@ impl Sink for InProcess {
             for _ in 0..threads {
                 let part: Vec<_> = it.by_ref().take(per).collect();
                 s.spawn(move || {
-                    for b in part {
+                    for mut b in part {
+                        if let Some(d) = &self.levels {
+                            let c0 = thread_cpu_seconds();
+                            for st in &mut b {
+                                d.annotate(&st.labels, &mut st.entries);
+                            }
+                            *self.level_cpu.lock().unwrap() += thread_cpu_seconds() - c0;
+                        }
                         let out = self.store.push(&self.tenant, b).expect("push");
                         assert!(out.rejected.is_empty());
                     }
@@ -150,6 +179,12 @@ impl Sink for InProcess {
 
     fn cpu_over_whole_phase(&self) -> bool {
         false
+    }
+
+    fn level_detection_cpu_seconds(&self) -> Option<f64> {
+        self.levels
+            .as_ref()
+            .map(|_| *self.level_cpu.lock().unwrap())
     }
 
     fn flush(&self) {

@@ -507,6 +507,14 @@ pub struct LokiConfig {
     /// The label and field names a level is read from, in order of
     /// preference (Loki's `log_level_fields`).
     pub log_level_fields: Vec<String>,
+    /// Mine patterns from pushed lines for `/loki/api/v1/patterns` (Loki's
+    /// `pattern_ingester.enabled`, off by default as in Loki).
+    pub pattern_ingester_enabled: bool,
+    /// Patterns kept per tenant in all (at most 300 per stream and level);
+    /// lines that would start one more are not mined.
+    pub pattern_max_clusters_per_tenant: usize,
+    /// Pattern samples older than this are dropped, and patterns left empty.
+    pub pattern_retain_for: DurationMs,
     /// Longest time range of a query (0 = unlimited); 400 beyond.
     pub max_query_length: DurationMs,
     /// Line bytes one query may read from the store (0 = unlimited).
@@ -562,6 +570,9 @@ impl Default for LokiConfig {
             ]
             .map(String::from)
             .to_vec(),
+            pattern_ingester_enabled: false,
+            pattern_max_clusters_per_tenant: 3000,
+            pattern_retain_for: DurationMs(3 * 3_600_000),
             max_query_length: DurationMs(721 * 3_600_000),
             max_query_bytes_read: 0,
             query_timeout: DurationMs(60_000),

@@ -14,8 +14,9 @@ use parking_lot::RwLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::patterns::PatternMiner;
 use crate::config::LokiConfig;
-use crate::logs::level::{LevelDetector, DETECTED_LEVEL};
+use crate::logs::level::LevelDetector;
 use crate::logs::{LogEntry, LogWriteError, LogWriter, PushOutcome, PushStream};
 use crate::model::{Label, Labels, MatchOp, Tenant};
 
@@ -92,6 +93,8 @@ pub struct LogIngester {
     rate: RateLimiter,
     /// `detected_level` discovery, when on.
     levels: Option<LevelDetector>,
+    /// The pattern miner, when on.
+    patterns: Option<PatternMiner>,
     /// Validated labels by the selector string they arrived as (protobuf
     /// pushes resend the same strings): parsed once, not once per push.
     parsed: RwLock<HashMap<String, Labels>>,
@@ -111,24 +114,6 @@ fn valid_label_name(n: &str) -> bool {
     let mut cs = n.chars();
     matches!(cs.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
-
-/// Adds `detected_level` to an entry's structured metadata (after the
-/// entry's checks and the byte count of the rate limit: the client did not
-/// send it).
-fn add_level(d: &LevelDetector, stream_level: Option<&str>, e: &mut LogEntry) {
-    let Some(level) = d.detect(stream_level, &e.metadata, &e.line) else {
-        return;
-    };
-    let added = Label::new(DETECTED_LEVEL, level);
-    e.metadata = if e.metadata.is_empty() {
-        Labels::from_sorted(vec![added])
-    } else {
-        let mut pairs = std::mem::take(&mut e.metadata).into_vec();
-        let at = pairs.partition_point(|l| l.name.as_str() < DETECTED_LEVEL);
-        pairs.insert(at, added);
-        Labels::from_sorted(pairs)
-    };
 }
 
 /// Parses a stream selector string into pairs (Loki's `ParseLabels`): only
@@ -165,13 +150,25 @@ impl LogIngester {
         let levels = cfg
             .discover_log_levels
             .then(|| LevelDetector::new(&cfg.log_level_fields));
+        let patterns = cfg.pattern_ingester_enabled.then(|| {
+            PatternMiner::start(
+                cfg.pattern_max_clusters_per_tenant,
+                cfg.pattern_retain_for.0,
+            )
+        });
         LogIngester {
             cfg,
             writer,
             rate,
             levels,
+            patterns,
             parsed: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The pattern miner, when `loki.pattern_ingester_enabled`.
+    pub fn patterns(&self) -> Option<&PatternMiner> {
+        self.patterns.as_ref()
     }
 
     /// [`LogIngester::stream_labels`], from the cache for selector strings
@@ -373,8 +370,7 @@ impl LogIngester {
                 }
             };
             let mut entries = Vec::with_capacity(s.entries.len());
-            let stream_level = self.levels.as_ref().and_then(|d| d.from_labels(&labels));
-            for mut e in s.entries {
+            for e in s.entries {
                 match self.check_entry(&e, &s.labels, now_ns) {
                     Ok(()) => {
                         lines += 1;
@@ -383,13 +379,15 @@ impl LogIngester {
                                 .iter()
                                 .map(|l| l.name.len() + l.value.len())
                                 .sum::<usize>();
-                        if let Some(d) = &self.levels {
-                            add_level(d, stream_level, &mut e);
-                        }
                         entries.push(e);
                     }
                     Err((reason, msg)) => reject(reason, 1, msg, &mut report.errors),
                 }
+            }
+            // After the byte count of the rate limit: the client did not
+            // send it.
+            if let Some(d) = &self.levels {
+                d.annotate(&labels, &mut entries);
             }
             if !entries.is_empty() {
                 match index.get(&labels) {
@@ -410,7 +408,12 @@ impl LogIngester {
             )));
         }
         if !valid.is_empty() {
+            // The miner gets a copy once the push is stored.
+            let mined = self.patterns.as_ref().map(|m| (m, valid.clone()));
             report.outcome = self.writer.push(tenant, valid)?;
+            if let Some((m, streams)) = mined {
+                m.offer(tenant, streams);
+            }
         }
         metrics::counter!(LOG_ENTRIES_INGESTED_TOTAL)
             .increment(report.outcome.entries_written as u64);

@@ -7,6 +7,7 @@
 //! written and names the first refused series per reason.
 
 pub mod logs;
+pub mod patterns;
 mod rate;
 pub mod validate;
 

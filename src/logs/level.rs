@@ -16,7 +16,8 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-use crate::model::Labels;
+use super::LogEntry;
+use crate::model::{Label, Labels};
 
 /// The structured metadata name Loki stores the level under.
 pub const DETECTED_LEVEL: &str = "detected_level";
@@ -71,6 +72,26 @@ impl LevelDetector {
             return Some(otlp_level(n).to_string());
         }
         Some(self.from_line(line).to_string())
+    }
+
+    /// Adds `detected_level` to the structured metadata of the entries of
+    /// the stream `labels` (the distributor's step, after the entry checks).
+    pub fn annotate(&self, labels: &Labels, entries: &mut [LogEntry]) {
+        let stream_level = self.from_labels(labels);
+        for e in entries {
+            let Some(level) = self.detect(stream_level, &e.metadata, &e.line) else {
+                continue;
+            };
+            let added = Label::new(DETECTED_LEVEL, level);
+            e.metadata = if e.metadata.is_empty() {
+                Labels::from_sorted(vec![added])
+            } else {
+                let mut pairs = std::mem::take(&mut e.metadata).into_vec();
+                let at = pairs.partition_point(|l| l.name.as_str() < DETECTED_LEVEL);
+                pairs.insert(at, added);
+                Labels::from_sorted(pairs)
+            };
+        }
     }
 
     /// The level found in a line: a JSON or logfmt level field, else

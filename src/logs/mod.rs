@@ -7,6 +7,7 @@
 //! that later stores (head buffers, segments, tiers) are tested against.
 
 pub mod detected;
+pub mod drain;
 pub mod level;
 pub mod volume;
 

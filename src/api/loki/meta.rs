@@ -397,18 +397,41 @@ pub async fn detected_field_values(
     .await
 }
 
-/// `GET /loki/api/v1/patterns` (Logs Drilldown's Patterns tab): Loki's
-/// shape with no patterns. Strata has no pattern ingester yet, so the
-/// answer is honestly empty (compat/loki.md); the query and range are still
-/// checked as Loki checks them.
+/// `GET /loki/api/v1/patterns` (Logs Drilldown's Patterns tab): the
+/// patterns the miner found in the streams of `query` over the range, with
+/// line counts per `step` (at least 10 s; timestamps in seconds), in Loki's
+/// shape. Without `loki.pattern_ingester_enabled` the list is empty, as
+/// from a Loki without a pattern ingester.
 pub async fn patterns(State(st): State<LokiState>, req: Request) -> Response {
-    meta(st, "patterns", req, |_, _, form| {
-        bounds(form)?;
-        selector(form.get("query"))?;
-        Ok(json_response(
-            StatusCode::OK,
-            r#"{"status":"success","data":[]}"#.to_string(),
-        ))
+    let ingester = st.ingester.clone();
+    meta(st, "patterns", req, move |_, t, form| {
+        let (start, end) = bounds(form)?;
+        let matchers = selector(form.get("query"))?;
+        let step = step_param(form, start, end)?;
+        let found = ingester
+            .patterns()
+            .map(|m| m.query(t, &matchers, (start, end), step))
+            .unwrap_or_default();
+        let mut out = String::from(r#"{"status":"success","data":["#);
+        for (i, p) in found.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"pattern":"#);
+            write_str(&mut out, &p.pattern);
+            out.push_str(r#","level":"#);
+            write_str(&mut out, &p.level);
+            out.push_str(r#","samples":["#);
+            for (j, (at, n)) in p.samples.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "[{},{n}]", at.div_euclid(1000));
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}");
+        Ok(json_response(StatusCode::OK, out))
     })
     .await
 }
