@@ -477,70 +477,62 @@ impl<'a> Evaluator<'a> {
                     held += v.is_some() as usize;
                     vals.push(v);
                 }
-                if any {
-                    out.push(Series {
-                        labels: raw.labels,
-                        drop_name: false,
-                        vals,
-                        hvals,
-                    });
-                }
-                continue;
-            }
-            for i in 0..n {
-                let t = at.unwrap_or_else(|| r.t(i)) - off;
-                while j < raw.samples.len() && raw.samples[j].t <= t {
-                    j += 1;
-                }
-                while k < raw.hists.len() && raw.hists[k].t <= t {
-                    k += 1;
-                }
-                // A histogram newer than the newest float wins the step.
-                let newest_hist = k
-                    .checked_sub(1)
-                    .map(|k| &raw.hists[k])
-                    .filter(|hs| j == 0 || raw.samples[j - 1].t < hs.t);
-                if let Some(hs) = newest_hist {
-                    if hs.t > t - self.lookback {
-                        if timestamps {
-                            vals.push(Some(hs.t as f64 / 1000.0));
-                        } else {
-                            if hvals.is_empty() {
-                                hvals = vec![None; n];
+            } else {
+                for i in 0..n {
+                    let t = at.unwrap_or_else(|| r.t(i)) - off;
+                    while j < raw.samples.len() && raw.samples[j].t <= t {
+                        j += 1;
+                    }
+                    while k < raw.hists.len() && raw.hists[k].t <= t {
+                        k += 1;
+                    }
+                    // A histogram newer than the newest float wins the step.
+                    let newest_hist = k
+                        .checked_sub(1)
+                        .map(|k| &raw.hists[k])
+                        .filter(|hs| j == 0 || raw.samples[j - 1].t < hs.t);
+                    if let Some(hs) = newest_hist {
+                        if hs.t > t - self.lookback {
+                            if timestamps {
+                                vals.push(Some(hs.t as f64 / 1000.0));
+                            } else {
+                                if hvals.is_empty() {
+                                    hvals = vec![None; n];
+                                }
+                                hvals[i] = Some(hs.h.clone());
+                                vals.push(None);
                             }
-                            hvals[i] = Some(hs.h.clone());
+                            any = true;
+                            held += 1;
+                        } else {
                             vals.push(None);
                         }
-                        any = true;
-                        held += 1;
-                    } else {
-                        vals.push(None);
+                        continue;
                     }
-                    continue;
-                }
-                let v = if j > 0 {
-                    let s = raw.samples[j - 1];
-                    let next = raw.samples.get(j).filter(|n| {
-                        smoothed && s.t < t && n.t < t + self.lookback && !is_stale_nan(n.v)
-                    });
-                    if s.t > t - self.lookback && !is_stale_nan(s.v) {
-                        Some(match next {
-                            // `x smoothed`: interpolated between the samples around t.
-                            Some(n) if !timestamps => {
-                                s.v + (n.v - s.v) * (t - s.t) as f64 / (n.t - s.t) as f64
-                            }
-                            _ if timestamps => s.t as f64 / 1000.0,
-                            _ => s.v,
-                        })
+                    let v = if j > 0 {
+                        let s = raw.samples[j - 1];
+                        let next = raw.samples.get(j).filter(|n| {
+                            smoothed && s.t < t && n.t < t + self.lookback && !is_stale_nan(n.v)
+                        });
+                        if s.t > t - self.lookback && !is_stale_nan(s.v) {
+                            Some(match next {
+                                // `x smoothed`: interpolated between the samples around t.
+                                Some(n) if !timestamps => {
+                                    s.v + (n.v - s.v) * (t - s.t) as f64 / (n.t - s.t) as f64
+                                }
+                                _ if timestamps => s.t as f64 / 1000.0,
+                                _ => s.v,
+                            })
+                        } else {
+                            None
+                        }
                     } else {
                         None
-                    }
-                } else {
-                    None
-                };
-                any |= v.is_some();
-                held += v.is_some() as usize;
-                vals.push(v);
+                    };
+                    any |= v.is_some();
+                    held += v.is_some() as usize;
+                    vals.push(v);
+                }
             }
             if any {
                 out.push(Series {
