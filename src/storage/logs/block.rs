@@ -726,12 +726,11 @@ pub(crate) fn decode(
     } else {
         LineNeed::Text
     };
-    let ts_col = col(TIMESTAMPS)?;
-    let meta_col = col(METADATA)?;
-    let mut ts = Timestamps::new(&ts_col, n)?;
-    let mut meta = Reader::new(&meta_col);
     let mut out = Vec::with_capacity(if must_contain.is_empty() { n } else { 16 });
     if need == LineNeed::Nothing {
+        let (ts_col, meta_col) = (col(TIMESTAMPS)?, col(METADATA)?);
+        let mut ts = Timestamps::new(&ts_col, n)?;
+        let mut meta = Reader::new(&meta_col);
         for _ in 0..n {
             out.push(LogEntry {
                 ts: ts.next()?,
@@ -750,14 +749,21 @@ pub(crate) fn decode(
     };
     let ids_col = col(TEMPLATE_IDS)?;
     let hex_col = col(HEX)?;
-    let int_cols: Vec<Vec<u8>> = (0..INT_COLUMNS)
-        .map(|i| col(INTS + i))
-        .collect::<Result<_, _>>()?;
     let lines = LineTemplates::read(&ids_col, list, version, n)?;
     let keep = match must_contain.is_empty() {
         true => None,
         false => Some(lines.may_hold(must_contain, list, &hex_col)),
     };
+    // No line may hold a needle: the other columns are not decoded.
+    if keep.as_ref().is_some_and(|k| !k.contains(&true)) {
+        return Ok(out);
+    }
+    let int_cols: Vec<Vec<u8>> = (0..INT_COLUMNS)
+        .map(|i| col(INTS + i))
+        .collect::<Result<_, _>>()?;
+    let (ts_col, meta_col) = (col(TIMESTAMPS)?, col(METADATA)?);
+    let mut ts = Timestamps::new(&ts_col, n)?;
+    let mut meta = Reader::new(&meta_col);
     let mut hex = Reader::new(&hex_col);
     let mut ints: Vec<Reader<'_>> = int_cols.iter().map(|c| Reader::new(c)).collect();
     let mut line = Vec::new();
