@@ -62,7 +62,7 @@ use roaring::RoaringBitmap;
 use super::codec::{put_bytes, put_uvarint, Reader};
 use super::fuse::{width_for, Fuse};
 use super::segment::Segment;
-use super::tokens::{for_each_token, hash, Needle, TokenFilter};
+use super::tokens::{for_each_token, hash, token_head, Needle, TokenFilter};
 use super::{LogStore, FULLTEXT_BYTES, FULLTEXT_SEGMENTS_DEMOTED_TOTAL};
 use crate::logs::LogEntry;
 use crate::storage::idmap::IdMap;
@@ -123,7 +123,9 @@ pub(crate) struct Builder<'a> {
     blocks: u32,
     /// Distinct tokens of the current block by hash; `clashes` holds
     /// tokens whose hash another token of the block already has.
-    block: HashKeyed<&'a str>,
+    /// (Each with its first bytes, [`token_head`]: a repeat is told from a
+    /// clash without reading the earlier line again.)
+    block: HashKeyed<(&'a str, u64)>,
     clashes: Vec<&'a str>,
     terms: HashKeyed<Term<'a>>,
     /// Terms whose hash an earlier, different term has.
@@ -162,7 +164,7 @@ impl<'a> Builder<'a> {
         }
         let b = self.blocks;
         let block = std::mem::take(&mut self.block);
-        for (&h, &t) in &block {
+        for (&h, &(t, _)) in &block {
             self.record(h, t, b);
         }
         self.block = block;
@@ -185,13 +187,18 @@ impl<'a> Builder<'a> {
         self.clashes.clear();
         let (block, clashes) = (&mut self.block, &mut self.clashes);
         let mut add = |s: &'a str| {
-            for_each_token(s, |t, _, _| match block.entry(hash(t)) {
-                Entry::Vacant(v) => {
-                    v.insert(t);
-                }
-                Entry::Occupied(o) => {
-                    if *o.get() != t && !clashes.contains(&t) {
-                        clashes.push(t);
+            for_each_token(s, |t, _, _| {
+                let head = token_head(t);
+                match block.entry(hash(t)) {
+                    Entry::Vacant(v) => {
+                        v.insert((t, head));
+                    }
+                    Entry::Occupied(o) => {
+                        let (u, u_head) = *o.get();
+                        let same = u_head == head && u.len() == t.len() && (t.len() <= 8 || u == t);
+                        if !same && !clashes.contains(&t) {
+                            clashes.push(t);
+                        }
                     }
                 }
             })

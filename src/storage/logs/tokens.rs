@@ -25,6 +25,17 @@ fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTE[usize::from(b)]
 }
 
+/// The first 8 bytes of a token as a number (zero-padded): tokens of up
+/// to 8 bytes are equal when their lengths and heads are.
+#[inline]
+pub(crate) fn token_head(t: &str) -> u64 {
+    let b = t.as_bytes();
+    if b.len() >= 8 {
+        return u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    }
+    b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x))
+}
+
 /// Calls `f` with every token of `s`, in order, with its byte range.
 pub(crate) fn for_each_token<'a>(s: &'a str, mut f: impl FnMut(&'a str, usize, usize)) {
     let b = s.as_bytes();
@@ -146,6 +157,7 @@ fn positions(h: u64, m: usize) -> impl Iterator<Item = usize> {
 }
 
 /// The hash a token is filed under.
+#[inline]
 pub(crate) fn hash(token: &str) -> u64 {
     xxh3_64(token.as_bytes())
 }
@@ -167,6 +179,30 @@ mod tests {
         let n = Needle::of(" é1 ");
         assert_eq!(n.whole, ["é1"]);
         assert_eq!(Needle::of("=="), Needle::default());
+    }
+
+    #[test]
+    fn token_heads_tell_short_tokens_apart() {
+        let toks = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abcdefgh",
+            "abcdefgi",
+            "é",
+            "abcdefghij",
+        ];
+        for x in toks {
+            for y in toks {
+                let same = token_head(x) == token_head(y) && x.len() == y.len();
+                assert_eq!(
+                    same,
+                    x == y || (x.len() > 8 && x.len() == y.len() && x[..8] == y[..8]),
+                    "{x} {y}"
+                );
+            }
+        }
     }
 
     #[test]
